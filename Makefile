@@ -1,0 +1,41 @@
+# Two entry points: `make demo` and `make test`. Both create .venv from pyproject.toml first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RAG := $(VENV)/bin/rag
+EXTRAS ?= cpu,ui,dev
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup demo test test-fast lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	@# vLLM's PyPI torchvision/torchaudio/torchcodec break `import transformers` beside CPU torch.
+	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+	touch $@
+
+demo: setup
+	RAG_HOME=$${RAG_HOME:-$(CURDIR)/.rag-demo} $(RAG) index docs --kb docs
+	RAG_HOME=$${RAG_HOME:-$(CURDIR)/.rag-demo} $(RAG) search "How do I evaluate retrieval quality?" --kb docs -k 3
+	RAG_HOME=$${RAG_HOME:-$(CURDIR)/.rag-demo} $(RAG) search "What happens when indexing is killed?" --kb docs -k 3
+
+test: setup
+	$(PY) -m pytest -m "not slow" --durations=10
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not integration"
+
+lint: setup
+	$(VENV)/bin/ruff check rag ingest eval ui tests bench
+
+bench: setup
+	$(PY) bench/retrieval_bench.py
+	$(PY) bench/faiss_bench.py
+
+clean:
+	rm -rf $(VENV) .rag-demo

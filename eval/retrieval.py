@@ -1,0 +1,114 @@
+"""Retrieval evaluation on any BEIR folder with ir-measures (pytrec_eval underneath).
+
+Chunks are scored per document by their best rank (MaxP), as BEIR documents may span chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import ir_measures
+from ir_measures import AP, RR, R, nDCG
+
+from rag.pipeline import Pipeline
+
+MEASURES = {"nDCG@10": nDCG @ 10, "Recall@100": R @ 100, "MRR@10": RR @ 10, "MAP": AP @ 100}
+DEPTH = 100
+
+
+class DatasetError(ValueError):
+    """The folder is not a usable BEIR dataset; the message says what is missing."""
+
+
+@dataclass
+class BeirDataset:
+    corpus: Path
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+
+    @classmethod
+    def load(cls, folder: Path, split: str = "test") -> BeirDataset:
+        corpus, queries_file = folder / "corpus.jsonl", folder / "queries.jsonl"
+        qrels_file = folder / "qrels" / f"{split}.tsv"
+        for needed in (corpus, queries_file, qrels_file):
+            if not needed.is_file():
+                raise DatasetError(f"not a BEIR dataset: {needed} is missing")
+        qrels: dict[str, dict[str, int]] = {}
+        for line in qrels_file.read_text(encoding="utf-8").splitlines():
+            parts = line.split("\t")
+            if len(parts) < 3 or parts[0] in {"query-id", "query_id"}:
+                continue
+            try:
+                qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
+            except ValueError:
+                continue
+        queries = {}
+        for line in queries_file.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                if str(row["_id"]) in qrels:
+                    queries[str(row["_id"])] = str(row["text"])
+        if not queries:
+            raise DatasetError(f"no queries of {queries_file} have judgements in {qrels_file}")
+        return cls(corpus, queries, qrels)
+
+
+def run_mode(
+    pipeline: Pipeline, queries: dict[str, str], mode: str, rerank: bool,
+    tick: Callable[[], None] = lambda: None,
+) -> dict[str, dict[str, float]]:
+    """TREC-style run {query id: {doc id: score}} with the document's best chunk rank as score."""
+    run: dict[str, dict[str, float]] = {}
+    for qid, text in queries.items():
+        hits = pipeline.search(text, k=DEPTH * 2, mode=mode, rerank=rerank).hits
+        docs: dict[str, float] = {}
+        for rank, hit in enumerate(hits):
+            if hit.chunk.doc_key not in docs and len(docs) < DEPTH:
+                docs[hit.chunk.doc_key] = float(len(hits) - rank)
+        run[qid] = docs
+        tick()
+    return run
+
+
+@dataclass
+class ModeResult:
+    mode: str
+    metrics: dict[str, float]
+    per_query: dict[str, dict[str, float]]
+    seconds: float
+
+
+def evaluate(
+    pipeline: Pipeline, dataset: BeirDataset, modes: Sequence[str], rerank: bool = False,
+    tick: Callable[[], None] = lambda: None,
+) -> list[ModeResult]:
+    results = []
+    names = {str(m): name for name, m in MEASURES.items()}
+    for mode in modes:
+        started = time.perf_counter()
+        run = run_mode(pipeline, dataset.queries, mode, rerank, tick)
+        elapsed = time.perf_counter() - started
+        measures = list(MEASURES.values())
+        agg = ir_measures.calc_aggregate(measures, dataset.qrels, run)
+        per_query: dict[str, dict[str, float]] = {}
+        for m in ir_measures.iter_calc(measures, dataset.qrels, run):
+            per_query.setdefault(m.query_id, {})[names[str(m.measure)]] = float(m.value)
+        metrics = {names[str(k)]: round(float(v), 4) for k, v in agg.items()}
+        results.append(ModeResult(mode, metrics, per_query, round(elapsed, 2)))
+    return results
+
+
+def save_results(results: list[ModeResult], folder: Path, meta: dict[str, object]) -> Path:
+    """summary.json plus one per-query JSONL per mode."""
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = {**meta, "modes": {r.mode: {**r.metrics, "seconds": r.seconds} for r in results}}
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+    for r in results:
+        with open(folder / f"per_query_{r.mode}.jsonl", "w") as out:
+            for qid, values in sorted(r.per_query.items()):
+                out.write(json.dumps({"query_id": qid, **values}) + "\n")
+    return folder

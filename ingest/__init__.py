@@ -1,0 +1,1 @@
+"""Loading, chunking and incremental batch indexing of user documents."""

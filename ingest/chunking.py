@@ -1,0 +1,136 @@
+"""Token-aware chunking with the embedder's own tokenizer, at sentence and paragraph boundaries."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Protocol
+
+from rag.protocols import Embedder
+from rag.types import Chunk, Document, Section
+
+# A boundary after sentence-final punctuation (before a capital, digit, quote or bracket), or a
+# blank line. Single newlines are usually PDF line wraps and do not end a unit.
+_BOUNDARY = re.compile(r"(?<=[.!?:;])[\"')\]]*\s+(?=[\"'(\[A-Z0-9•\-*])|\n\s*\n")
+
+
+class Chunker(Protocol):
+    """Splits a Document into Chunks that fit the embedder, keeping provenance."""
+
+    def chunk(self, doc: Document) -> list[Chunk]: ...
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of sentence-like units, whitespace trimmed, covering all non-space text."""
+    spans, start = [], 0
+    for match in _BOUNDARY.finditer(text):
+        spans.append((start, match.start()))
+        start = match.end()
+    spans.append((start, len(text)))
+    out = []
+    for a, b in spans:
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if b > a:
+            out.append((a, b))
+    return out
+
+
+class TokenChunker:
+    """Greedy packing of sentence units up to ``max_tokens`` (embedder's limit by default),
+    with ``overlap_tokens`` of trailing sentences repeated; over-long sentences are cut at token
+    offsets. Every chunk's embed text is verified against the limit with the real tokenizer."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        max_tokens: int = 0,
+        overlap_tokens: int = 32,
+        prepend_title: bool = True,
+    ) -> None:
+        self.embedder = embedder
+        limit = embedder.max_tokens
+        self.max_tokens = min(max_tokens, limit) if max_tokens else limit
+        self.overlap_tokens = min(overlap_tokens, self.max_tokens // 2)
+        self.prepend_title = prepend_title
+
+    def _count(self, texts: Sequence[str]) -> list[int]:
+        return self.embedder.count_tokens(texts)
+
+    def chunk(self, doc: Document) -> list[Chunk]:
+        prefix = self._title_prefix(doc.title)
+        budget = self.max_tokens - (self._count([prefix])[0] if prefix else 0)
+        chunks: list[Chunk] = []
+        for section in doc.sections:
+            for start, end in self._pack(section.text, budget, prefix):
+                text = section.text[start:end]
+                chunks.append(
+                    Chunk(
+                        text=text,
+                        doc_id=doc.id,
+                        doc_key=doc.key,
+                        source=doc.source,
+                        title=doc.title,
+                        page=section.page,
+                        section=section.title,
+                        char_start=start,
+                        char_end=end,
+                        ordinal=len(chunks),
+                        embed_text=prefix + text,
+                    )
+                )
+        return chunks
+
+    def _title_prefix(self, title: str) -> str:
+        """The title gives chunks context, unless it would eat over a quarter of the budget."""
+        if not (self.prepend_title and title.strip()):
+            return ""
+        prefix = title.strip() + "\n"
+        return prefix if self._count([prefix])[0] <= self.max_tokens // 4 else ""
+
+    def _units(self, text: str, budget: int) -> list[tuple[int, int, int]]:
+        """(start, end, tokens) per unit; units over budget are split at token offsets."""
+        spans = sentence_spans(text)
+        counts = self._count([text[a:b] for a, b in spans])
+        units = []
+        for (a, b), n in zip(spans, counts, strict=True):
+            if n <= budget:
+                units.append((a, b, n))
+                continue
+            offsets = self.embedder.tokenizer(
+                text[a:b], add_special_tokens=False, return_offsets_mapping=True
+            )["offset_mapping"]
+            step = max(1, budget - self.overlap_tokens)
+            for i in range(0, len(offsets), step):
+                window = offsets[i : i + budget]
+                units.append((a + window[0][0], a + window[-1][1], len(window)))
+                if i + budget >= len(offsets):
+                    break
+        return units
+
+    def _pack(self, text: str, budget: int, prefix: str) -> list[tuple[int, int]]:
+        units = self._units(text, budget)
+        out: list[tuple[int, int]] = []
+        i = 0
+        while i < len(units):
+            j, used = i, 0
+            while j < len(units) and (j == i or used + units[j][2] <= budget):
+                used += units[j][2]
+                j += 1
+            # Joining can change tokenisation slightly: verify with the real tokenizer.
+            while j - i > 1 and self._count([prefix + text[units[i][0] : units[j - 1][1]]])[0] > (
+                self.max_tokens
+            ):
+                j -= 1
+            out.append((units[i][0], units[j - 1][1]))
+            if j >= len(units):
+                break
+            # Next chunk starts with trailing units worth at most overlap_tokens.
+            back, k = 0, j
+            while k - 1 > i and back + units[k - 1][2] <= self.overlap_tokens:
+                back += units[k - 1][2]
+                k -= 1
+            i = k
+        return out

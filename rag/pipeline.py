@@ -1,0 +1,109 @@
+"""The service layer: composes the stages; the CLI, the UI and evaluation call only this."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ingest.chunking import TokenChunker
+from ingest.indexer import Indexer, IndexReport, Progress
+from rag.config import Settings
+from rag.embedder import SentenceTransformerEmbedder
+from rag.kb import KnowledgeBase
+from rag.protocols import Embedder, Reranker, Retriever
+from rag.rerank import CrossEncoderReranker
+from rag.retrieval import Bm25Retriever, DenseRetriever, HybridRetriever
+from rag.types import Hit
+
+MODES = ("dense", "bm25", "hybrid")
+
+
+@dataclass
+class SearchResult:
+    query: str
+    mode: str
+    hits: list[Hit]
+    timings: dict[str, float]
+    warnings: list[str] = field(default_factory=list)
+    reranker: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "query": self.query,
+            "mode": self.mode,
+            "reranker": self.reranker,
+            "timings": self.timings,
+            "warnings": self.warnings,
+            "hits": [h.to_dict() for h in self.hits],
+        }
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        kb_name: str | None = None,
+        embedder: Embedder | None = None,
+        reranker: Reranker | None = None,
+    ) -> None:
+        self.settings = settings
+        self.kb = KnowledgeBase(kb_name or settings.default_kb, settings)
+        self.embedder: Embedder = embedder or SentenceTransformerEmbedder(settings.embedder)
+        self.reranker: Reranker = reranker or CrossEncoderReranker(
+            settings.reranker, settings.embedder.device
+        )
+
+    def index(
+        self, paths: Sequence[Path], rebuild: bool = False, progress: Progress | None = None
+    ) -> IndexReport:
+        c = self.settings.chunking
+        chunker = TokenChunker(self.embedder, c.max_tokens, c.overlap_tokens, c.prepend_title)
+        return Indexer(self.kb, self.embedder, chunker).run(
+            paths, rebuild=rebuild, progress=progress
+        )
+
+    def retriever(self, mode: str) -> Retriever:
+        r = self.settings.retrieval
+        if mode == "dense":
+            return DenseRetriever(self.kb, self.embedder)
+        if mode == "bm25":
+            return Bm25Retriever(self.kb)
+        if mode == "hybrid":
+            return HybridRetriever(
+                [DenseRetriever(self.kb, self.embedder), Bm25Retriever(self.kb)],
+                r.candidates, r.rrf_k,
+            )
+        raise ValueError(f"unknown retrieval mode {mode!r} (choose from {', '.join(MODES)})")
+
+    def search(
+        self, query: str, k: int | None = None, mode: str | None = None,
+        rerank: bool | None = None,
+    ) -> SearchResult:
+        r = self.settings.retrieval
+        k = k or r.k
+        mode = mode or r.mode
+        rerank = self.settings.reranker.enabled if rerank is None else rerank
+        self.kb.require()
+        self.kb.check_compatible(self.embedder)
+        warnings: list[str] = []
+        t0 = time.perf_counter()
+        depth = max(k, self.settings.reranker.top_n) if rerank else k
+        hits = self.retriever(mode).retrieve(query, depth) if query.strip() else []
+        if not query.strip():
+            warnings.append("empty query")
+        t1 = time.perf_counter()
+        used = None
+        if rerank and hits:
+            hits = self.reranker.rerank(query, hits)
+            warning = getattr(self.reranker, "warning", None)
+            if warning:
+                warnings.append(warning)
+            else:
+                used = self.reranker.name
+        t2 = time.perf_counter()
+        return SearchResult(
+            query=query, mode=mode, hits=hits[:k], warnings=warnings, reranker=used,
+            timings={"retrieve_s": round(t1 - t0, 4), "rerank_s": round(t2 - t1, 4)},
+        )

@@ -1,0 +1,72 @@
+"""Dense (FAISS), sparse (BM25) and hybrid (reciprocal rank fusion) retrievers over one KB."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from rag.kb import KnowledgeBase
+from rag.protocols import Embedder, Retriever
+from rag.types import Hit
+from rag.vector_index import search as faiss_search
+
+
+def _hits(kb: KnowledgeBase, rows: np.ndarray, scores: np.ndarray, field: str) -> list[Hit]:
+    snap = kb.snapshot()
+    pairs = [(int(r), float(s)) for r, s in zip(rows, scores, strict=True) if 0 <= r < len(snap)]
+    chunks = kb.store.chunks_by_id([snap.ids[r] for r, _ in pairs])
+    hits = []
+    for rank, (row, score) in enumerate(pairs, start=1):
+        cid = snap.ids[row]
+        if cid in chunks:  # a concurrent publish may have collected it; skip, never crash
+            hit = Hit(chunks[cid], cid, score, ranks={field: rank})
+            setattr(hit, field, score)
+            hits.append(hit)
+    return hits
+
+
+class DenseRetriever:
+    def __init__(self, kb: KnowledgeBase, embedder: Embedder) -> None:
+        self.kb, self.embedder = kb, embedder
+
+    def retrieve(self, query: str, k: int) -> list[Hit]:
+        return self.retrieve_vector(self.embedder.embed_query(query), k)
+
+    def retrieve_vector(self, vector: np.ndarray, k: int) -> list[Hit]:
+        rows, scores = faiss_search(self.kb.snapshot().faiss, vector[None, :], k)
+        return _hits(self.kb, rows[0], scores[0], "dense")
+
+
+class Bm25Retriever:
+    def __init__(self, kb: KnowledgeBase) -> None:
+        self.kb = kb
+
+    def retrieve(self, query: str, k: int) -> list[Hit]:
+        rows, scores = self.kb.snapshot().bm25.search(query, k)
+        return _hits(self.kb, rows, scores, "bm25")
+
+
+def rrf(rankings: Sequence[list[Hit]], k: int, rrf_k: int) -> list[Hit]:
+    """Reciprocal rank fusion: score = sum 1/(rrf_k + rank); keeps every retriever's scores."""
+    merged: dict[str, Hit] = {}
+    for hits in rankings:
+        for rank, hit in enumerate(hits, start=1):
+            into = merged.setdefault(hit.chunk_id, Hit(hit.chunk, hit.chunk_id, 0.0))
+            into.score += 1.0 / (rrf_k + rank)
+            into.dense = hit.dense if hit.dense is not None else into.dense
+            into.bm25 = hit.bm25 if hit.bm25 is not None else into.bm25
+            into.ranks.update(hit.ranks)
+    fused = sorted(merged.values(), key=lambda h: -h.score)[:k]
+    for hit in fused:
+        hit.fused = hit.score
+    return fused
+
+
+class HybridRetriever:
+    def __init__(self, retrievers: Sequence[Retriever], candidates: int, rrf_k: int) -> None:
+        self.retrievers, self.candidates, self.rrf_k = retrievers, candidates, rrf_k
+
+    def retrieve(self, query: str, k: int) -> list[Hit]:
+        rankings = [r.retrieve(query, max(k, self.candidates)) for r in self.retrievers]
+        return rrf(rankings, k, self.rrf_k)

@@ -1,0 +1,71 @@
+"""Deterministic fakes for unit tests: no model downloads, no randomness."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from rag.types import Hit
+
+_WORD = re.compile(r"\S+")
+
+
+class WhitespaceTokenizer:
+    """Tokens are whitespace-separated words; mimics the transformers call signature we use."""
+
+    def __call__(self, texts: str | Sequence[str], add_special_tokens: bool = False,
+                 return_offsets_mapping: bool = False) -> dict[str, list]:  # type: ignore[type-arg]
+        single = isinstance(texts, str)
+        batch = [texts] if single else list(texts)
+        ids = [[hash(m.group()) % 30000 for m in _WORD.finditer(t)] for t in batch]
+        out: dict[str, list] = {"input_ids": ids[0] if single else ids}  # type: ignore[type-arg]
+        if return_offsets_mapping:
+            offs = [[(m.start(), m.end()) for m in _WORD.finditer(t)] for t in batch]
+            out["offset_mapping"] = offs[0] if single else offs
+        return out
+
+
+class HashEmbedder:
+    """Bag of hashed lower-cased words, L2-normalised: texts sharing words are similar."""
+
+    def __init__(self, dim: int = 64, max_tokens: int = 40, name: str = "fake-hash",
+                 delay: float = 0.0) -> None:
+        self.name, self.dim, self.max_tokens, self.delay = name, dim, max_tokens, delay
+        self.tokenizer = WhitespaceTokenizer()
+        self.embedded = 0
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(_WORD.findall(t)) for t in texts]
+
+    def _vec(self, text: str) -> np.ndarray:
+        v = np.zeros(self.dim, dtype=np.float32)
+        for word in re.findall(r"\w+", text.lower()):
+            v[int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
+        norm = np.linalg.norm(v)
+        return v / norm if norm else v
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if self.delay:
+            time.sleep(self.delay * len(texts))
+        self.embedded += len(texts)
+        return np.stack([self._vec(t) for t in texts]) if texts else np.zeros((0, self.dim),
+                                                                              np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._vec(text)
+
+
+class ReverseReranker:
+    """Scores hits by reversed order, to make reranking visible in tests."""
+
+    name = "fake-reverse"
+    warning = None
+
+    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        for i, hit in enumerate(hits):
+            hit.rerank = hit.score = float(i)
+        return sorted(hits, key=lambda h: -(h.rerank or 0.0))

@@ -1,0 +1,94 @@
+"""Typed values passed between pipeline stages. Ids are content hashes, so re-ingesting is a no-op."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+
+def content_hash(*parts: str | int | None, length: int = 16) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(str(part).encode("utf-8", "surrogatepass"))
+        h.update(b"\x1f")
+    return h.hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class Section:
+    """A stretch of a document's text with one page and one section title (never crossed by a chunk)."""
+
+    text: str
+    page: int | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class Document:
+    """A loaded source document. ``key`` is an external id (BEIR ``_id``), else the source path."""
+
+    source: str
+    title: str
+    sections: tuple[Section, ...]
+    key: str
+    kind: str
+
+    @property
+    def id(self) -> str:
+        return content_hash(self.source, self.key, *(s.text for s in self.sections))
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage to embed, with provenance down to the character span in its page or section text."""
+
+    text: str
+    doc_id: str
+    doc_key: str
+    source: str
+    title: str
+    page: int | None
+    section: str | None
+    char_start: int
+    char_end: int
+    ordinal: int
+    embed_text: str = ""
+
+    @property
+    def id(self) -> str:
+        return content_hash(self.doc_id, self.ordinal, self.char_start, self.text)
+
+    @property
+    def text_hash(self) -> str:
+        return content_hash(self.embed_text or self.text, length=32)
+
+
+@dataclass
+class Hit:
+    """A retrieved chunk with every score that put it there (None: that retriever did not find it)."""
+
+    chunk: Chunk
+    chunk_id: str
+    score: float
+    dense: float | None = None
+    bm25: float | None = None
+    fused: float | None = None
+    rerank: float | None = None
+    ranks: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        c = self.chunk
+        return {
+            "chunk_id": self.chunk_id,
+            "score": self.score,
+            "scores": {"dense": self.dense, "bm25": self.bm25, "fused": self.fused,
+                       "rerank": self.rerank},
+            "ranks": self.ranks,
+            "text": c.text,
+            "source": c.source,
+            "title": c.title,
+            "page": c.page,
+            "section": c.section,
+            "span": [c.char_start, c.char_end],
+            "doc_key": c.doc_key,
+        }

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+PAPERS = SHARED / "corpora" / "papers"
+PDF_EDGE = SHARED / "corpora" / "pdf-edge"
+SCIFACT = SHARED / "datasets" / "scifact"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def needs_shared(path: Path) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not path.exists(), reason=f"{path} not present")
+
+
+@pytest.fixture(autouse=True)
+def rag_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """All user state in tmp; no stray RAG_* settings leak in from the developer's shell."""
+    for key in list(os.environ):
+        if key.startswith("RAG_"):
+            monkeypatch.delenv(key)
+    home = tmp_path / "rag-home"
+    monkeypatch.setenv("RAG_HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    return home
+
+
+@pytest.fixture(autouse=True)
+def no_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests must not reach the network; integration tests may use loopback only."""
+    if request.node.get_closest_marker("integration"):
+        return
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: object) -> object:
+        host = address[0] if isinstance(address, tuple) else str(address)
+        if self.family == socket.AF_UNIX or host in {"127.0.0.1", "::1", "localhost"}:
+            return real_connect(self, address)  # type: ignore[arg-type]
+        raise OSError(f"network access blocked in unit tests ({host})")
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The bundled real embedder, loaded once per session."""
+    from rag.config import EmbedderSettings
+    from rag.embedder import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder(EmbedderSettings(device="cpu"))
+    embedder.model  # noqa: B018 - load now
+    return embedder
+
+
+@pytest.fixture
+def settings(rag_home: Path):
+    from rag.config import load_settings
+
+    return load_settings()
+
+
+@pytest.fixture
+def fake_pipeline(settings):
+    from rag.pipeline import Pipeline
+    from rag.testing import HashEmbedder, ReverseReranker
+
+    return Pipeline(settings, "test", embedder=HashEmbedder(), reranker=ReverseReranker())

@@ -1,0 +1,13 @@
+"""Indexes a folder with a slow fake embedder; killed with SIGKILL by test_crash_safety."""
+
+import sys
+from pathlib import Path
+
+from rag.config import load_settings
+from rag.pipeline import Pipeline
+from rag.testing import HashEmbedder
+
+if __name__ == "__main__":
+    pipeline = Pipeline(load_settings(), "crash", embedder=HashEmbedder(delay=0.01))
+    report = pipeline.index([Path(sys.argv[1])])
+    print("done", report.indexed, flush=True)

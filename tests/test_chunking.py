@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import pytest
+
+from ingest.chunking import TokenChunker, sentence_spans
+from rag.testing import HashEmbedder
+from rag.types import Document, Section
+
+
+def doc(text: str, title: str = "T", page: int | None = 3) -> Document:
+    return Document("src.txt", title, (Section(text, page, "Sec"),), "src.txt", "text")
+
+
+def test_sentence_spans_trim_and_cover() -> None:
+    text = "  First one. Second one!\n\nThird para here.  "
+    spans = sentence_spans(text)
+    assert [text[a:b] for a, b in spans] == ["First one.", "Second one!", "Third para here."]
+
+
+def test_chunks_fit_budget_keep_spans_and_overlap() -> None:
+    emb = HashEmbedder(max_tokens=20)
+    text = " ".join(f"Sentence number {i} has exactly seven words." for i in range(30))
+    chunker = TokenChunker(emb, overlap_tokens=7, prepend_title=True)
+    chunks = chunker.chunk(doc(text))
+    assert len(chunks) > 5
+    for c in chunks:
+        assert emb.count_tokens([c.embed_text])[0] <= 20
+        assert text[c.char_start : c.char_end] == c.text
+        assert c.embed_text == "T\n" + c.text
+        assert (c.page, c.section, c.source) == (3, "Sec", "src.txt")
+    # consecutive chunks share the overlapping trailing sentence
+    assert chunks[1].char_start < chunks[0].char_end
+
+
+def test_long_sentence_is_cut_at_token_offsets() -> None:
+    emb = HashEmbedder(max_tokens=10)
+    text = " ".join(f"w{i}" for i in range(55))
+    chunks = TokenChunker(emb, overlap_tokens=0, prepend_title=False).chunk(doc(text))
+    assert all(len(c.text.split()) <= 10 for c in chunks)
+    assert " ".join(c.text for c in chunks) == text
+
+
+def test_ids_are_stable_content_hashes() -> None:
+    emb = HashEmbedder()
+    a = TokenChunker(emb).chunk(doc("Alpha beta. Gamma delta."))
+    b = TokenChunker(emb).chunk(doc("Alpha beta. Gamma delta."))
+    c = TokenChunker(emb).chunk(doc("Alpha beta. Gamma delta!"))
+    assert [x.id for x in a] == [x.id for x in b]
+    assert a[0].id != c[0].id
+
+
+def test_chunk_never_crosses_sections() -> None:
+    d = Document("s", "", (Section("one two", 1), Section("three four", 2)), "s", "pdf")
+    chunks = TokenChunker(HashEmbedder()).chunk(d)
+    assert [(c.text, c.page) for c in chunks] == [("one two", 1), ("three four", 2)]
+
+
+@pytest.mark.integration
+def test_real_tokenizer_limits(minilm) -> None:  # noqa: ANN001
+    text = ("The Transformer relies entirely on attention mechanisms. " * 80).strip()
+    chunks = TokenChunker(minilm).chunk(doc(text, title="Attention Is All You Need"))
+    limit = minilm.model.max_seq_length
+    for c in chunks:
+        n = len(minilm.model.tokenizer(c.embed_text)["input_ids"])  # with [CLS] and [SEP]
+        assert n <= limit
+    assert max(len(minilm.model.tokenizer(c.embed_text)["input_ids"]) for c in chunks) > limit - 30

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rag.cli.main import cli
+from tests.test_indexer import write_corpus
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["index"], ["search"], ["eval", "retrieval"], ["kb"],
+                                     ["kb", "list"], ["config"]])
+def test_every_command_has_help(command: list[str]) -> None:
+    code, out, _ = run(*command, "--help")
+    assert code == 0 and "Usage:" in out
+
+
+def test_missing_kb_is_one_line_error() -> None:
+    code, _, err = run("search", "hello", "--kb", "nope")
+    assert code == 1
+    assert err.strip().splitlines() == [err.strip()]
+    assert err.startswith("error: knowledge base 'nope' does not exist")
+
+
+def test_bad_config_is_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_RETRIEVAL__MODE", "fuzzy")
+    code, _, err = run("config")
+    assert code == 1 and err.startswith("error: invalid configuration") and "retrieval.mode" in err
+
+
+def test_eval_rejects_non_beir_folder(tmp_path: Path) -> None:
+    code, _, err = run("eval", "retrieval", "--dataset", str(tmp_path))
+    assert code == 1 and "not a BEIR dataset" in err
+
+
+def test_kb_list_empty() -> None:
+    code, out, _ = run("kb", "list", "--json")
+    assert code == 0 and json.loads(out) == []
+
+
+@pytest.mark.integration
+def test_index_search_json_roundtrip(tmp_path: Path) -> None:
+    docs = write_corpus(tmp_path / "docs")
+    code, out, _ = run("index", str(docs), "--kb", "t", "--json")
+    report = json.loads(out)
+    assert code == 0
+    assert set(report) >= {"files_seen", "indexed", "unchanged", "removed", "failed",
+                           "chunks_added", "chunks_removed", "seconds"}
+    assert report["indexed"] == 3
+    code, out, _ = run("index", str(docs), "--kb", "t", "--json")
+    assert json.loads(out)["unchanged"] == 3 and json.loads(out)["chunks_added"] == 0
+    code, out, _ = run("search", "Which animal barks?", "--kb", "t", "-k", "2", "--json")
+    hits = json.loads(out)["hits"]
+    assert code == 0 and hits[0]["source"].endswith("dogs.txt")
+    assert set(hits[0]["scores"]) == {"dense", "bm25", "fused", "rerank"}
+    code, out, _ = run("search", "Which animal barks?", "--kb", "t", "--mode", "dense")
+    assert code == 0 and "dogs" in out
+    code, out, _ = run("kb", "list")
+    assert code == 0 and "t" in out
+
+
+@pytest.mark.integration
+def test_index_nothing_indexable_exits_nonzero(tmp_path: Path) -> None:
+    (tmp_path / "e.txt").write_bytes(b"")
+    code, out, _ = run("index", str(tmp_path / "e.txt"), "--kb", "t")
+    assert code == 1 and "empty file" in out
+
+
+@pytest.mark.integration
+def test_rerank_with_unavailable_model_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                             ) -> None:
+    docs = write_corpus(tmp_path / "docs")
+    run("index", str(docs), "--kb", "t")
+    monkeypatch.setenv("RAG_RERANKER__MODEL", str(tmp_path / "no-such-model"))
+    code, out, _ = run("search", "dogs", "--kb", "t", "--rerank", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["hits"] and result["reranker"] is None
+    assert "continuing without reranking" in result["warnings"][0]

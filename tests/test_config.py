@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag.config import ConfigError, load_settings
+
+
+def test_defaults_use_rag_home(rag_home: Path) -> None:
+    s = load_settings()
+    assert s.home == rag_home
+    assert s.retrieval.mode == "hybrid"
+    assert s.embedder.model == "bundled:all-MiniLM-L6-v2"
+
+
+def test_toml_then_env_override(rag_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rag_home.mkdir(parents=True)
+    (rag_home / "config.toml").write_text('[retrieval]\nk = 7\nmode = "bm25"\n')
+    assert load_settings().retrieval.k == 7
+    monkeypatch.setenv("RAG_RETRIEVAL__K", "3")
+    s = load_settings()
+    assert (s.retrieval.k, s.retrieval.mode) == (3, "bm25")
+
+
+def test_unknown_key_is_an_error(rag_home: Path) -> None:
+    rag_home.mkdir(parents=True)
+    (rag_home / "config.toml").write_text("[retrieval]\ntop_k = 7\n")
+    with pytest.raises(ConfigError, match="retrieval.top_k"):
+        load_settings()
+
+
+def test_bad_value_names_key_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "my.toml"
+    cfg.write_text('[index]\nkind = "annoy"\n')
+    monkeypatch.setenv("RAG_CONFIG", str(cfg))
+    with pytest.raises(ConfigError, match=r"my.toml.*index.kind"):
+        load_settings()
+
+
+def test_missing_config_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_CONFIG", "/nonexistent/rag.toml")
+    with pytest.raises(ConfigError, match="not a file"):
+        load_settings()
+
+
+def test_malformed_toml(rag_home: Path) -> None:
+    rag_home.mkdir(parents=True)
+    (rag_home / "config.toml").write_text("[retrieval\n")
+    with pytest.raises(ConfigError, match="cannot read configuration"):
+        load_settings()

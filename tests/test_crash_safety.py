@@ -1,0 +1,93 @@
+"""kill -9 at any moment leaves the previous KB fully usable; the next run finishes the work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rag.config import load_settings
+from rag.kb import KnowledgeBase
+from rag.pipeline import Pipeline
+from rag.testing import HashEmbedder
+
+JOB = Path(__file__).with_name("crash_job.py")
+
+
+def run_job(folder: Path, kill_after: float | None) -> bool:
+    """True if the job finished by itself."""
+    env = {**os.environ, "PYTHONPATH": str(JOB.parents[1])}
+    proc = subprocess.Popen([sys.executable, str(JOB), str(folder)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if kill_after is None:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()[-2000:]
+        return True
+    time.sleep(kill_after)
+    if proc.poll() is not None:
+        return True
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return False
+
+
+def check_consistent(expect_word: str | None = None) -> int:
+    """A fresh reader opens the live snapshot; every id resolves; search answers."""
+    kb = KnowledgeBase("crash", load_settings())
+    if kb.current_id() is None:
+        return 0
+    snap = kb.snapshot()
+    chunks = kb.store.chunks_by_id(snap.ids)
+    assert len(chunks) == len(snap.ids), "live snapshot references collected chunks"
+    assert len(snap) == snap.faiss.ntotal  # type: ignore[attr-defined]
+    if expect_word:
+        hits = Pipeline(load_settings(), "crash", embedder=HashEmbedder()).search(
+            expect_word, mode="bm25").hits
+        assert hits and expect_word in hits[0].chunk.text.lower()
+    kb.close()
+    return len(snap)
+
+
+def make_files(folder: Path, word: str, n: int = 30) -> None:
+    folder.mkdir(exist_ok=True)
+    for i in range(n):
+        text = " ".join(f"{word} sentence {i}.{j} about topic{i}." for j in range(40))
+        (folder / f"doc{i:02}.txt").write_text(text)
+
+
+def test_kill_at_any_moment(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    make_files(folder, "apple")
+    started = time.perf_counter()
+    # First complete run to learn the duration and have a live KB.
+    run_job(folder, None)
+    duration = time.perf_counter() - started
+    full = check_consistent("apple")
+    assert full > 0
+    # Change every file, then kill the update at many points: the old KB must stay usable.
+    make_files(folder, "banana")
+    for fraction in (0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.97):
+        finished = run_job(folder, kill_after=duration * fraction)
+        size = check_consistent()
+        assert size > 0
+        if finished:
+            break
+    # The next run completes the work; the KB then holds only the new version.
+    run_job(folder, None)
+    check_consistent("banana")
+    kb = KnowledgeBase("crash", load_settings())
+    assert kb.store.stats()["files"] == 30
+    assert not Pipeline(load_settings(), "crash", embedder=HashEmbedder()).search(
+        "apple", mode="bm25").hits
+
+
+def test_kill_during_first_build_leaves_no_live_index(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    make_files(folder, "cherry", n=20)
+    run_job(folder, kill_after=1.0)
+    check_consistent()  # either nothing live yet or a consistent snapshot
+    run_job(folder, None)
+    assert check_consistent("cherry") > 0

@@ -1,0 +1,61 @@
+"""Family prefixes are data; checked without downloading any BGE/E5 model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag.config import EmbedderSettings
+from rag.embedder import (
+    BGE_EN_QUERY,
+    ModelLoadError,
+    SentenceTransformerEmbedder,
+    detect_family,
+    resolve_model_path,
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "family"),
+    [
+        ("intfloat/e5-base-v2", "e5"),
+        ("intfloat/multilingual-e5-large", "e5"),
+        ("/models/e5-small-v2/", "e5"),
+        ("intfloat/e5-mistral-7b-instruct", "none"),
+        ("BAAI/bge-base-en-v1.5", "bge"),
+        ("BAAI/bge-small-en", "bge"),
+        ("BAAI/bge-m3", "none"),
+        ("sentence-transformers/all-MiniLM-L6-v2", "none"),
+        ("bundled:all-MiniLM-L6-v2", "none"),
+    ],
+)
+def test_detect_family(name: str, family: str) -> None:
+    assert detect_family(name) == family
+
+
+def test_unknown_bundled_model() -> None:
+    with pytest.raises(ModelLoadError, match="no bundled embedder"):
+        resolve_model_path("bundled:nope")
+
+
+def test_unreachable_model_is_a_clear_error(tmp_path) -> None:  # noqa: ANN001
+    emb = SentenceTransformerEmbedder(EmbedderSettings(model=str(tmp_path / "missing-model")))
+    with pytest.raises(ModelLoadError, match="cannot load embedding model"):
+        emb.embed_query("x")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("family", "query", "doc"), [
+    ("e5", "query: ", "passage: "), ("bge", BGE_EN_QUERY, ""), ("none", "", "")])
+def test_prefixes_are_applied(family: str, query: str, doc: str) -> None:
+    """The bundled weights stand in for an E5/BGE model: same code path, forced family."""
+    emb = SentenceTransformerEmbedder(EmbedderSettings(family=family, device="cpu"))  # type: ignore[arg-type]
+    raw = emb.model
+    q = emb.embed_query("what is attention")
+    d = emb.embed_documents(["attention weighs tokens"])[0]
+    expect_q = raw.encode(query + "what is attention", normalize_embeddings=True)
+    expect_d = raw.encode(doc + "attention weighs tokens", normalize_embeddings=True)
+    assert np.allclose(q, expect_q, atol=1e-5) and np.allclose(d, expect_d, atol=1e-5)
+    assert abs(np.linalg.norm(q) - 1) < 1e-5
+    if doc:
+        assert emb.max_tokens < raw.max_seq_length - 2  # the prefix costs tokens

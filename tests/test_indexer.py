@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from rag.kb import KBError
+from rag.pipeline import Pipeline
+from rag.testing import HashEmbedder
+
+
+def write_corpus(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "cats.md").write_text("# Cats\n\nCats purr and sleep all day. They chase mice.\n")
+    (folder / "dogs.txt").write_text("Dogs bark at the mailman. Dogs love long walks.\n")
+    (folder / "sub").mkdir(exist_ok=True)
+    (folder / "sub" / "fish.html").write_text("<html><body><p>Fish swim in water.</p></body></html>")
+    return folder
+
+
+def test_index_then_rerun_embeds_nothing(fake_pipeline: Pipeline, tmp_path: Path) -> None:
+    docs = write_corpus(tmp_path / "docs")
+    report = fake_pipeline.index([docs])
+    assert (report.files_seen, report.indexed, report.unchanged) == (3, 3, 0)
+    assert report.chunks_added > 0 and report.ok
+    embedded = fake_pipeline.embedder.embedded  # type: ignore[attr-defined]
+    snap = fake_pipeline.kb.current_id()
+    again = fake_pipeline.index([docs])
+    assert (again.indexed, again.unchanged, again.chunks_added) == (0, 3, 0)
+    assert fake_pipeline.embedder.embedded == embedded  # type: ignore[attr-defined]
+    assert fake_pipeline.kb.current_id() == snap  # nothing to publish
+
+
+def test_touched_but_identical_file_is_unchanged(fake_pipeline: Pipeline, tmp_path: Path) -> None:
+    docs = write_corpus(tmp_path / "docs")
+    fake_pipeline.index([docs])
+    os.utime(docs / "dogs.txt", ns=(1, 1))
+    report = fake_pipeline.index([docs])
+    assert report.unchanged == 3
+
+
+def test_changed_and_deleted_files(fake_pipeline: Pipeline, tmp_path: Path) -> None:
+    docs = write_corpus(tmp_path / "docs")
+    fake_pipeline.index([docs])
+    (docs / "dogs.txt").write_text("Dogs bark at the mailman. Wolves howl at the moon.\n")
+    (docs / "cats.md").unlink()
+    report = fake_pipeline.index([docs])
+    assert (report.indexed, report.removed, report.unchanged) == (1, 1, 1)
+    assert report.chunks_removed >= 2 and report.chunks_added >= 1
+    hits = fake_pipeline.search("wolves howl moon", mode="bm25").hits
+    assert "Wolves" in hits[0].chunk.text
+    assert not fake_pipeline.search("cats purr", mode="bm25").hits
+    stats = fake_pipeline.kb.store.stats()
+    assert stats["files"] == 2
+    # garbage collection removed the old chunks and their vectors
+    db = fake_pipeline.kb.store.db
+    assert db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == stats["chunks"]
+
+
+def test_only_files_under_given_roots_are_removed(fake_pipeline: Pipeline, tmp_path: Path) -> None:
+    a = write_corpus(tmp_path / "a")
+    b = tmp_path / "b"
+    b.mkdir()
+    (b / "note.txt").write_text("Separate note about rivers.")
+    fake_pipeline.index([a, b])
+    report = fake_pipeline.index([a])
+    assert report.removed == 0
+    assert fake_pipeline.search("rivers", mode="bm25").hits
+
+
+def test_bad_files_are_reported_and_the_rest_indexed(
+    fake_pipeline: Pipeline, tmp_path: Path
+) -> None:
+    docs = write_corpus(tmp_path / "docs")
+    (docs / "empty.txt").write_bytes(b"")
+    (docs / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 100)
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4\ngarbage")
+    report = fake_pipeline.index([docs, tmp_path / "missing-dir"])
+    reasons = {Path(f.path).name: f.reason for f in report.failed}
+    assert reasons["empty.txt"].startswith("empty file")
+    assert reasons["image.png"] == "unsupported file type: image/png"
+    assert "PDF" in reasons["broken.pdf"]
+    assert reasons["missing-dir"] == "no such file or directory"
+    assert report.indexed == 3 and report.ok
+
+
+def test_failed_update_keeps_previous_version(fake_pipeline: Pipeline, tmp_path: Path) -> None:
+    docs = write_corpus(tmp_path / "docs")
+    fake_pipeline.index([docs])
+    (docs / "dogs.txt").write_bytes(b"")
+    report = fake_pipeline.index([docs])
+    assert "previous version kept" in report.failed[0].reason
+    assert fake_pipeline.search("mailman", mode="bm25").hits
+
+
+def test_nothing_indexable_is_not_ok(fake_pipeline: Pipeline, tmp_path: Path) -> None:
+    (tmp_path / "e.txt").write_bytes(b"")
+    assert not fake_pipeline.index([tmp_path / "e.txt"]).ok
+    assert not fake_pipeline.index([tmp_path / "nothing-here"]).ok
+
+
+def test_other_model_is_refused_then_rebuild(settings, tmp_path: Path) -> None:  # noqa: ANN001
+    docs = write_corpus(tmp_path / "docs")
+    Pipeline(settings, "kb", embedder=HashEmbedder(name="m1")).index([docs])
+    other = Pipeline(settings, "kb", embedder=HashEmbedder(name="m2", dim=32))
+    with pytest.raises(KBError, match="m1"):
+        other.index([docs])
+    with pytest.raises(KBError, match="--rebuild"):
+        other.search("dogs")
+    report = other.index([docs], rebuild=True)
+    assert report.indexed == 3
+    assert other.search("dogs bark", mode="dense").hits
+
+
+def test_second_writer_is_refused(fake_pipeline: Pipeline, tmp_path: Path) -> None:
+    docs = write_corpus(tmp_path / "docs")
+    with fake_pipeline.kb.writer(), pytest.raises(KBError, match="another job"):
+        fake_pipeline.index([docs])
+
+
+def test_missing_kb_and_bad_name(settings) -> None:  # noqa: ANN001
+    with pytest.raises(KBError, match="does not exist"):
+        Pipeline(settings, "nope", embedder=HashEmbedder()).search("x")
+    with pytest.raises(KBError, match="invalid knowledge base name"):
+        Pipeline(settings, "../etc", embedder=HashEmbedder())
+
+
+def test_hnsw_and_ivf_indexes(settings, tmp_path: Path) -> None:  # noqa: ANN001
+    docs = tmp_path / "many"
+    docs.mkdir()
+    for i in range(40):
+        (docs / f"f{i}.txt").write_text(f"Topic {i} words alpha{i} beta{i}. " * 3)
+    for kind in ("hnsw", "ivf"):
+        s = settings.model_copy(update={"index": settings.index.model_copy(update={"kind": kind})})
+        p = Pipeline(s, f"kb-{kind}", embedder=HashEmbedder())
+        p.index([docs])
+        assert p.search("alpha7 beta7", mode="dense", k=3).hits[0].chunk.text.startswith("Topic 7")

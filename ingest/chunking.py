@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from rag.protocols import Embedder
-from rag.types import Chunk, Document, Section
+from rag.types import Chunk, Document
 
 # A boundary after sentence-final punctuation (before a capital, digit, quote or bracket), or a
 # blank line. Single newlines are usually PDF line wraps and do not end a unit.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -63,6 +62,35 @@ class RerankerSettings(_Section):
     batch_size: int = Field(32, ge=1)
 
 
+class GeneratorSettings(_Section):
+    model: str = Field("bundled:qwen2.5-coder-0.5b-instruct",
+                       description="hub id, local folder, or the bundled model")
+    mode: Literal["embedded", "served"] = "embedded"
+    server_url: str = "http://127.0.0.1:8000/v1"
+    served_model_name: str = "rag-llm"
+    context_window: int = Field(4096, ge=256, description="vLLM max_model_len")
+    answer_tokens: int = Field(384, ge=16)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    seed: int = 0
+    dtype: str = "bfloat16"
+    enforce_eager: bool = Field(True, description="skip torch.compile: faster start, slower run")
+    kv_cache_gib: int = Field(2, ge=1, description="VLLM_CPU_KVCACHE_SPACE on CPU (GiB)")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    timeout_s: float = Field(120.0, gt=0)
+    retries: int = Field(3, ge=0)
+
+    @model_validator(mode="after")
+    def _fits(self) -> GeneratorSettings:
+        if self.answer_tokens >= self.context_window // 2:
+            raise ValueError("answer_tokens must be under half of context_window")
+        return self
+
+
+class CitationSettings(_Section):
+    support_threshold: float = Field(0.45, ge=0, le=1)
+    nli_model: str = Field("", description="optional NLI cross-encoder (hub id or folder)")
+
+
 class Settings(BaseSettings):
     """Everything configurable. Unknown keys are errors, not silently ignored."""
 
@@ -80,6 +108,8 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     reranker: RerankerSettings = RerankerSettings()
+    generator: GeneratorSettings = GeneratorSettings()
+    citations: CitationSettings = CitationSettings()
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -133,8 +163,3 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigError(f"invalid configuration{where}: {problems}") from None
     except Exception as exc:  # malformed TOML and similar
         raise ConfigError(f"cannot read configuration: {exc}") from None
-
-
-@lru_cache(maxsize=1)
-def settings() -> Settings:
-    return load_settings()

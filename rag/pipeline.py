@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingest.chunking import TokenChunker
 from ingest.indexer import Indexer, IndexReport, Progress
+from rag.answering import Answer, Answerer
+from rag.citations import SupportScorer
 from rag.config import Settings
-from rag.embedder import SentenceTransformerEmbedder
+from rag.embedder import ModelLoadError, SentenceTransformerEmbedder
+from rag.generation import Generator, make_generator
 from rag.kb import KnowledgeBase
 from rag.protocols import Embedder, Reranker, Retriever
 from rag.rerank import CrossEncoderReranker
@@ -47,6 +50,7 @@ class Pipeline:
         kb_name: str | None = None,
         embedder: Embedder | None = None,
         reranker: Reranker | None = None,
+        generator: Generator | None = None,
     ) -> None:
         self.settings = settings
         self.kb = KnowledgeBase(kb_name or settings.default_kb, settings)
@@ -54,6 +58,24 @@ class Pipeline:
         self.reranker: Reranker = reranker or CrossEncoderReranker(
             settings.reranker, settings.embedder.device
         )
+        self._generator = generator
+        self._answerer: Answerer | None = None
+
+    @property
+    def generator(self) -> Generator:
+        """Created on first use: search and index never load an LLM."""
+        if self._generator is None:
+            self._generator = make_generator(self.settings.generator, self.settings.home)
+        return self._generator
+
+    @property
+    def answerer(self) -> Answerer:
+        if self._answerer is None:
+            c = self.settings.citations
+            scorer = SupportScorer(self.embedder.embed_documents, _nli(c.nli_model))
+            self._answerer = Answerer(self.generator, scorer,
+                                      self.settings.generator.answer_tokens, c.support_threshold)
+        return self._answerer
 
     def index(
         self, paths: Sequence[Path], rebuild: bool = False, progress: Progress | None = None
@@ -107,3 +129,52 @@ class Pipeline:
             query=query, mode=mode, hits=hits[:k], warnings=warnings, reranker=used,
             timings={"retrieve_s": round(t1 - t0, 4), "rerank_s": round(t2 - t1, 4)},
         )
+
+    def _retrieve_for_answer(
+        self, question: str, k: int | None, mode: str | None, rerank: bool | None
+    ) -> tuple[list[Hit], dict[str, object]]:
+        result = self.search(question, k=k, mode=mode, rerank=rerank)
+        models = {"embedder": self.embedder.name, "reranker": result.reranker,
+                  "generator": self.generator.name}
+        return result.hits, {"warnings": result.warnings, "timings": result.timings,
+                             "models": models}
+
+    def ask(
+        self, question: str, k: int | None = None, mode: str | None = None,
+        rerank: bool | None = None, on_token: Callable[[str], None] | None = None,
+    ) -> Answer:
+        """One cited answer; tokens go to ``on_token`` as they are generated."""
+        hits, extra = self._retrieve_for_answer(question, k, mode, rerank)
+        if on_token is None:
+            return self.answerer.answer_many([question], [hits], [extra])[0]
+        return self.answerer.answer_stream(question, hits, extra, on_token)
+
+    def ask_many(
+        self, questions: Sequence[str], k: int | None = None, mode: str | None = None,
+        rerank: bool | None = None,
+    ) -> list[Answer]:
+        """Many questions, retrieved one by one and generated in one vLLM batch."""
+        retrieved = [self._retrieve_for_answer(q, k, mode, rerank) for q in questions]
+        return self.answerer.answer_many(
+            questions, [h for h, _ in retrieved], [e for _, e in retrieved])
+
+
+def _nli(model: str) -> Callable[[list[tuple[str, str]]], list[float]] | None:
+    """Entailment probability from an NLI cross-encoder, or None when not configured."""
+    if not model:
+        return None
+    from sentence_transformers import CrossEncoder
+
+    try:
+        encoder = CrossEncoder(model)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load NLI model {model!r}: {str(exc)[:200]}") from exc
+    labels = {v.lower(): int(k) for k, v in encoder.config.id2label.items()}
+    entail = labels.get("entailment", max(labels.values()))
+
+    def score(pairs: list[tuple[str, str]]) -> list[float]:
+        probs = encoder.predict([(p, s) for s, p in pairs], apply_softmax=True,
+                                show_progress_bar=False)
+        return [float(row[entail]) for row in probs]
+
+    return score

@@ -69,3 +69,46 @@ class ReverseReranker:
         for i, hit in enumerate(hits):
             hit.rerank = hit.score = float(i)
         return sorted(hits, key=lambda h: -(h.rerank or 0.0))
+
+
+class ScriptedGenerator:
+    """Returns queued answers in order (``enqueue``); counts tokens as whitespace words."""
+
+    name = "fake-scripted"
+
+    def __init__(self, *answers: str, context_window: int = 4096,
+                 finish_reason: str = "stop") -> None:
+        self.context_window = context_window
+        self.finish_reason = finish_reason
+        self.queue = list(answers)
+        self.prompts: list[str] = []
+
+    def enqueue(self, *answers: str) -> None:
+        self.queue.extend(answers)
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        return "\n".join(f"<{m['role']}>\n{m['content']}" for m in messages) + "\n<assistant>\n"
+
+    def count_tokens(self, text: str) -> int:
+        return len(_WORD.findall(text))
+
+    def _next(self, prompt: str):  # noqa: ANN202
+        from rag.generation import Generation
+
+        self.prompts.append(prompt)
+        text = self.queue.pop(0)
+        return Generation(text, self.finish_reason, self.count_tokens(prompt),
+                          self.count_tokens(text), 0.01, 0.001)
+
+    def generate(self, prompts: Sequence[str], max_tokens: int) -> list:  # type: ignore[type-arg]
+        return [self._next(p) for p in prompts]
+
+    def stream(self, prompt: str, max_tokens: int):  # noqa: ANN201
+        from rag.generation import Generation
+
+        whole = self._next(prompt)
+        words = re.findall(r"\S+\s*", whole.text)
+        for i, word in enumerate(words):
+            last = i == len(words) - 1
+            yield Generation(word, whole.finish_reason if last else None, whole.prompt_tokens,
+                             i + 1, 0.01, 0.001)

@@ -25,5 +25,5 @@ def test_index_moves_to_gpu_and_agrees_with_cpu(kind: str) -> None:
     assert "Gpu" in type(gpu).__name__
     rows_cpu, _ = search(cpu, vectors[:20], 10)
     rows_gpu, _ = search(gpu, vectors[:20], 10)
-    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows_cpu, rows_gpu)])
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows_cpu, rows_gpu, strict=True)])
     assert overlap > 0.9

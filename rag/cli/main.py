@@ -8,9 +8,10 @@ from ingest.loaders import LoadError
 from rag.cli.common import UserError, setup_logging
 from rag.config import ConfigError
 from rag.embedder import ModelLoadError
+from rag.generation import GenerationError
 from rag.kb import KBError
 
-KNOWN_ERRORS = (ConfigError, KBError, ModelLoadError, LoadError, ValueError, OSError)
+KNOWN_ERRORS = (ConfigError, KBError, ModelLoadError, GenerationError, LoadError, ValueError, OSError)
 
 
 class Group(click.Group):
@@ -29,7 +30,7 @@ class Group(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
 @click.version_option(package_name="rag")
 def cli(verbose: bool) -> None:
-    """Index your documents, search them, and evaluate retrieval.
+    """Index your documents, search them, ask cited questions, and evaluate.
 
     State lives under $RAG_HOME (default ~/.rag); settings come from $RAG_CONFIG,
     $RAG_HOME/config.toml or ./rag.toml, overridden by RAG_SECTION__KEY variables.
@@ -38,13 +39,16 @@ def cli(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from rag.cli import eval_cmd, index_cmd, kb_cmd, search_cmd
+    from rag.cli import ask_cmd, eval_cmd, index_cmd, kb_cmd, models_cmd, search_cmd
 
     cli.add_command(index_cmd.index)
     cli.add_command(search_cmd.search)
     cli.add_command(eval_cmd.eval_group)
     cli.add_command(kb_cmd.kb_group)
     cli.add_command(kb_cmd.config_cmd)
+    cli.add_command(ask_cmd.ask)
+    cli.add_command(models_cmd.models_cmd)
+    cli.add_command(models_cmd.serve_llm)
 
 
 _register()

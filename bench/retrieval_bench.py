@@ -1,0 +1,86 @@
+"""Embedding throughput, indexing time (papers, SciFact) and query latency p50/p95 per mode.
+
+Uses ../shared beside the checkout when present (the project never needs it to run).
+Writes bench/results/retrieval.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from eval.retrieval import BeirDataset
+from ingest.chunking import TokenChunker
+from ingest.loaders import load_file
+from rag.config import load_settings
+from rag.pipeline import MODES, Pipeline
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+OUT = Path(__file__).with_name("results") / "retrieval.json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--papers", type=Path, default=SHARED / "corpora" / "papers")
+    parser.add_argument("--scifact", type=Path, default=SHARED / "datasets" / "scifact")
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    os.environ["RAG_HOME"] = tempfile.mkdtemp(prefix="rag-bench-")
+    settings = load_settings()
+    results: dict[str, object] = {"embedder": settings.embedder.model,
+                                  "cpus": os.cpu_count()}
+
+    pipeline = Pipeline(settings, "papers")
+    embedder = pipeline.embedder
+    chunker = TokenChunker(embedder)
+    chunks = [c for p in sorted(args.papers.glob("*.pdf"))
+              for doc in load_file(p, p.read_bytes()).documents for c in chunker.chunk(doc)]
+    embedder.embed_documents([c.embed_text for c in chunks[:32]])  # warm-up
+    started = time.perf_counter()
+    embedder.embed_documents([c.embed_text for c in chunks])
+    elapsed = time.perf_counter() - started
+    results["embedding"] = {"chunks": len(chunks), "seconds": round(elapsed, 2),
+                            "chunks_per_s": round(len(chunks) / elapsed, 1)}
+    print("embedding", results["embedding"], flush=True)
+
+    report = pipeline.index([args.papers])
+    results["index_papers"] = {"files": report.indexed, "chunks": report.chunks_added,
+                               "seconds": report.seconds}
+    rerun = pipeline.index([args.papers])
+    results["reindex_papers_unchanged_s"] = rerun.seconds
+    print("papers", results["index_papers"], flush=True)
+
+    if (args.scifact / "corpus.jsonl").exists():
+        data = BeirDataset.load(args.scifact)
+        sf = Pipeline(settings, "scifact", embedder=embedder)
+        report = sf.index([data.corpus])
+        results["index_scifact"] = {"documents": 5183, "chunks": report.chunks_added,
+                                    "seconds": report.seconds}
+        print("scifact", results["index_scifact"], flush=True)
+        queries = list(data.queries.values())[: args.queries]
+        latency = {}
+        for mode in MODES:
+            sf.search(queries[0], mode=mode)
+            times = []
+            for q in queries:
+                t = time.perf_counter()
+                sf.search(q, k=10, mode=mode)
+                times.append((time.perf_counter() - t) * 1000)
+            latency[mode] = {"p50_ms": round(float(np.percentile(times, 50)), 1),
+                             "p95_ms": round(float(np.percentile(times, 95)), 1)}
+        results["query_latency_scifact"] = latency
+        print("latency", latency, flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Turns retrieved passages into a cited answer and checks every sentence against its source."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from rag.citations import CitationReport, Sentence, SupportScorer, check, strip_invalid
+from rag.generation import Generation, Generator
+from rag.prompting import REFUSAL, BuiltPrompt, build_prompt
+from rag.types import Hit
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str
+    sentences: list[Sentence]
+    sources: list[dict[str, object]]
+    refused: bool
+    warnings: list[str]
+    timings: dict[str, float]
+    models: dict[str, str | None]
+    finish_reason: str | None = None
+    invalid_citations: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "question": self.question,
+            "text": self.text,
+            "refused": self.refused,
+            "finish_reason": self.finish_reason,
+            "sentences": [s.to_dict() for s in self.sentences],
+            "invalid_citations": self.invalid_citations,
+            "sources": self.sources,
+            "warnings": self.warnings,
+            "timings": self.timings,
+            "models": self.models,
+        }
+
+
+def source_entry(n: int, hit: Hit, cited: bool) -> dict[str, object]:
+    return {"n": n, "cited": cited, **hit.to_dict(),
+            "snippet": " ".join(hit.chunk.text.split())[:240]}
+
+
+class Answerer:
+    """Prompt building, generation and citation checking; retrieval happens before it."""
+
+    def __init__(self, generator: Generator, scorer: SupportScorer, answer_tokens: int,
+                 threshold: float) -> None:
+        self.generator, self.scorer = generator, scorer
+        self.answer_tokens, self.threshold = answer_tokens, threshold
+
+    def prompt(self, question: str, hits: Sequence[Hit]) -> BuiltPrompt:
+        return build_prompt(question, hits, self.generator.render, self.generator.count_tokens,
+                            self.generator.context_window, self.answer_tokens)
+
+    def finish(self, question: str, built: BuiltPrompt, gen: Generation,
+               extra: dict[str, object]) -> Answer:
+        """Citation check and the Answer object; ``extra`` holds retrieval facts."""
+        started = time.perf_counter()
+        truncated = gen.finish_reason == "length"
+        report: CitationReport = check(gen.text, built.sources, self.scorer, self.threshold,
+                                       truncated)
+        cited = {n for s in report.sentences for n in s.citations}
+        sources = [source_entry(s.n, s.hit, s.n in cited) for s in built.sources]
+        warnings = list(extra.get("warnings", [])) + report.warnings  # type: ignore[arg-type]
+        if built.dropped:
+            warnings.append(f"{built.dropped} retrieved passage(s) did not fit the context window")
+        timings = dict(extra.get("timings", {}))  # type: ignore[arg-type]
+        timings.update({
+            "generate_s": round(gen.seconds, 3),
+            "check_s": round(time.perf_counter() - started, 3),
+            "prompt_tokens": built.prompt_tokens,
+            "completion_tokens": gen.completion_tokens,
+            "tokens_per_s": round(gen.tokens_per_s, 2),
+        })
+        if gen.first_token_s is not None:
+            timings["first_token_s"] = round(gen.first_token_s, 3)
+        return Answer(
+            question=question, text=strip_invalid(gen.text.strip(), report.invalid),
+            sentences=report.sentences, sources=sources, refused=report.refused,
+            warnings=warnings, timings=timings,
+            models=extra.get("models", {}),  # type: ignore[arg-type]
+            finish_reason=gen.finish_reason, invalid_citations=report.invalid,
+        )
+
+    def no_passages(self, question: str, extra: dict[str, object]) -> Answer:
+        """Nothing retrieved: the refusal, without spending a generation."""
+        gen = Generation(REFUSAL, "no_passages")
+        built = BuiltPrompt("", [], 0, 0)
+        answer = self.finish(question, built, gen, extra)
+        answer.warnings.insert(0, "no passages were retrieved for this question")
+        return answer
+
+    def answer_many(self, questions: Sequence[str], hits: Sequence[Sequence[Hit]],
+                    extras: Sequence[dict[str, object]]) -> list[Answer]:
+        """One batched generation for every question that has passages."""
+        built = [self.prompt(q, h) if h else None for q, h in zip(questions, hits, strict=True)]
+        todo = [b.text for b in built if b is not None]
+        gens = iter(self.generator.generate(todo, self.answer_tokens))
+        return [
+            self.finish(q, b, next(gens), e) if b is not None else self.no_passages(q, e)
+            for q, b, e in zip(questions, built, extras, strict=True)
+        ]
+
+    def answer_stream(self, question: str, hits: Sequence[Hit], extra: dict[str, object],
+                      on_token: Callable[[str], None]) -> Answer:
+        if not hits:
+            answer = self.no_passages(question, extra)
+            on_token(answer.text)
+            return answer
+        built = self.prompt(question, hits)
+        text, last = [], Generation("")
+        for piece in self.generator.stream(built.text, self.answer_tokens):
+            if piece.text:
+                text.append(piece.text)
+                on_token(piece.text)
+            last = piece
+        final = Generation("".join(text), last.finish_reason, built.prompt_tokens,
+                           last.completion_tokens, last.seconds, last.first_token_s)
+        return self.finish(question, built, final, extra)

@@ -1,0 +1,168 @@
+"""Parse [n] citations, map them to sources, and score how well each sentence is supported."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ingest.chunking import sentence_spans
+from rag.prompting import REFUSAL, Source
+
+CITATION = re.compile(r"\[(\s*\d+(?:\s*(?:[,;]|[-–])\s*\d+)*\s*)\]")
+WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'-]*")
+
+
+@dataclass
+class Sentence:
+    text: str
+    citations: list[int]
+    chunk_ids: list[str]
+    support: float | None = None
+    supported: bool | None = None
+    flags: list[str] = field(default_factory=list)
+    suggested: int | None = None  # for an uncited sentence: the source that best supports it
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def parse_numbers(group: str) -> list[int]:
+    numbers: list[int] = []
+    for part in re.split(r"\s*[,;]\s*", group.strip()):
+        if re.fullmatch(r"\d+\s*[-–]\s*\d+", part):
+            a, b = (int(x) for x in re.split(r"\s*[-–]\s*", part))
+            numbers.extend(range(a, b + 1) if 0 < b - a < 20 else [a, b])
+        elif part.isdigit():
+            numbers.append(int(part))
+    return numbers
+
+
+def split_sentences(answer: str) -> list[tuple[str, list[int]]]:
+    """Sentences with their citation numbers; citations right after a full stop ("... end. [2]")
+    belong to the sentence before them."""
+    out: list[tuple[str, list[int]]] = []
+    for a, b in sentence_spans(answer):
+        text = answer[a:b]
+        lead = re.match(rf"(?:\s*{CITATION.pattern})+", text)
+        if lead and out:
+            numbers = [n for m in CITATION.finditer(lead.group()) for n in parse_numbers(m.group(1))]
+            out[-1] = (out[-1][0] + " " + lead.group().strip(), out[-1][1] + numbers)
+            text = text[lead.end():].strip()
+            if not text.strip(" .;,"):
+                continue
+        out.append((text, [n for m in CITATION.finditer(text) for n in parse_numbers(m.group(1))]))
+    return out
+
+
+class SupportScorer:
+    """Support of a sentence by a passage in [0, 1]: the mean of embedding cosine similarity and
+    the share of the sentence's content words found in the passage (stemmed). An NLI
+    cross-encoder, when configured, replaces it with its entailment probability."""
+
+    def __init__(self, embed: Callable[[Sequence[str]], np.ndarray] | None,
+                 nli: Callable[[list[tuple[str, str]]], list[float]] | None = None) -> None:
+        self.embed, self.nli = embed, nli
+        import Stemmer
+
+        self.stem = Stemmer.Stemmer("english").stemWord
+        from bm25s.stopwords import STOPWORDS_EN
+
+        self.stop = set(STOPWORDS_EN)
+
+    def _words(self, text: str) -> set[str]:
+        return {self.stem(w.lower()) for w in WORD.findall(text) if w.lower() not in self.stop}
+
+    def overlap(self, sentence: str, passage: str) -> float:
+        words = self._words(sentence)
+        return len(words & self._words(passage)) / len(words) if words else 0.0
+
+    def scores(self, pairs: list[tuple[str, str]]) -> list[float]:
+        if not pairs:
+            return []
+        if self.nli is not None:
+            return [float(s) for s in self.nli(pairs)]
+        lexical = [self.overlap(s, p) for s, p in pairs]
+        if self.embed is None:
+            return lexical
+        vecs = self.embed([s for s, _ in pairs] + [p for _, p in pairs])
+        n = len(pairs)
+        cos = np.clip((vecs[:n] * vecs[n:]).sum(axis=1), 0.0, 1.0)
+        return [0.5 * float(c) + 0.5 * w for c, w in zip(cos, lexical, strict=True)]
+
+
+@dataclass
+class CitationReport:
+    sentences: list[Sentence]
+    invalid: list[int]
+    refused: bool
+    warnings: list[str]
+
+
+def check(answer: str, sources: Sequence[Source], scorer: SupportScorer, threshold: float,
+          truncated: bool = False) -> CitationReport:
+    by_n = {s.n: s for s in sources}
+    sentences: list[Sentence] = []
+    invalid: list[int] = []
+    pairs: list[tuple[int, str, str]] = []
+    orphans: list[tuple[int, int, str, str]] = []  # uncited sentence x every source
+    parsed = split_sentences(answer)
+    refused = REFUSAL.rstrip(".").lower() in answer.lower()
+    for i, (text, numbers) in enumerate(parsed):
+        valid = [n for n in dict.fromkeys(numbers) if n in by_n]
+        invalid.extend(n for n in numbers if n not in by_n)
+        s = Sentence(text, valid, [by_n[n].hit.chunk_id for n in valid])
+        if truncated and i == len(parsed) - 1:
+            s.flags.append("cut off at the token limit")
+        if REFUSAL.rstrip(".").lower() in text.lower():
+            s.flags.append("refusal")
+        elif not valid:
+            s.flags.append("uncited" if not numbers else "cites a source that does not exist")
+            s.supported = False
+            claim = CITATION.sub("", text).strip()
+            orphans.extend((len(sentences), src.n, claim, src.hit.chunk.text) for src in sources)
+        else:
+            claim = CITATION.sub("", text).strip()
+            pairs.extend((len(sentences), claim, by_n[n].hit.chunk.text) for n in valid)
+        sentences.append(s)
+    scores = scorer.scores([(claim, passage) for _, claim, passage in pairs])
+    for (index, _, _), score in zip(pairs, scores, strict=True):
+        s = sentences[index]
+        s.support = round(max(score, s.support or 0.0), 4)
+    best: dict[int, tuple[float, int]] = {}
+    scored = scorer.scores([(claim, passage) for _, _, claim, passage in orphans])
+    for (index, n, _, _), score in zip(orphans, scored, strict=True):
+        if score > best.get(index, (-1.0, 0))[0]:
+            best[index] = (score, n)
+    for index, (score, n) in best.items():
+        if score >= threshold:
+            sentences[index].suggested = n
+    for s in sentences:
+        if s.support is not None:
+            s.supported = s.support >= threshold
+            if not s.supported:
+                s.flags.append("unsupported by its cited source")
+    warnings = []
+    if invalid:
+        warnings.append(f"dropped citations to sources that do not exist: "
+                        f"{sorted(set(invalid))}")
+    flagged = [s for s in sentences if s.supported is False]
+    if flagged:
+        warnings.append(f"{len(flagged)} of {len(sentences)} sentence(s) uncited or unsupported")
+    if truncated:
+        warnings.append("the answer was cut off at the token limit")
+    return CitationReport(sentences, sorted(set(invalid)), refused, warnings)
+
+
+def strip_invalid(answer: str, invalid: Sequence[int]) -> str:
+    """Remove citations to non-existent sources from the displayed text."""
+    if not invalid:
+        return answer
+
+    def fix(match: re.Match[str]) -> str:
+        keep = [n for n in parse_numbers(match.group(1)) if n not in invalid]
+        return "[" + ", ".join(map(str, keep)) + "]" if keep else ""
+
+    return CITATION.sub(fix, answer)

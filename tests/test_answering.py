@@ -126,3 +126,5 @@ def test_ask_many_batches(asking: Pipeline) -> None:
     asking.generator.enqueue("A [1].", "B [1].")  # type: ignore[attr-defined]
     answers = asking.ask_many(["dogs?", "cats?"], mode="bm25")
     assert [a.text for a in answers] == ["A [1].", "B [1]."]
+
+

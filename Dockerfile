@@ -1,0 +1,12 @@
+# The rag application (UI, CLI, batch jobs); generation goes to the vLLM service.
+FROM python:3.11-slim
+ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY rag ./rag
+COPY ingest ./ingest
+COPY eval ./eval
+COPY ui ./ui
+RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu ".[ui]" openai
+EXPOSE 8501
+CMD ["rag", "--help"]

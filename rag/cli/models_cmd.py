@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 
 import click
@@ -56,13 +55,35 @@ def serve_llm(host: str, port: int, vllm_args: tuple[str, ...]) -> None:
     """
     g = get_settings().generator
     path = resolve_generator(g.model, get_settings().home)
-    exe = shutil.which("vllm") or os.path.join(os.path.dirname(sys.executable), "vllm")
-    if not os.path.exists(exe):
-        raise ModelLoadError("the vllm command is not installed: pip install -e '.[cpu]'")
+    try:
+        from vllm.entrypoints.cli.main import main as vllm_main
+    except ImportError as exc:
+        raise ModelLoadError("vLLM is not installed: pip install -e '.[cpu]' (or '.[gpu]')") from exc
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(g.kv_cache_gib))
-    argv = [exe, "serve", path, "--host", host, "--port", str(port),
-            "--served-model-name", g.served_model_name, "--max-model-len", str(g.context_window),
-            "--dtype", g.dtype, "--seed", str(g.seed), *(["--enforce-eager"] if g.enforce_eager
-                                                          else []), *vllm_args]
-    click.echo(f"starting: {' '.join(argv)}", err=True)
-    os.execv(exe, argv)
+    if (os.cpu_count() or 1) <= 4:
+        os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    sys.argv = ["vllm", "serve", path, "--host", host, "--port", str(port),
+                "--served-model-name", g.served_model_name, "--max-model-len", str(g.context_window),
+                "--dtype", g.dtype, "--seed", str(g.seed),
+                *(["--enforce-eager"] if g.enforce_eager else []), *vllm_args]
+    click.echo(f"starting: {' '.join(sys.argv)}", err=True)
+    _alias_vllm_cpu_metadata()
+    vllm_main()
+
+
+def _alias_vllm_cpu_metadata() -> None:
+    """vLLM's CLI asks for the version of the distribution "vllm"; on CPUs it is "vllm-cpu",
+    which vLLM's own platform check reads as ``version("vllm-cpu") + "+cpu"``: answer the same."""
+    import importlib.metadata as metadata
+
+    real = metadata.version
+
+    def version(name: str) -> str:
+        try:
+            return real(name)
+        except metadata.PackageNotFoundError:
+            if name == "vllm":
+                return real("vllm-cpu") + "+cpu"
+            raise
+
+    metadata.version = version

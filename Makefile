@@ -22,10 +22,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 	touch $@
 
+DEMO_HOME ?= $(CURDIR)/.rag-demo
+
 demo: setup
-	RAG_HOME=$${RAG_HOME:-$(CURDIR)/.rag-demo} $(RAG) index docs --kb docs
-	RAG_HOME=$${RAG_HOME:-$(CURDIR)/.rag-demo} $(RAG) search "How do I evaluate retrieval quality?" --kb docs -k 3
-	RAG_HOME=$${RAG_HOME:-$(CURDIR)/.rag-demo} $(RAG) search "What happens when indexing is killed?" --kb docs -k 3
+	RAG_HOME=$(DEMO_HOME) $(RAG) index docs --kb docs
+	RAG_HOME=$(DEMO_HOME) $(RAG) search "What happens when an indexing job is killed?" --kb docs -k 3
+	RAG_HOME=$(DEMO_HOME) $(RAG) ask "What happens when an indexing job is killed?" --kb docs -k 3
+	RAG_HOME=$(DEMO_HOME) $(RAG) ask "How does rag check citations?" --kb docs -k 3
 
 test: setup
 	$(PY) -m pytest -m "not slow" --durations=10
@@ -37,6 +40,7 @@ lint: setup
 	$(VENV)/bin/ruff check rag ingest eval ui tests bench
 
 bench: setup
+	$(PY) bench/generation_bench.py
 	$(PY) bench/retrieval_bench.py
 	$(PY) bench/faiss_bench.py
 

@@ -196,15 +196,22 @@ class KnowledgeBase:
         current = self.current_id()
         if current is None:
             raise KBError(f"knowledge base {self.name!r} has no index yet: run rag index")
-        if self._snapshot is None or self._snapshot.id != current:
+        for _ in range(3):  # a concurrent publish may remove the folder we were about to read
+            if self._snapshot is not None and self._snapshot.id == current:
+                return self._snapshot
             folder = self.path / "snapshots" / current
-            ids = json.loads((folder / "ids.json").read_text())
-            self._snapshot = Snapshot(
-                id=current,
-                ids=ids,
-                faiss=load_index(folder / "faiss.index", self.settings.index),
-                bm25=Bm25Index.load(folder / "bm25", len(ids)),
-            )
+            try:
+                ids = json.loads((folder / "ids.json").read_text())
+                self._snapshot = Snapshot(
+                    id=current,
+                    ids=ids,
+                    faiss=load_index(folder / "faiss.index", self.settings.index),
+                    bm25=Bm25Index.load(folder / "bm25", len(ids)),
+                )
+            except (FileNotFoundError, RuntimeError):
+                current = self.current_id() or current
+        if self._snapshot is None or self._snapshot.id != current:
+            raise KBError(f"knowledge base {self.name!r}: snapshot {current} is unreadable")
         return self._snapshot
 
     def stats(self) -> dict[str, object]:

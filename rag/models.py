@@ -84,7 +84,7 @@ def convert_bundled(target: Path) -> None:
             raise ModelLoadError(f"bundled generator checksum mismatch: {sha} != {BUNDLED_SHA256}")
         tokenizer = AutoTokenizer.from_pretrained(str(work), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(
-            str(work), gguf_file=gguf.name, torch_dtype=torch.bfloat16
+            str(work), gguf_file=gguf.name, dtype=torch.bfloat16
         )
         # The GGUF quantizer would make save_pretrained refuse or write GGUF-shaped metadata.
         model.hf_quantizer = None

@@ -128,3 +128,14 @@ def test_ask_many_batches(asking: Pipeline) -> None:
     assert [a.text for a in answers] == ["A [1].", "B [1]."]
 
 
+
+
+def test_empty_kb_answers_with_refusal(settings, tmp_path: Path) -> None:  # noqa: ANN001
+    (tmp_path / "empty.txt").write_bytes(b"")
+    gen = ScriptedGenerator()
+    p = Pipeline(settings, "empty", embedder=HashEmbedder(), generator=gen)
+    assert not p.index([tmp_path / "empty.txt"]).ok
+    for mode in ("dense", "bm25", "hybrid"):
+        answer = p.ask("anything?", mode=mode)
+        assert answer.refused and answer.sources == []
+    assert gen.prompts == []

@@ -31,8 +31,11 @@ def search(
         stdout.print(f"[yellow]warning:[/] {warning}", highlight=False)
     table = Table(title=f"{len(result.hits)} hits ({result.mode}"
                   + (f", reranked by {result.reranker}" if result.reranker else "") + ")")
-    for col in ("#", "source", "page", "dense", "bm25", "fused", "rerank", "text"):
-        table.add_column(col, overflow="fold")
+    table.add_column("#")
+    table.add_column("source", max_width=28, overflow="fold")
+    for col in ("page", "dense", "bm25", "fused", "rerank"):
+        table.add_column(col, justify="right")
+    table.add_column("text", min_width=40, ratio=1)
     for i, hit in enumerate(result.hits, start=1):
         c = hit.chunk
         where = c.title + (f" > {c.section}" if c.section else "")

@@ -71,3 +71,19 @@ def fake_pipeline(settings):
     from rag.testing import HashEmbedder, ReverseReranker
 
     return Pipeline(settings, "test", embedder=HashEmbedder(), reranker=ReverseReranker())
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Converted LLMs shared by every test of the session: the user's ~/.rag/models when it
+    already holds them, else one session folder (the bundled model converts once, ~1 min)."""
+    user = Path("~/.rag/models").expanduser()
+    if (user / "qwen2.5-coder-0.5b-instruct" / "config.json").is_file():
+        return user
+    return tmp_path_factory.mktemp("models")
+
+
+def link_models(home: Path, models: Path) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "models").exists():
+        (home / "models").symlink_to(models, target_is_directory=True)

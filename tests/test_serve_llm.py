@@ -15,6 +15,7 @@ import pytest
 from rag.config import load_settings
 from rag.generation import VllmServedGenerator
 from rag.pipeline import Pipeline
+from tests.conftest import link_models
 from tests.test_indexer import write_corpus
 
 pytestmark = pytest.mark.integration
@@ -27,11 +28,8 @@ def free_port() -> int:
 
 
 def test_serve_llm_and_ask_over_http(tmp_path: Path, rag_home: Path, minilm,  # noqa: ANN001
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    cached = Path("~/.rag/models").expanduser()
-    rag_home.mkdir(parents=True, exist_ok=True)
-    if cached.is_dir():
-        (rag_home / "models").symlink_to(cached, target_is_directory=True)
+                                     models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    link_models(rag_home, models_dir)
     port = free_port()
     env = {**os.environ, "VLLM_LOGGING_LEVEL": "WARNING"}
     log = open(tmp_path / "server.log", "w")  # noqa: SIM115

@@ -93,11 +93,12 @@ def evaluate(
         run = run_mode(pipeline, dataset.queries, mode, rerank, tick)
         elapsed = time.perf_counter() - started
         measures = list(MEASURES.values())
-        agg = ir_measures.calc_aggregate(measures, dataset.qrels, run)
-        per_query: dict[str, dict[str, float]] = {}
+        # A query with no hits scores 0 on every measure (pytrec_eval would skip it).
+        per_query = {qid: dict.fromkeys(MEASURES, 0.0) for qid in dataset.queries}
         for m in ir_measures.iter_calc(measures, dataset.qrels, run):
-            per_query.setdefault(m.query_id, {})[names[str(m.measure)]] = float(m.value)
-        metrics = {names[str(k)]: round(float(v), 4) for k, v in agg.items()}
+            per_query[m.query_id][names[str(m.measure)]] = float(m.value)
+        metrics = {name: round(sum(q[name] for q in per_query.values()) / len(per_query), 4)
+                   for name in MEASURES}
         results.append(ModeResult(mode, metrics, per_query, round(elapsed, 2)))
     return results
 

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from eval.retrieval import BeirDataset, DatasetError, evaluate, save_results
+from rag.pipeline import Pipeline
+
+
+def tiny_beir(folder: Path) -> Path:
+    (folder / "qrels").mkdir(parents=True)
+    docs = [{"_id": "d1", "title": "Cats", "text": "Cats purr and sleep."},
+            {"_id": "d2", "title": "Dogs", "text": "Dogs bark at the mailman."},
+            {"_id": "d3", "title": "Fish", "text": "Fish swim in rivers."}]
+    (folder / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in docs))
+    queries = [{"_id": "q1", "text": "which animal barks"}, {"_id": "q2", "text": "purring cats"},
+               {"_id": "q3", "text": "zzzz qqqq"}, {"_id": "q9", "text": "not judged"}]
+    (folder / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries))
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\nq1\td2\t1\nq2\td1\t1\nq3\td3\t1\n")
+    return folder
+
+
+def test_metrics_count_queries_without_hits_as_zero(fake_pipeline: Pipeline,
+                                                     tmp_path: Path) -> None:
+    data = BeirDataset.load(tiny_beir(tmp_path / "beir"))
+    assert set(data.queries) == {"q1", "q2", "q3"}
+    fake_pipeline.index([data.corpus])
+    [result] = evaluate(fake_pipeline, data, ["bm25"])
+    assert result.per_query["q1"]["nDCG@10"] == 1.0
+    assert result.per_query["q3"]["nDCG@10"] == 0.0  # no hits at all
+    assert result.metrics["nDCG@10"] == pytest.approx(2 / 3, abs=1e-4)
+    out = save_results([result], tmp_path / "out", {"dataset": "tiny"})
+    assert json.loads((out / "summary.json").read_text())["modes"]["bm25"]["nDCG@10"] > 0.6
+    assert len((out / "per_query_bm25.jsonl").read_text().splitlines()) == 3
+
+
+def test_missing_qrels_is_a_clear_error(tmp_path: Path) -> None:
+    folder = tiny_beir(tmp_path / "beir")
+    with pytest.raises(DatasetError, match="qrels/dev.tsv is missing"):
+        BeirDataset.load(folder, "dev")

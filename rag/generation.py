@@ -4,6 +4,7 @@ are exact in either mode."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -132,7 +133,19 @@ class VllmEmbeddedGenerator(_TokenizerMixin):
             except Exception as exc:
                 raise ModelLoadError(
                     f"vLLM could not load generator {s.model!r}: {_oneline(exc)}") from exc
+            # Before multiprocessing's own exit hook joins the engine process, which would
+            # otherwise wait forever for an engine nobody told to stop.
+            atexit.register(self.close)
         return self._llm
+
+    def close(self) -> None:
+        """Stop the engine processes; the generator can start a new engine afterwards."""
+        if self._llm is not None:
+            engine, self._llm = self._llm, None
+            try:
+                engine.llm_engine.engine_core.shutdown()
+            except Exception:  # already stopping
+                log.debug("vLLM engine shutdown failed", exc_info=True)
 
     def _params(self, max_tokens: int, delta: bool = False):  # noqa: ANN202
         from vllm import SamplingParams

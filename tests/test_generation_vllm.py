@@ -36,6 +36,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, minilm, models_dir: Path 
     p = Pipeline(settings, "papers", embedder=minilm)
     p.index([docs])
     yield p
+    p.generator.close()  # type: ignore[attr-defined]
     mp.undo()
 
 

@@ -26,7 +26,9 @@ def print_answer_footer(answer: Answer) -> None:
         stdout.print("\n[bold yellow]Check these sentences:[/]")
         for i in sorted(flagged):
             s = answer.sentences[i]
-            stdout.print(f"  - {s.text.strip()}  [dim]({', '.join(s.flags)})[/]", highlight=False)
+            hint = f"; best match [{s.suggested}]" if s.suggested else ""
+            text = " ".join(s.text.split())
+            stdout.print(f"  - {text}  [dim]({', '.join(s.flags)}{hint})[/]", highlight=False)
     if answer.sources:
         stdout.print("\n[bold]Sources[/]")
         for src in answer.sources:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from rag.citations import CitationReport, Sentence, SupportScorer, check, strip_invalid
 from rag.generation import Generation, Generator
@@ -26,18 +26,7 @@ class Answer:
     invalid_citations: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "question": self.question,
-            "text": self.text,
-            "refused": self.refused,
-            "finish_reason": self.finish_reason,
-            "sentences": [s.to_dict() for s in self.sentences],
-            "invalid_citations": self.invalid_citations,
-            "sources": self.sources,
-            "warnings": self.warnings,
-            "timings": self.timings,
-            "models": self.models,
-        }
+        return asdict(self)
 
 
 def source_entry(n: int, hit: Hit, cited: bool) -> dict[str, object]:

@@ -24,6 +24,7 @@ class Answer:
     models: dict[str, str | None]
     finish_reason: str | None = None
     invalid_citations: list[int] = field(default_factory=list)
+    standalone_query: str | None = None  # the follow-up rewritten for retrieval, if it was
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -85,25 +86,27 @@ class Answerer:
         return answer
 
     def answer_many(self, questions: Sequence[str], hits: Sequence[Sequence[Hit]],
-                    extras: Sequence[dict[str, object]]) -> list[Answer]:
+                    extras: Sequence[dict[str, object]], temperature: float | None = None,
+                    model: str | None = None) -> list[Answer]:
         """One batched generation for every question that has passages."""
         built = [self.prompt(q, h) if h else None for q, h in zip(questions, hits, strict=True)]
         todo = [b.text for b in built if b is not None]
-        gens = iter(self.generator.generate(todo, self.answer_tokens))
+        gens = iter(self.generator.generate(todo, self.answer_tokens, temperature, model))
         return [
             self.finish(q, b, next(gens), e) if b is not None else self.no_passages(q, e)
             for q, b, e in zip(questions, built, extras, strict=True)
         ]
 
     def answer_stream(self, question: str, hits: Sequence[Hit], extra: dict[str, object],
-                      on_token: Callable[[str], None]) -> Answer:
+                      on_token: Callable[[str], None], temperature: float | None = None,
+                      model: str | None = None) -> Answer:
         if not hits:
             answer = self.no_passages(question, extra)
             on_token(answer.text)
             return answer
         built = self.prompt(question, hits)
         text, last = [], Generation("")
-        for piece in self.generator.stream(built.text, self.answer_tokens):
+        for piece in self.generator.stream(built.text, self.answer_tokens, temperature, model):
             if piece.text:
                 text.append(piece.text)
                 on_token(piece.text)

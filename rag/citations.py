@@ -24,6 +24,8 @@ class Sentence:
     supported: bool | None = None
     flags: list[str] = field(default_factory=list)
     suggested: int | None = None  # for an uncited sentence: the source that best supports it
+    # cited source n -> [start, end] of the passage sentence that supports this one best
+    evidence: dict[int, list[int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -106,7 +108,7 @@ def check(answer: str, sources: Sequence[Source], scorer: SupportScorer, thresho
     by_n = {s.n: s for s in sources}
     sentences: list[Sentence] = []
     invalid: list[int] = []
-    pairs: list[tuple[int, str, str]] = []
+    pairs: list[tuple[int, int, str]] = []  # (sentence index, cited source, claim)
     orphans: list[tuple[int, int, str, str]] = []  # uncited sentence x every source
     parsed = split_sentences(answer)
     refused = REFUSAL.rstrip(".").lower() in answer.lower()
@@ -125,9 +127,9 @@ def check(answer: str, sources: Sequence[Source], scorer: SupportScorer, thresho
             orphans.extend((len(sentences), src.n, claim, src.hit.chunk.text) for src in sources)
         else:
             claim = CITATION.sub("", text).strip()
-            pairs.extend((len(sentences), claim, by_n[n].hit.chunk.text) for n in valid)
+            pairs.extend((len(sentences), n, claim) for n in valid)
         sentences.append(s)
-    scores = scorer.scores([(claim, passage) for _, claim, passage in pairs])
+    scores = scorer.scores([(claim, by_n[n].hit.chunk.text) for _, n, claim in pairs])
     for (index, _, _), score in zip(pairs, scores, strict=True):
         s = sentences[index]
         s.support = round(max(score, s.support or 0.0), 4)
@@ -139,6 +141,7 @@ def check(answer: str, sources: Sequence[Source], scorer: SupportScorer, thresho
     for index, (score, n) in best.items():
         if score >= threshold:
             sentences[index].suggested = n
+    _locate_evidence(sentences, pairs, by_n, scorer)
     for s in sentences:
         if s.support is not None:
             s.supported = s.support >= threshold
@@ -154,6 +157,24 @@ def check(answer: str, sources: Sequence[Source], scorer: SupportScorer, thresho
     if truncated:
         warnings.append("the answer was cut off at the token limit")
     return CitationReport(sentences, sorted(set(invalid)), refused, warnings)
+
+
+def _locate_evidence(sentences: list[Sentence], cited: list[tuple[int, int, str]],
+                     by_n: dict[int, Source], scorer: SupportScorer) -> None:
+    """For each citation, the passage sentence that best supports the claim (for highlighting)."""
+    candidates: list[tuple[int, int, tuple[int, int]]] = []
+    pairs: list[tuple[str, str]] = []
+    for index, n, claim in cited:
+        passage = by_n[n].hit.chunk.text
+        for a, b in sentence_spans(passage):
+            candidates.append((index, n, (a, b)))
+            pairs.append((claim, passage[a:b]))
+    best: dict[tuple[int, int], tuple[float, tuple[int, int]]] = {}
+    for (index, n, span), score in zip(candidates, scorer.scores(pairs), strict=True):
+        if score > best.get((index, n), (-1.0, (0, 0)))[0]:
+            best[(index, n)] = (score, span)
+    for (index, n), (_, span) in best.items():
+        sentences[index].evidence[n] = list(span)
 
 
 def strip_invalid(answer: str, invalid: Sequence[int]) -> str:

@@ -91,6 +91,14 @@ class CitationSettings(_Section):
     nli_model: str = Field("", description="optional NLI cross-encoder (hub id or folder)")
 
 
+class UiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8501, ge=1, le=65535)
+    max_upload_mb: int = Field(200, ge=1, description="largest file one upload may hold")
+    start_llm: bool = Field(True, description="start a local vLLM server if none is reachable")
+    llm_start_timeout_s: float = Field(900.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Everything configurable. Unknown keys are errors, not silently ignored."""
 
@@ -110,6 +118,7 @@ class Settings(BaseSettings):
     reranker: RerankerSettings = RerankerSettings()
     generator: GeneratorSettings = GeneratorSettings()
     citations: CitationSettings = CitationSettings()
+    ui: UiSettings = UiSettings()
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

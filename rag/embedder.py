@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,7 +61,11 @@ def _device(setting: str) -> str | None:
 
 
 class SentenceTransformerEmbedder:
-    """Loads lazily on first use so that importing, --help and config checks stay fast."""
+    """Loads lazily on first use so that importing, --help and config checks stay fast.
+
+    Safe to share between threads (UI sessions): a lock serialises loading and encoding, since
+    Hugging Face fast tokenizers fail ("Already borrowed") when two threads use one at once.
+    """
 
     def __init__(self, settings: EmbedderSettings) -> None:
         self.settings = settings
@@ -69,9 +74,14 @@ class SentenceTransformerEmbedder:
             detect_family(settings.model) if settings.family == "auto" else settings.family
         )
         self._model: SentenceTransformer | None = None
+        self._lock = threading.RLock()
 
     @property
     def model(self) -> SentenceTransformer:
+        with self._lock:
+            return self._load()
+
+    def _load(self) -> SentenceTransformer:
         if self._model is None:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
@@ -111,10 +121,15 @@ class SentenceTransformerEmbedder:
         return self.model.tokenizer
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        enc = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        with self._lock:
+            enc = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         return [len(ids) for ids in enc]
 
     def _encode(self, texts: Sequence[str], prompt_name: str) -> np.ndarray:
+        with self._lock:
+            return self._encode_locked(texts, prompt_name)
+
+    def _encode_locked(self, texts: Sequence[str], prompt_name: str) -> np.ndarray:
         prompt = self.model.prompts.get(prompt_name) or None
         vecs = self.model.encode(
             list(texts),

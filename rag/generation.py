@@ -47,15 +47,19 @@ class Generation:
 @runtime_checkable
 class Generator(Protocol):
     """Renders chat prompts, counts tokens with the model's tokenizer, generates in batches or
-    streams one answer."""
+    streams one answer. ``temperature`` and ``model`` override the configured ones per request;
+    ``models()`` lists what ``model`` may name."""
 
     name: str
     context_window: int
 
     def render(self, messages: list[dict[str, str]]) -> str: ...
     def count_tokens(self, text: str) -> int: ...
-    def generate(self, prompts: Sequence[str], max_tokens: int) -> list[Generation]: ...
-    def stream(self, prompt: str, max_tokens: int) -> Iterator[Generation]: ...
+    def generate(self, prompts: Sequence[str], max_tokens: int,
+                 temperature: float | None = None, model: str | None = None) -> list[Generation]: ...
+    def stream(self, prompt: str, max_tokens: int, temperature: float | None = None,
+               model: str | None = None) -> Iterator[Generation]: ...
+    def models(self) -> list[str]: ...
 
 
 class _TokenizerMixin:
@@ -147,12 +151,18 @@ class VllmEmbeddedGenerator(_TokenizerMixin):
             except Exception:  # already stopping
                 log.debug("vLLM engine shutdown failed", exc_info=True)
 
-    def _params(self, max_tokens: int, delta: bool = False):  # noqa: ANN202
+    def models(self) -> list[str]:
+        return [self.name]
+
+    def _params(self, max_tokens: int, temperature: float | None, model: str | None,
+                delta: bool = False):  # noqa: ANN202
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
+        if model not in (None, self.name):
+            raise GenerationError(f"the embedded engine runs {self.name!r} only, not {model!r}")
         kind = RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY
-        return SamplingParams(max_tokens=max_tokens, temperature=self.settings.temperature,
+        return SamplingParams(max_tokens=max_tokens, temperature=_pick(temperature, self.settings),
                               seed=self.settings.seed, output_kind=kind)
 
     def _prompt(self, text: str):  # noqa: ANN202
@@ -160,14 +170,15 @@ class VllmEmbeddedGenerator(_TokenizerMixin):
 
         return TokensPrompt(prompt_token_ids=self.token_ids(text))
 
-    def generate(self, prompts: Sequence[str], max_tokens: int) -> list[Generation]:
+    def generate(self, prompts: Sequence[str], max_tokens: int, temperature: float | None = None,
+                 model: str | None = None) -> list[Generation]:
         if not prompts:
             return []
+        params = self._params(max_tokens, temperature, model)
         with self._lock:
             llm = self.llm  # load outside the timed section
             started = time.perf_counter()
-            outputs = llm.generate([self._prompt(p) for p in prompts],
-                                        self._params(max_tokens), use_tqdm=False)
+            outputs = llm.generate([self._prompt(p) for p in prompts], params, use_tqdm=False)
             elapsed = time.perf_counter() - started
         return [
             Generation(o.outputs[0].text, o.outputs[0].finish_reason,
@@ -175,13 +186,15 @@ class VllmEmbeddedGenerator(_TokenizerMixin):
             for o in outputs
         ]
 
-    def stream(self, prompt: str, max_tokens: int) -> Iterator[Generation]:
+    def stream(self, prompt: str, max_tokens: int, temperature: float | None = None,
+               model: str | None = None) -> Iterator[Generation]:
+        params = self._params(max_tokens, temperature, model, delta=True)
         with self._lock:
             engine = self.llm.llm_engine
             request = uuid.uuid4().hex
             tokens = self._prompt(prompt)
             started, first, produced = time.perf_counter(), None, 0
-            engine.add_request(request, tokens, self._params(max_tokens, delta=True))
+            engine.add_request(request, tokens, params)
             try:
                 while engine.has_unfinished_requests():
                     for out in engine.step():
@@ -233,12 +246,25 @@ class VllmServedGenerator(_TokenizerMixin):
         except httpx.HTTPError:
             return False
 
-    def _one(self, prompt: str, max_tokens: int) -> Generation:
+    def models(self) -> list[str]:
+        """Model ids the server offers (the configured one first); just it if the server is down."""
+        try:
+            served = [m.id for m in self.client.with_options(timeout=5.0, max_retries=0)
+                      .models.list()]
+        except Exception:
+            served = []
+        return list(dict.fromkeys([self.settings.served_model_name, *served]))
+
+    def _request(self, prompt: str, max_tokens: int, temperature: float | None,
+                 model: str | None) -> dict[str, object]:
+        return {"model": model or self.settings.served_model_name, "prompt": prompt,
+                "max_tokens": max_tokens, "temperature": _pick(temperature, self.settings),
+                "seed": self.settings.seed}
+
+    def _one(self, request: dict[str, object]) -> Generation:
         started = time.perf_counter()
         try:
-            r = self.client.completions.create(
-                model=self.settings.served_model_name, prompt=prompt, max_tokens=max_tokens,
-                temperature=self.settings.temperature, seed=self.settings.seed)
+            r = self.client.completions.create(**request)
         except Exception as exc:
             raise self._fail(exc) from exc
         choice = r.choices[0]
@@ -247,16 +273,18 @@ class VllmServedGenerator(_TokenizerMixin):
                           usage.completion_tokens if usage else 0,
                           time.perf_counter() - started)
 
-    def generate(self, prompts: Sequence[str], max_tokens: int) -> list[Generation]:
+    def generate(self, prompts: Sequence[str], max_tokens: int, temperature: float | None = None,
+                 model: str | None = None) -> list[Generation]:
+        requests = [self._request(p, max_tokens, temperature, model) for p in prompts]
         with ThreadPoolExecutor(max_workers=min(16, max(1, len(prompts)))) as pool:
-            return list(pool.map(lambda p: self._one(p, max_tokens), prompts))
+            return list(pool.map(self._one, requests))
 
-    def stream(self, prompt: str, max_tokens: int) -> Iterator[Generation]:
+    def stream(self, prompt: str, max_tokens: int, temperature: float | None = None,
+               model: str | None = None) -> Iterator[Generation]:
         started, first, produced = time.perf_counter(), None, 0
         try:
             chunks = self.client.completions.create(
-                model=self.settings.served_model_name, prompt=prompt, max_tokens=max_tokens,
-                temperature=self.settings.temperature, seed=self.settings.seed, stream=True)
+                **self._request(prompt, max_tokens, temperature, model), stream=True)
             for chunk in chunks:
                 if not chunk.choices:
                     continue
@@ -270,6 +298,10 @@ class VllmServedGenerator(_TokenizerMixin):
             raise
         except Exception as exc:
             raise self._fail(exc) from exc
+
+
+def _pick(temperature: float | None, settings: GeneratorSettings) -> float:
+    return settings.temperature if temperature is None else temperature
 
 
 def _oneline(exc: BaseException, limit: int = 300) -> str:

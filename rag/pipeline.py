@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -12,12 +13,14 @@ from ingest.indexer import Indexer, IndexReport, Progress
 from rag.answering import Answer, Answerer
 from rag.citations import SupportScorer
 from rag.config import Settings
+from rag.conversation import rewrite
 from rag.embedder import ModelLoadError, SentenceTransformerEmbedder
 from rag.generation import Generator, make_generator
-from rag.kb import KnowledgeBase
+from rag.kb import KBError, KnowledgeBase
 from rag.protocols import Embedder, Reranker, Retriever
 from rag.rerank import CrossEncoderReranker
 from rag.retrieval import Bm25Retriever, DenseRetriever, HybridRetriever
+from rag.store import FileRecord
 from rag.types import Hit
 
 MODES = ("dense", "bm25", "hybrid")
@@ -60,6 +63,9 @@ class Pipeline:
         )
         self._generator = generator
         self._answerer: Answerer | None = None
+        # One KB connection and snapshot serve every thread (UI sessions); searches are
+        # milliseconds, so they simply take turns.
+        self._lock = threading.RLock()
 
     @property
     def generator(self) -> Generator:
@@ -86,6 +92,25 @@ class Pipeline:
             paths, rebuild=rebuild, progress=progress
         )
 
+    def documents(self) -> list[FileRecord]:
+        """The KB's files, as indexed (title, kind, chunks, warnings, when)."""
+        with self._lock:
+            self.kb.require()
+            return sorted(self.kb.store.files().values(), key=lambda r: r.path)
+
+    def remove(self, paths: Sequence[str]) -> int:
+        """Take documents out of the KB and publish a snapshot without them; returns the number
+        of chunks dropped. Waits for no one: a running indexing job makes this a KBError."""
+        with self._lock, self.kb.writer():
+            self.kb.require()
+            known = self.kb.store.files()
+            missing = [p for p in paths if p not in known]
+            if missing:
+                raise KBError(f"not in knowledge base {self.kb.name!r}: {', '.join(missing)}")
+            dropped = self.kb.store.remove_files(paths)
+            self.kb.publish(self.embedder.dim)
+        return dropped
+
     def retriever(self, mode: str) -> Retriever:
         r = self.settings.retrieval
         if mode == "dense":
@@ -107,47 +132,65 @@ class Pipeline:
         k = k or r.k
         mode = mode or r.mode
         rerank = self.settings.reranker.enabled if rerank is None else rerank
-        self.kb.require()
-        self.kb.check_compatible(self.embedder)
         warnings: list[str] = []
-        t0 = time.perf_counter()
-        depth = max(k, self.settings.reranker.top_n) if rerank else k
-        hits = self.retriever(mode).retrieve(query, depth) if query.strip() else []
-        if not query.strip():
-            warnings.append("empty query")
-        t1 = time.perf_counter()
-        used = None
-        if rerank and hits:
-            hits = self.reranker.rerank(query, hits)
-            warning = getattr(self.reranker, "warning", None)
-            if warning:
-                warnings.append(warning)
-            else:
-                used = self.reranker.name
-        t2 = time.perf_counter()
+        with self._lock:
+            self.kb.require()
+            self.kb.check_compatible(self.embedder)
+            t0 = time.perf_counter()
+            depth = max(k, self.settings.reranker.top_n) if rerank else k
+            hits = self.retriever(mode).retrieve(query, depth) if query.strip() else []
+            if not query.strip():
+                warnings.append("empty query")
+            t1 = time.perf_counter()
+            used = None
+            if rerank and hits:
+                hits = self.reranker.rerank(query, hits)
+                warning = getattr(self.reranker, "warning", None)
+                if warning:
+                    warnings.append(warning)
+                else:
+                    used = self.reranker.name
+            t2 = time.perf_counter()
         return SearchResult(
             query=query, mode=mode, hits=hits[:k], warnings=warnings, reranker=used,
             timings={"retrieve_s": round(t1 - t0, 4), "rerank_s": round(t2 - t1, 4)},
         )
 
     def _retrieve_for_answer(
-        self, question: str, k: int | None, mode: str | None, rerank: bool | None
+        self, question: str, k: int | None, mode: str | None, rerank: bool | None,
+        model: str | None = None,
     ) -> tuple[list[Hit], dict[str, object]]:
         result = self.search(question, k=k, mode=mode, rerank=rerank)
         models = {"embedder": self.embedder.name, "reranker": result.reranker,
-                  "generator": self.generator.name}
+                  "generator": model or self.generator.name}
         return result.hits, {"warnings": result.warnings, "timings": result.timings,
                              "models": models}
+
+    def rewrite(self, history: Sequence[tuple[str, str]], question: str,
+                model: str | None = None) -> str:
+        """``question`` made standalone using the (question, answer) history, for retrieval."""
+        return rewrite(self.generator, history, question, model)
 
     def ask(
         self, question: str, k: int | None = None, mode: str | None = None,
         rerank: bool | None = None, on_token: Callable[[str], None] | None = None,
+        history: Sequence[tuple[str, str]] = (), temperature: float | None = None,
+        model: str | None = None,
     ) -> Answer:
-        """One cited answer; tokens go to ``on_token`` as they are generated."""
-        hits, extra = self._retrieve_for_answer(question, k, mode, rerank)
+        """One cited answer; tokens go to ``on_token`` as they are generated. With a
+        conversation ``history``, a follow-up is first rewritten into a standalone query."""
+        started = time.perf_counter()
+        query = self.rewrite(history, question, model) if history else question
+        rewrite_s = round(time.perf_counter() - started, 4)
+        hits, extra = self._retrieve_for_answer(query, k, mode, rerank, model)
         if on_token is None:
-            return self.answerer.answer_many([question], [hits], [extra])[0]
-        return self.answerer.answer_stream(question, hits, extra, on_token)
+            answer = self.answerer.answer_many([query], [hits], [extra], temperature, model)[0]
+        else:
+            answer = self.answerer.answer_stream(query, hits, extra, on_token, temperature, model)
+        if query != question:
+            answer.question, answer.standalone_query = question, query
+            answer.timings["rewrite_s"] = rewrite_s
+        return answer
 
     def ask_many(
         self, questions: Sequence[str], k: int | None = None, mode: str | None = None,

@@ -107,3 +107,28 @@ def build_prompt(
         text = render(messages(question, chosen))
         exact = count(text)
     return BuiltPrompt(text, chosen, exact, dropped)
+
+
+# Follow-up questions ("and when was it published?") mean nothing to a retriever; the model
+# first rewrites them into standalone questions, shown one worked example.
+REWRITE_SYSTEM = """You rewrite the user's last question so that it can be understood without the
+conversation. Replace pronouns and vague references with the names they refer to. Keep every
+name, number and technical term. Do not answer it. Output only the rewritten question."""
+REWRITE_EXAMPLE = (
+    "Conversation:\nUser: Who proposed the Transformer architecture?\n"
+    "Assistant: It was proposed by Vaswani et al. in 2017.\n\n"
+    "Last question: How many attention heads does it use?"
+)
+REWRITE_EXAMPLE_ANSWER = "How many attention heads does the Transformer architecture use?"
+
+
+def rewrite_messages(history: Sequence[tuple[str, str]], question: str) -> Messages:
+    """``history`` is (question, answer) pairs, oldest first, already trimmed by the caller."""
+    lines = [f"User: {q}\nAssistant: {a}" for q, a in history]
+    turns = "\n".join(lines)
+    return [
+        {"role": "system", "content": REWRITE_SYSTEM},
+        {"role": "user", "content": REWRITE_EXAMPLE},
+        {"role": "assistant", "content": REWRITE_EXAMPLE_ANSWER},
+        {"role": "user", "content": f"Conversation:\n{turns}\n\nLast question: {question.strip()}"},
+    ]

@@ -82,6 +82,7 @@ class ScriptedGenerator:
         self.finish_reason = finish_reason
         self.queue = list(answers)
         self.prompts: list[str] = []
+        self.options: list[tuple[float | None, str | None]] = []  # (temperature, model) per call
 
     def enqueue(self, *answers: str) -> None:
         self.queue.extend(answers)
@@ -92,21 +93,27 @@ class ScriptedGenerator:
     def count_tokens(self, text: str) -> int:
         return len(_WORD.findall(text))
 
-    def _next(self, prompt: str):  # noqa: ANN202
+    def models(self) -> list[str]:
+        return [self.name, "fake-other"]
+
+    def _next(self, prompt: str, temperature: float | None, model: str | None):  # noqa: ANN202
         from rag.generation import Generation
 
         self.prompts.append(prompt)
+        self.options.append((temperature, model))
         text = self.queue.pop(0)
         return Generation(text, self.finish_reason, self.count_tokens(prompt),
                           self.count_tokens(text), 0.01, 0.001)
 
-    def generate(self, prompts: Sequence[str], max_tokens: int) -> list:  # type: ignore[type-arg]
-        return [self._next(p) for p in prompts]
+    def generate(self, prompts: Sequence[str], max_tokens: int,  # type: ignore[type-arg]
+                 temperature: float | None = None, model: str | None = None) -> list:
+        return [self._next(p, temperature, model) for p in prompts]
 
-    def stream(self, prompt: str, max_tokens: int):  # noqa: ANN201
+    def stream(self, prompt: str, max_tokens: int, temperature: float | None = None,
+               model: str | None = None):  # noqa: ANN201
         from rag.generation import Generation
 
-        whole = self._next(prompt)
+        whole = self._next(prompt, temperature, model)
         words = re.findall(r"\S+\s*", whole.text)
         for i, word in enumerate(words):
             last = i == len(words) - 1

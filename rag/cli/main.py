@@ -39,7 +39,7 @@ def cli(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from rag.cli import ask_cmd, eval_cmd, index_cmd, kb_cmd, models_cmd, search_cmd
+    from rag.cli import ask_cmd, eval_cmd, index_cmd, kb_cmd, models_cmd, search_cmd, ui_cmd
 
     cli.add_command(index_cmd.index)
     cli.add_command(search_cmd.search)
@@ -49,6 +49,8 @@ def _register() -> None:
     cli.add_command(ask_cmd.ask)
     cli.add_command(models_cmd.models_cmd)
     cli.add_command(models_cmd.serve_llm)
+    cli.add_command(ui_cmd.ui)
+    cli.add_command(ui_cmd.feedback_group)
 
 
 _register()

@@ -1,0 +1,49 @@
+"""Standalone queries for follow-up questions: retrieval sees one question, not a conversation."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from rag.citations import CITATION
+from rag.generation import Generator
+from rag.prompting import REFUSAL, rewrite_messages
+
+HISTORY_TURNS = 3  # the last few turns carry the references a follow-up makes
+ANSWER_CHARS = 400  # long answers add tokens, not meaning, to the rewrite prompt
+REWRITE_TOKENS = 64
+
+
+def trim_history(history: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The last turns, answers shortened and stripped of [n] markers (they mean nothing here)."""
+    out = []
+    for question, answer in list(history)[-HISTORY_TURNS:]:
+        text = " ".join(CITATION.sub("", answer).split())
+        if len(text) > ANSWER_CHARS:
+            text = text[:ANSWER_CHARS].rsplit(" ", 1)[0] + " ..."
+        out.append((" ".join(question.split()), text))
+    return out
+
+
+def clean_rewrite(output: str, question: str) -> str:
+    """The model's first line without labels or quotes; the original question when the output is
+    empty, a refusal, an answer-length ramble, or otherwise unusable."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    if not lines:
+        return question
+    text = re.sub(r"^(rewritten|standalone)?\s*(question|query)\s*:\s*", "", lines[0], flags=re.I)
+    text = CITATION.sub("", text).strip().strip("\"'“”").strip()
+    too_long = len(text) > 3 * len(question) + 120
+    if not text or too_long or REFUSAL.rstrip(".").lower() in text.lower():
+        return question
+    return text
+
+
+def rewrite(generator: Generator, history: Sequence[tuple[str, str]], question: str,
+            model: str | None = None) -> str:
+    """A standalone version of ``question``; unchanged when there is no history."""
+    if not history or not question.strip():
+        return question
+    prompt = generator.render(rewrite_messages(trim_history(history), question))
+    out = generator.generate([prompt], REWRITE_TOKENS, temperature=0.0, model=model)[0]
+    return clean_rewrite(out.text, question)

@@ -1,0 +1,373 @@
+"""The Streamlit app behind `rag ui`: chat with a knowledge base and check every claim.
+
+Layout only: retrieval, prompting and checking happen in ``rag.pipeline``; shared state (models,
+jobs, feedback) lives in one ``ui.engine.Engine`` for all browser sessions.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from ingest.indexer import IndexReport
+from rag.config import ConfigError
+from rag.embedder import ModelLoadError
+from rag.generation import GenerationError
+from rag.kb import KBError
+from rag.pdf_pages import PageRenderError, render_page
+from rag.pipeline import MODES
+from ui import render
+from ui.engine import Engine
+from ui.jobs import IndexJob
+from ui.uploads import Upload
+
+log = logging.getLogger("rag.ui")
+VIEWS = ("Chat", "Documents", "Feedback")
+USER_ERRORS = (GenerationError, KBError, ModelLoadError, ValueError, OSError)
+
+
+@st.cache_resource(show_spinner="Loading the models…")
+def get_engine() -> Engine:
+    """One engine per server process: every tab and rerun shares its models."""
+    return Engine.from_environment()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def page_png(path: str, page: int, passage: str, evidence: tuple[str, ...]) -> tuple[bytes, list[str]]:
+    rendered = render_page(path, page, passage, evidence)
+    return rendered.png, rendered.notes
+
+
+def turns(kb: str) -> list[dict[str, Any]]:
+    return st.session_state.setdefault("turns", {}).setdefault(kb, [])
+
+
+# -- sidebar ---------------------------------------------------------------------------------
+def choose_kb(engine: Engine) -> str:
+    extra = st.session_state.setdefault("new_kbs", [])
+    names = sorted(set(engine.kbs()) | {engine.settings.default_kb} | set(extra))
+    st.session_state.setdefault("kb_select", engine.settings.default_kb)
+
+    def create() -> None:  # a callback: it may set the selectbox before it is drawn again
+        name = st.session_state.get("new_kb_name", "").strip()
+        try:
+            extra.append(engine.check_name(name))
+            st.session_state["kb_select"] = name
+        except KBError as exc:
+            st.session_state["kb_error"] = str(exc)
+
+    kb = st.selectbox("Knowledge base", names, key="kb_select")
+    with st.expander("New knowledge base"):
+        with st.form("new_kb", clear_on_submit=True, border=False):
+            st.text_input("Name", placeholder="letters, digits, '.', '_' or '-'",
+                          key="new_kb_name")
+            st.form_submit_button("Create", key="create_kb", on_click=create)
+        if "kb_error" in st.session_state:
+            st.error(st.session_state.pop("kb_error"))
+    return str(kb)
+
+
+def answer_settings(engine: Engine) -> dict[str, Any]:
+    s = engine.settings
+    with st.expander("Answer settings", expanded=False):
+        k = st.slider("Passages (top-k)", 1, max(20, s.retrieval.k), s.retrieval.k, key="k")
+        mode = st.radio("Retrieval", MODES, index=MODES.index(s.retrieval.mode), horizontal=True,
+                        key="mode")
+        rerank = st.toggle("Rerank (cross-encoder)", value=s.reranker.enabled,
+                           help=f"model: {s.reranker.model}", key="rerank")
+        models = engine.models()
+        model = st.selectbox("Model", models, help="models the LLM server offers", key="model")
+        temperature = st.slider("Temperature", 0.0, 2.0, float(s.generator.temperature), 0.05,
+                                key="temperature")
+    return {"k": k, "mode": mode, "rerank": rerank, "model": model, "temperature": temperature}
+
+
+def llm_status(engine: Engine) -> bool:
+    ready, message = engine.llm_status()
+    if ready:
+        st.caption(f"LLM ready. {message}")
+        return True
+
+    @st.fragment(run_every=3.0)
+    def wait() -> None:
+        ok, msg = engine.llm_status()
+        if ok:
+            st.rerun()
+        st.info(msg, icon=":material/hourglass_top:")
+
+    wait()
+    return False
+
+
+# -- chat ------------------------------------------------------------------------------------
+def show_sources(turn_id: str, answer: dict[str, Any]) -> None:
+    sources = answer["sources"]
+    if not sources:
+        return
+    by_n = {int(s["n"]): s for s in sources}
+    order = [s["n"] for s in sources if s["cited"]] + [s["n"] for s in sources if not s["cited"]]
+    st.markdown(f'<div id="sources-{turn_id}"></div>', unsafe_allow_html=True)
+    n = st.segmented_control("Sources", order, default=order[0], key=f"src-{turn_id}",
+                             format_func=lambda n: render.source_label(by_n[n]))
+    if n is None:
+        return
+    src = by_n[int(n)]
+    with st.container(border=True, key=f"source-{turn_id}"):
+        st.markdown(f"**{render.text(src['title'] or src['source'])}**"
+                    + (f" — page {src['page']}" if src.get("page") else "")
+                    + (f" — {render.text(src['section'])}" if src.get("section") else ""),
+                    unsafe_allow_html=True)
+        st.caption(f"{src['source']} · chunk {src['chunk_id']}")
+        st.caption(render.scores_line(src))
+        spans = render.evidence_spans(int(n), answer["sentences"])
+        st.markdown(render.passage_html(src["text"], spans), unsafe_allow_html=True)
+        if src.get("page") and st.toggle("Show the page", key=f"page-{turn_id}-{n}"):
+            evidence = tuple(src["text"][a:b] for a, b in spans)
+            try:
+                png, notes = page_png(src["source"], int(src["page"]), src["text"], evidence)
+                st.image(png, caption=f"{Path(src['source']).name}, page {src['page']}")
+                for note in notes:
+                    st.caption(note)
+            except PageRenderError as exc:
+                st.warning(str(exc))
+
+
+def show_feedback(engine: Engine, kb: str, turn_id: str, answer: dict[str, Any]) -> None:
+    rating = st.feedback("thumbs", key=f"fb-{turn_id}")
+    if rating is None:
+        return
+    comment = st.text_input("Comment (optional)", key=f"fbc-{turn_id}",
+                            placeholder="What was right or wrong?")
+    judged = ("up" if rating == 1 else "down", comment)
+    saved = st.session_state.setdefault("feedback_saved", {})
+    if saved.get(turn_id) != judged:
+        engine.feedback.record(turn_id, kb, answer, *judged)
+        saved[turn_id] = judged
+    st.caption("Feedback saved.")
+
+
+def show_answer(engine: Engine, kb: str, turn: dict[str, Any]) -> None:
+    answer = turn.get("answer")
+    if answer is None:
+        if turn.get("partial"):
+            st.markdown(render.text(turn["partial"]), unsafe_allow_html=True)
+        st.error(turn["error"], icon=":material/error:")
+        return
+    if answer.get("standalone_query"):
+        with st.expander("Searched for (follow-up rewritten)"):
+            st.write(answer["standalone_query"])
+    st.markdown(render.answer_html(turn["id"], answer["text"], answer["sentences"],
+                                   answer["sources"]), unsafe_allow_html=True)
+    flagged = [s for s in answer["sentences"] if s.get("supported") is False]
+    if flagged:
+        st.caption(f":warning: {len(flagged)} of {len(answer['sentences'])} sentence(s) uncited "
+                   "or unsupported by their source (underlined; hover for why).")
+    for warning in answer["warnings"]:
+        st.caption(f"note: {warning}")
+    t = answer["timings"]
+    st.caption(f"retrieve {t.get('retrieve_s', 0):.2f} s · generate {t.get('generate_s', 0):.1f} s"
+               f" · {t.get('tokens_per_s', 0):.0f} tok/s · {answer['models'].get('generator')}")
+    show_sources(turn["id"], answer)
+    show_feedback(engine, kb, turn["id"], answer)
+
+
+def ask(engine: Engine, kb: str, question: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Stream one answer into the page; failures become an error turn, never a crash."""
+    history = [(t["question"], t["answer"]["text"]) for t in turns(kb) if t.get("answer")]
+    turn: dict[str, Any] = {"id": uuid.uuid4().hex[:12], "question": question}
+    with st.chat_message("user"):
+        st.markdown(render.text(question), unsafe_allow_html=True)
+    with st.chat_message("assistant"):
+        box = st.empty()
+        box.caption("Searching the knowledge base…")
+        streamed: list[str] = []
+
+        def on_token(token: str) -> None:
+            streamed.append(token)
+            box.markdown(render.text("".join(streamed)) + " ▌", unsafe_allow_html=True)
+
+        try:
+            answer = engine.pipeline(kb).ask(question, on_token=on_token, history=history,
+                                            **options)
+            turn["answer"] = answer.to_dict()
+        except USER_ERRORS as exc:
+            turn.update(answer=None, partial="".join(streamed), error=_error_text(exc, streamed))
+        except Exception as exc:  # the page stays up; the log has the traceback
+            log.exception("answering failed")
+            turn.update(answer=None, partial="".join(streamed),
+                        error=f"unexpected error: {type(exc).__name__}: {exc}")
+    return turn
+
+
+def _error_text(exc: Exception, streamed: list[str]) -> str:
+    if isinstance(exc, GenerationError):
+        cut = " The answer was cut off." if streamed else ""
+        return f"The LLM failed: {exc}.{cut} Ask again once it is back."
+    return str(exc)
+
+
+def chat_view(engine: Engine, kb: str, options: dict[str, Any], llm_ready: bool) -> None:
+    exists = kb in engine.kbs()
+    if not exists:
+        st.info(f"Knowledge base **{kb}** has no documents yet: add some under *Documents*.")
+    for turn in turns(kb):
+        with st.chat_message("user"):
+            st.markdown(render.text(turn["question"]), unsafe_allow_html=True)
+        with st.chat_message("assistant"):
+            show_answer(engine, kb, turn)
+    hint = ("Ask a question about your documents" if llm_ready
+            else "The LLM is still loading: questions are accepted once it is ready")
+    question = st.chat_input(hint, disabled=not (llm_ready and exists), key="question")
+    if question and question.strip():
+        turns(kb).append(ask(engine, kb, question.strip(), options))
+        st.rerun()
+
+
+# -- documents -------------------------------------------------------------------------------
+def show_report(job: IndexJob) -> None:
+    if job.error:
+        st.error(f"The indexing job failed: {job.error}")
+    report = job.report or IndexReport()
+    failed = [(Path(f.path).name, f.reason) for f in report.failed] + job.refused
+    summary = (f"Indexed {report.indexed}, unchanged {report.unchanged}, removed {report.removed}, "
+               f"failed {len(failed)} in {report.seconds:.1f} s "
+               f"({report.chunks_added} chunks added).")
+    (st.warning if failed else st.success)(summary)
+    if failed:
+        st.dataframe([{"file": name, "why it failed": why} for name, why in failed],
+                     hide_index=True, use_container_width=True)
+    if report.warnings:
+        with st.expander(f"{len(report.warnings)} warning(s)"):
+            for w in report.warnings:
+                st.caption(f"{Path(w.path).name}: {w.reason}")
+
+
+def job_panel(engine: Engine, kb: str) -> None:
+    job = engine.jobs.latest(kb)
+    if job is None:
+        return
+
+    @st.fragment(run_every=1.0 if job.running else None)
+    def panel() -> None:
+        if job.running:
+            where = f" · {Path(job.current).name}" if job.current else ""
+            st.progress(job.fraction, text=f"Indexing: {job.files_done} of {job.files_total} "
+                                           f"files · {job.chunks} chunks{where}")
+        elif st.session_state.get(f"job-seen-{kb}") != job.started:
+            st.session_state[f"job-seen-{kb}"] = job.started
+            st.rerun()  # the whole page, so stats and the document list show the result
+        else:
+            show_report(job)
+
+    panel()
+
+
+def documents_view(engine: Engine, kb: str) -> None:
+    st.subheader(f"Knowledge base: {kb}")
+    exists = kb in engine.kbs()
+    if exists:
+        stats = engine.pipeline(kb).kb.stats()
+        cols = st.columns(4)
+        cols[0].metric("Documents", stats["documents"])
+        cols[1].metric("Chunks", stats["chunks"])
+        cols[2].metric("Embedder", str(stats["embedder"]).removeprefix("bundled:"))
+        updated = stats["updated"]
+        cols[3].metric("Updated", time.strftime("%Y-%m-%d %H:%M", time.localtime(updated))
+                       if updated else "never")
+    job_panel(engine, kb)
+    limit = engine.settings.ui.max_upload_mb
+    with st.form("upload", clear_on_submit=True):
+        files = st.file_uploader(f"Add files (PDF, Markdown, HTML, text; up to {limit} MB each)",
+                                 accept_multiple_files=True, key="uploads")
+        if st.form_submit_button("Upload and index", key="upload_submit") and files:
+            start_job(lambda: engine.upload(kb, [Upload(f.name, f.getvalue()) for f in files]))
+    with st.form("folder"):
+        folder = st.text_input("Or index a folder on this server", placeholder="/path/to/docs",
+                               key="folder")
+        if st.form_submit_button("Index folder", key="folder_submit") and folder.strip():
+            path = Path(folder.strip()).expanduser()
+            if not path.exists():
+                st.error(f"{path} does not exist on the server")
+            else:
+                start_job(lambda: engine.index(kb, [path]))
+    if exists:
+        documents_table(engine, kb)
+
+
+def start_job(start: Any) -> None:  # noqa: ANN401 - a callable returning an IndexJob
+    try:
+        start()
+    except (RuntimeError, KBError, OSError) as exc:
+        st.error(str(exc))
+        return
+    st.rerun()
+
+
+def documents_table(engine: Engine, kb: str) -> None:
+    docs = engine.pipeline(kb).documents()
+    st.dataframe([{"title": d.title, "file": Path(d.path).name, "kind": d.kind,
+                   "chunks": d.n_chunks, "warnings": "; ".join(d.warnings),
+                   "indexed": time.strftime("%Y-%m-%d %H:%M", time.localtime(d.indexed_at))}
+                  for d in docs], hide_index=True, use_container_width=True)
+    by_path = {d.path: d for d in docs}
+    with st.form("remove"):
+        chosen = st.multiselect("Remove documents", list(by_path), key="remove_docs",
+                                format_func=lambda p: f"{by_path[p].title} ({Path(p).name})")
+        if st.form_submit_button("Remove", key="remove_submit") and chosen:
+            try:
+                dropped = engine.remove(kb, chosen)
+                st.success(f"Removed {len(chosen)} document(s), {dropped} chunks.")
+            except KBError as exc:
+                st.error(str(exc))
+
+
+# -- feedback --------------------------------------------------------------------------------
+def feedback_view(engine: Engine) -> None:
+    st.subheader("Feedback")
+    rows = engine.feedback.rows()
+    st.write(f"{len(rows)} judged answer(s), stored in `{engine.feedback.path}`.")
+    if not rows:
+        return
+    out = io.StringIO()
+    engine.feedback.export_jsonl(out)
+    st.download_button("Export as evaluation set (JSONL)", out.getvalue(),
+                       file_name="rag-feedback.jsonl", mime="application/jsonl")
+    st.dataframe([{"when": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"])),
+                   "kb": r["kb"], "rating": r["rating"], "question": r["question"],
+                   "comment": r["comment"]} for r in reversed(rows)],
+                 hide_index=True, use_container_width=True)
+
+
+# -- page ------------------------------------------------------------------------------------
+def main() -> None:
+    st.set_page_config(page_title="rag", page_icon=":material/menu_book:", layout="wide")
+    st.html(render.CSS)
+    try:
+        engine = get_engine()
+    except (ConfigError, KBError, ModelLoadError, OSError) as exc:
+        st.error(f"rag cannot start: {exc}")
+        st.stop()
+    with st.sidebar:
+        st.title("rag")
+        kb = choose_kb(engine)
+        view = st.radio("View", VIEWS, horizontal=True, label_visibility="collapsed", key="view")
+        options = answer_settings(engine)
+        llm_ready = llm_status(engine)
+        if turns(kb) and st.button("New conversation"):
+            turns(kb).clear()
+            st.rerun()
+    if view == "Chat":
+        chat_view(engine, kb, options, llm_ready)
+    elif view == "Documents":
+        documents_view(engine, kb)
+    else:
+        feedback_view(engine)
+
+
+main()

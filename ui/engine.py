@@ -1,0 +1,124 @@
+"""What every browser session shares: one set of models, one pipeline per knowledge base, the
+indexing jobs and the feedback store. The app holds one Engine in ``st.cache_resource``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ingest.indexer import IndexReport
+from rag.config import Settings, load_settings
+from rag.embedder import SentenceTransformerEmbedder
+from rag.feedback import FeedbackStore, feedback_path
+from rag.generation import Generator, VllmServedGenerator, make_generator
+from rag.kb import KnowledgeBase, list_kbs
+from rag.pipeline import Pipeline
+from rag.protocols import Embedder, Reranker
+from rag.rerank import CrossEncoderReranker
+from ui.jobs import IndexJob, JobRunner
+from ui.launcher import LlmState, read_state
+from ui.uploads import Upload, save_uploads
+
+STATUS_TTL_S = 2.0
+
+
+class Engine:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None,
+                 reranker: Reranker | None = None, generator: Generator | None = None,
+                 index_embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self.embedder = embedder or SentenceTransformerEmbedder(settings.embedder)
+        # Indexing gets its own copy of the embedder: a long job then never makes a chat
+        # query wait for a batch of 256 passages.
+        self.index_embedder = index_embedder or SentenceTransformerEmbedder(settings.embedder)
+        self.reranker = reranker or CrossEncoderReranker(settings.reranker,
+                                                         settings.embedder.device)
+        self.generator = generator or make_generator(settings.generator, settings.home)
+        self.jobs = JobRunner()
+        self.feedback = FeedbackStore(feedback_path(settings.home))
+        self._pipelines: dict[str, Pipeline] = {}
+        self._lock = threading.Lock()
+        self._status: tuple[float, bool, str] = (0.0, False, "")
+
+    @classmethod
+    def from_environment(cls) -> Engine:
+        return cls(load_settings())
+
+    # -- knowledge bases -------------------------------------------------------------------
+    def kbs(self) -> list[str]:
+        return list_kbs(self.settings)
+
+    def check_name(self, kb: str) -> str:
+        """The name if valid (raises KBError otherwise)."""
+        return KnowledgeBase(kb, self.settings).name
+
+    def pipeline(self, kb: str) -> Pipeline:
+        with self._lock:
+            if kb not in self._pipelines:
+                self._pipelines[kb] = Pipeline(self.settings, kb, self.embedder, self.reranker,
+                                               self.generator)
+            return self._pipelines[kb]
+
+    def upload_dir(self, kb: str) -> Path:
+        return self.settings.kb_root / self.check_name(kb) / "uploads"
+
+    def index(self, kb: str, paths: Sequence[Path],
+              refused: Sequence[tuple[str, str]] = ()) -> IndexJob:
+        """Start a background job; its KB connection is its own, its embedder the indexing one."""
+        self.check_name(kb)
+
+        def run(todo: list[Path], job: IndexJob) -> IndexReport:
+            pipeline = Pipeline(self.settings, kb, self.index_embedder, self.reranker,
+                                self.generator)
+            try:
+                return pipeline.index(todo, progress=job)
+            finally:
+                pipeline.kb.close()
+
+        return self.jobs.start(kb, paths, run, refused)
+
+    def upload(self, kb: str, uploads: list[Upload]) -> IndexJob:
+        """Save the uploads in the KB's folder and index the ones that were accepted."""
+        saved, refused = save_uploads(self.upload_dir(kb), uploads,
+                                      self.settings.ui.max_upload_mb * 2**20)
+        return self.index(kb, saved, refused)
+
+    def remove(self, kb: str, paths: Sequence[str]) -> int:
+        """Remove documents; an uploaded copy is deleted too, so no later job brings it back."""
+        dropped = self.pipeline(kb).remove(paths)
+        uploads = self.upload_dir(kb).resolve()
+        for path in paths:
+            if Path(path).resolve().parent == uploads:
+                Path(path).unlink(missing_ok=True)
+        return dropped
+
+    # -- the LLM ---------------------------------------------------------------------------
+    def models(self) -> list[str]:
+        return self.generator.models()
+
+    def llm_state(self) -> LlmState | None:
+        return read_state()
+
+    def llm_status(self) -> tuple[bool, str]:
+        """(ready, what to tell the user), re-checked at most every few seconds."""
+        checked, ready, message = self._status
+        if time.monotonic() - checked < STATUS_TTL_S:
+            return ready, message
+        if not isinstance(self.generator, VllmServedGenerator):
+            ready, message = True, f"{self.generator.name} runs in this process"
+        else:
+            url = self.settings.generator.server_url
+            state = self.llm_state()
+            notice = state.notice if state else f"Using the LLM server at {url}."
+            ready = self.generator.healthy()
+            if ready:
+                message = notice
+            elif state and state.managed and not state.gave_up:
+                message = (f"{notice} Loading the model: the first start takes a minute or two "
+                           "on a CPU.")
+            else:
+                message = f"{notice} The LLM server at {url} does not answer."
+        self._status = (time.monotonic(), ready, message)
+        return ready, message

@@ -1,0 +1,134 @@
+"""HTML for answers and passages: citation markers with hover text that jump to the sources,
+unsupported sentences underlined, supporting sentences highlighted. Everything that came from a
+document or the model is escaped first; only our own markup is added after."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rag.citations import CITATION, parse_numbers
+
+Source = dict[str, Any]
+
+CSS = """<style>
+.rag-answer a.cite { text-decoration: none; font-weight: 600; padding: 0 .15em;
+  border-radius: 4px; background: rgba(60, 120, 250, .14); }
+.rag-answer .unsupported { text-decoration: underline wavy #d0342c; text-underline-offset: 4px;
+  text-decoration-thickness: 1.5px; }
+.rag-passage { white-space: pre-wrap; font-size: .92em; line-height: 1.5; }
+.rag-passage mark { background: #ffc96b; padding: 0 .1em; border-radius: 3px; }
+</style>"""
+
+
+def text(value: object) -> str:
+    """Escaped for st.markdown with HTML on: no tags, and '$' cannot start LaTeX."""
+    return html.escape(str(value)).replace("$", "&#36;")
+
+
+def where(src: Source) -> str:
+    parts = [str(src.get("title") or src.get("source"))]
+    if src.get("page"):
+        parts.append(f"page {src['page']}")
+    if src.get("section"):
+        parts.append(str(src["section"]))
+    return ", ".join(parts)
+
+
+def source_label(src: Source, width: int = 38) -> str:
+    title = str(src.get("title") or src.get("source"))
+    if len(title) > width:
+        title = title[: width - 1] + "…"
+    page = f" · p. {src['page']}" if src.get("page") else ""
+    return f"[{src['n']}] {title}{page}" + ("" if src.get("cited") else " (not cited)")
+
+
+def scores_line(src: Source) -> str:
+    scores, ranks = src.get("scores", {}), src.get("ranks", {})
+    parts = []
+    for key, name in (("dense", "dense"), ("bm25", "BM25"), ("fused", "fused"),
+                      ("rerank", "rerank")):
+        value = scores.get(key)
+        rank = f" (#{ranks[key]})" if key in ranks else ""
+        parts.append(f"{name} {value:.4g}{rank}" if value is not None else f"{name} –")
+    return " · ".join(parts)
+
+
+def _cite_links(escaped: str, turn: str, by_n: dict[int, Source]) -> str:
+    def link(match: Any) -> str:  # noqa: ANN401 - re.Match
+        out = []
+        for n in parse_numbers(match.group(1)):
+            src = by_n.get(n)
+            if src is None:
+                out.append(str(n))
+                continue
+            hover = text(f"{where(src)}: {src.get('snippet', '')}")
+            out.append(f'<a class="cite" href="#sources-{turn}" title="{hover}">{n}</a>')
+        return "[" + ", ".join(out) + "]"
+
+    return CITATION.sub(link, escaped)
+
+
+def _locate(answer: str, sentences: Sequence[dict[str, Any]]) -> list[tuple[int, int, dict[str, Any]]]:
+    """(start, end, sentence) of every sentence found in order in the answer text."""
+    found, cursor = [], 0
+    for s in sentences:
+        for probe in (s["text"], s["text"].split("[")[0].strip()):
+            at = answer.find(probe, cursor) if probe else -1
+            if at >= 0:
+                found.append((at, at + len(probe), s))
+                cursor = at + len(probe)
+                break
+    return found
+
+
+def _why(s: dict[str, Any]) -> str:
+    why = "; ".join(s.get("flags") or []) or "not supported"
+    if s.get("suggested"):
+        why += f"; best matching source: {s['suggested']}"
+    if s.get("support") is not None:
+        why += f"; support {s['support']:.2f}"
+    return why
+
+
+def answer_html(turn: str, answer: str, sentences: Sequence[dict[str, Any]],
+                sources: Sequence[Source]) -> str:
+    """The answer with clickable/hoverable [n] markers and flagged sentences underlined."""
+    by_n = {int(s["n"]): s for s in sources}
+    out, cursor = [], 0
+    for start, end, s in _locate(answer, sentences):
+        if s.get("supported") is not False:
+            continue
+        out.append(text(answer[cursor:start]))
+        out.append(f'<span class="unsupported" title="{text(_why(s))}">'
+                   f"{text(answer[start:end])}</span>")
+        cursor = end
+    out.append(text(answer[cursor:]))
+    return f'<div class="rag-answer">{_cite_links("".join(out), turn, by_n)}</div>'
+
+
+def evidence_spans(n: int, sentences: Iterable[dict[str, Any]]) -> list[tuple[int, int]]:
+    """Passage spans of source ``n`` that support some answer sentence."""
+    spans = set()
+    for s in sentences:
+        for key, span in (s.get("evidence") or {}).items():
+            if int(key) == n:
+                spans.add((int(span[0]), int(span[1])))
+    return sorted(spans)
+
+
+def passage_html(passage: str, spans: Sequence[tuple[int, int]]) -> str:
+    """The passage with the supporting sentences marked (overlapping spans merged)."""
+    merged: list[list[int]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    out, cursor = [], 0
+    for a, b in merged:
+        out.append(text(passage[cursor:a]) + f"<mark>{text(passage[a:b])}</mark>")
+        cursor = b
+    out.append(text(passage[cursor:]))
+    return f'<div class="rag-passage">{"".join(out)}</div>'

@@ -281,7 +281,7 @@ class VllmServedGenerator(_TokenizerMixin):
 
     def stream(self, prompt: str, max_tokens: int, temperature: float | None = None,
                model: str | None = None) -> Iterator[Generation]:
-        started, first, produced = time.perf_counter(), None, 0
+        started, first, produced, finished = time.perf_counter(), None, 0, False
         try:
             chunks = self.client.completions.create(
                 **self._request(prompt, max_tokens, temperature, model), stream=True)
@@ -293,11 +293,14 @@ class VllmServedGenerator(_TokenizerMixin):
                 if first is None and choice.text:
                     first = now
                 produced += 1 if choice.text else 0
+                finished = finished or choice.finish_reason is not None
                 yield Generation(choice.text, choice.finish_reason, 0, produced, now, first)
         except GenerationError:
             raise
         except Exception as exc:
             raise self._fail(exc) from exc
+        if not finished:  # a server that dies mid-answer may just close the stream
+            raise self._fail(ConnectionError("the stream ended before the answer was finished"))
 
 
 def _pick(temperature: float | None, settings: GeneratorSettings) -> float:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from rag.citations import SupportScorer, check, parse_numbers, split_sentences, strip_invalid
+from rag.kb import KBError
 from rag.pipeline import Pipeline
 from rag.prompting import REFUSAL, Source, build_prompt, messages
 from rag.testing import HashEmbedder, ScriptedGenerator
@@ -139,3 +140,47 @@ def test_empty_kb_answers_with_refusal(settings, tmp_path: Path) -> None:  # noq
         answer = p.ask("anything?", mode=mode)
         assert answer.refused and answer.sources == []
     assert gen.prompts == []
+
+
+def test_follow_up_is_rewritten_before_retrieval(asking: Pipeline) -> None:
+    gen: ScriptedGenerator = asking.generator  # type: ignore[assignment]
+    gen.enqueue("What do dogs bark at?", "Dogs bark at the mailman [1].")
+    history = [("Tell me about dogs.", "Dogs love long walks [1].")]
+    answer = asking.ask("What do they bark at?", k=1, mode="bm25", history=history,
+                        temperature=0.3, model="fake-other")
+    assert "Last question: What do they bark at?" in gen.prompts[0]
+    assert "Dogs love long walks" in gen.prompts[0] and "[1]" not in gen.prompts[0].split(
+        "Conversation:")[-1]
+    assert answer.question == "What do they bark at?"
+    assert answer.standalone_query == "What do dogs bark at?"
+    assert answer.sources[0]["source"].endswith("dogs.txt")
+    assert gen.options == [(0.0, "fake-other"), (0.3, "fake-other")]  # rewrites are greedy
+    assert "rewrite_s" in answer.timings
+
+
+def test_no_history_means_no_rewrite(asking: Pipeline) -> None:
+    asking.generator.enqueue("Cats purr [1].")  # type: ignore[attr-defined]
+    answer = asking.ask("What do cats do?", mode="bm25")
+    assert answer.standalone_query is None and len(asking.generator.prompts) == 1  # type: ignore[attr-defined]
+
+
+def test_check_points_to_the_supporting_sentence() -> None:
+    passage = "Cats purr loudly. Dogs bark at the mailman every day. Fish swim."
+    report = check("Dogs bark at the mailman [1].", [Source(1, hit(passage))], scorer(), 0.3)
+    a, b = report.sentences[0].evidence[1]
+    assert passage[a:b].strip() == "Dogs bark at the mailman every day."
+
+
+def test_remove_documents(asking: Pipeline) -> None:
+    dogs = next(d.path for d in asking.documents() if d.path.endswith("dogs.txt"))
+    assert asking.remove([dogs]) > 0
+    assert all(not d.path.endswith("dogs.txt") for d in asking.documents())
+    assert all("dogs" not in h.chunk.source for h in asking.search("dogs bark", mode="bm25").hits)
+    with pytest.raises(KBError, match="not in knowledge base"):
+        asking.remove([dogs])
+
+
+def test_removing_every_document_leaves_an_empty_working_kb(asking: Pipeline) -> None:
+    asking.remove([d.path for d in asking.documents()])
+    for mode in ("dense", "bm25", "hybrid"):
+        assert asking.search("dogs", mode=mode).hits == []

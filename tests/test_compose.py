@@ -47,6 +47,9 @@ def test_compose_services_images_ports_volumes_healthchecks() -> None:
     assert app["environment"]["RAG_GENERATOR__MODE"] == "served"
     assert app["environment"]["RAG_GENERATOR__SERVER_URL"] == "http://llm:8000/v1"
     assert app["environment"]["RAG_HOME"].startswith("/data")
+    assert app["command"][:2] == ["rag", "ui"] and "0.0.0.0" in app["command"]
+    assert any(p["target"] == 8501 for p in app["ports"])
+    assert app["environment"]["RAG_UI__START_LLM"] == "false"
     assert {v.split(":")[0] for v in app["volumes"]} == {"rag-home", "model-cache"}
     assert set(cfg["volumes"]) == {"rag-home", "model-cache"}
 

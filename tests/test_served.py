@@ -18,13 +18,25 @@ from rag.generation import GenerationError, VllmServedGenerator
 class Fake(BaseHTTPRequestHandler):
     mode = "ok"
     calls = 0
+    bodies: list[dict] = []  # type: ignore[type-arg]
 
     def log_message(self, *args: object) -> None:  # quiet
         pass
 
+    def do_GET(self) -> None:  # noqa: N802 - /v1/models
+        data = json.dumps({"object": "list", "data": [
+            {"id": "rag-llm", "object": "model", "created": 0, "owned_by": "vllm"},
+            {"id": "other-llm", "object": "model", "created": 0, "owned_by": "vllm"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_POST(self) -> None:  # noqa: N802
         type(self).calls += 1
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).bodies.append(body)
         if self.mode == "slow":
             time.sleep(2)
         if self.mode == "flaky" and type(self).calls == 1:
@@ -36,6 +48,10 @@ class Fake(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
             for i, word in enumerate(["Cats ", "purr ", "[1]."]):
+                if self.mode == "drop" and i == 2:  # the server dies mid-answer
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 chunk = {"id": "x", "object": "text_completion", "created": 0, "model": "m",
                          "choices": [{"index": 0, "text": word, "logprobs": None,
                                       "finish_reason": "stop" if i == 2 else None}]}
@@ -59,7 +75,7 @@ class Fake(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[tuple[str, type[Fake]]]:
-    handler = type("Handler", (Fake,), {"mode": "ok", "calls": 0})
+    handler = type("Handler", (Fake,), {"mode": "ok", "calls": 0, "bodies": []})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -109,3 +125,30 @@ def test_down_server_is_a_clear_error_not_a_hang() -> None:
         list(gen.stream("p", 8))
     assert time.perf_counter() - started < 20
     assert not gen.healthy()
+
+
+def test_request_options_and_model_list(server: tuple[str, type[Fake]]) -> None:
+    url, handler = server
+    gen = generator(url, temperature=0.0)
+    gen.generate(["p"], 8)
+    list(gen.stream("p", 8, temperature=0.7, model="other-llm"))
+    assert [(b["model"], b["temperature"]) for b in handler.bodies] == [
+        ("rag-llm", 0.0), ("other-llm", 0.7)]
+    assert gen.models() == ["rag-llm", "other-llm"]
+
+
+def test_server_dying_mid_stream_is_a_generation_error(server: tuple[str, type[Fake]]) -> None:
+    url, handler = server
+    handler.mode = "drop"
+    gen = generator(url, retries=0)
+    pieces: list[str] = []
+    with pytest.raises(GenerationError, match="failed after 0 retries"):
+        for piece in gen.stream("p", 8):
+            pieces.append(piece.text)
+    assert pieces == ["Cats ", "purr "]
+    handler.mode = "ok"  # back again: the same generator works
+    assert "".join(p.text for p in gen.stream("p", 8)) == "Cats purr [1]."
+
+
+def test_model_list_when_the_server_is_down() -> None:
+    assert generator("http://127.0.0.1:9/v1").models() == ["rag-llm"]

@@ -185,12 +185,12 @@ def test_upload_sanitises_limits_and_reports_each_failure(
     uploads = settings.kb_root / "default" / "uploads"
     assert sorted(p.name for p in uploads.iterdir()) == ["broken.pdf", "evil.md", "notes.txt"]
     assert not (settings.home.parent / "evil.md").exists()
-    failures = at.dataframe[0].value
+    failures = at.table[0].value
     reasons = dict(zip(failures["file"], failures["why it failed"], strict=True))
     assert "upload limit of 1 MB" in reasons["huge.txt"]
     assert "broken.pdf" in reasons and reasons["broken.pdf"]
     assert "Indexed 2" in at.warning[0].value
-    titles = set(at.dataframe[1].value["title"])
+    titles = set(at.dataframe[0].value["title"])
     assert {"Owls", "notes"} <= titles
     assert at.metric[0].value == "2"
 

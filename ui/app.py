@@ -111,13 +111,27 @@ def show_sources(turn_id: str, answer: dict[str, Any]) -> None:
     if not sources:
         return
     by_n = {int(s["n"]): s for s in sources}
-    order = [s["n"] for s in sources if s["cited"]] + [s["n"] for s in sources if not s["cited"]]
+    cited = [int(s["n"]) for s in sources if s["cited"]]
     st.markdown(f'<div id="sources-{turn_id}"></div>', unsafe_allow_html=True)
-    n = st.segmented_control("Sources", order, default=order[0], key=f"src-{turn_id}",
+    order = cited or list(by_n)  # nothing cited: let the reader inspect everything retrieved
+    n = st.segmented_control("Cited sources" if cited else "Retrieved passages", order,
+                             default=order[0], key=f"src-{turn_id}",
                              format_func=lambda n: render.source_label(by_n[n]))
-    if n is None:
-        return
-    src = by_n[int(n)]
+    n = order[0] if n is None else n  # clicking the selected source again keeps it shown
+    show_source(turn_id, int(n), by_n[int(n)], answer["sentences"])
+    others = [s for s in sources if not s["cited"]] if cited else []
+    if others:
+        with st.expander(f"{len(others)} more retrieved passage(s), not cited"):
+            for src in others:
+                st.markdown(f"**[{src['n']}] {render.text(render.where(src))}** · "
+                            f"{render.text(render.scores_line(src))}  \n"
+                            f"{render.text(src['snippet'])}", unsafe_allow_html=True)
+
+
+def show_source(turn_id: str, n: int, src: dict[str, Any],
+                sentences: list[dict[str, Any]]) -> None:
+    """One source: where it is, its scores, the passage with its supporting sentences marked,
+    and for PDFs the page itself."""
     with st.container(border=True, key=f"source-{turn_id}"):
         st.markdown(f"**{render.text(src['title'] or src['source'])}**"
                     + (f" — page {src['page']}" if src.get("page") else "")
@@ -125,13 +139,14 @@ def show_sources(turn_id: str, answer: dict[str, Any]) -> None:
                     unsafe_allow_html=True)
         st.caption(f"{src['source']} · chunk {src['chunk_id']}")
         st.caption(render.scores_line(src))
-        spans = render.evidence_spans(int(n), answer["sentences"])
+        spans = render.evidence_spans(n, sentences)
         st.markdown(render.passage_html(src["text"], spans), unsafe_allow_html=True)
         if src.get("page") and st.toggle("Show the page", key=f"page-{turn_id}-{n}"):
             evidence = tuple(src["text"][a:b] for a, b in spans)
             try:
                 png, notes = page_png(src["source"], int(src["page"]), src["text"], evidence)
-                st.image(png, caption=f"{Path(src['source']).name}, page {src['page']}")
+                st.image(png, caption=f"{Path(src['source']).name}, page {src['page']}",
+                         width=760)
                 for note in notes:
                     st.caption(note)
             except PageRenderError as exc:
@@ -240,8 +255,7 @@ def show_report(job: IndexJob) -> None:
                f"({report.chunks_added} chunks added).")
     (st.warning if failed else st.success)(summary)
     if failed:
-        st.dataframe([{"file": name, "why it failed": why} for name, why in failed],
-                     hide_index=True, use_container_width=True)
+        st.table([{"file": name, "why it failed": why} for name, why in failed])
     if report.warnings:
         with st.expander(f"{len(report.warnings)} warning(s)"):
             for w in report.warnings:
@@ -273,13 +287,14 @@ def documents_view(engine: Engine, kb: str) -> None:
     exists = kb in engine.kbs()
     if exists:
         stats = engine.pipeline(kb).kb.stats()
-        cols = st.columns(4)
-        cols[0].metric("Documents", stats["documents"])
-        cols[1].metric("Chunks", stats["chunks"])
-        cols[2].metric("Embedder", str(stats["embedder"]).removeprefix("bundled:"))
+        cols = st.columns(3)
+        cols[0].metric("Files", stats["files"])
+        cols[1].metric("Documents", stats["documents"])
+        cols[2].metric("Chunks", stats["chunks"])
         updated = stats["updated"]
-        cols[3].metric("Updated", time.strftime("%Y-%m-%d %H:%M", time.localtime(updated))
-                       if updated else "never")
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(updated)) if updated else "never"
+        st.caption(f"Embedder {stats['embedder']} ({stats['dim']} dimensions) · last update {when}"
+                   f" · stored in {engine.pipeline(kb).kb.path}")
     job_panel(engine, kb)
     limit = engine.settings.ui.max_upload_mb
     with st.form("upload", clear_on_submit=True):

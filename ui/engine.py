@@ -114,7 +114,7 @@ class Engine:
             notice = state.notice if state else f"Using the LLM server at {url}."
             ready = self.generator.healthy()
             if ready:
-                message = notice
+                message = notice if state and state.managed else f"Using the LLM server at {url}."
             elif state and state.managed and not state.gave_up:
                 message = (f"{notice} Loading the model: the first start takes a minute or two "
                            "on a CPU.")

@@ -149,6 +149,10 @@ def run(settings: Settings, kb: str | None, host: str, port: int, headless: bool
     echo(f"rag ui: http://{host}:{port}")
     echo(state.notice)
     app = subprocess.Popen(streamlit_command(settings, host, port, headless), env=env)
+    # `docker stop` and service managers send SIGTERM, and a shell's background job ignores
+    # SIGINT: clean up on either as for Ctrl-C.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.default_int_handler)
     try:
         while app.poll() is None:
             time.sleep(1.0)

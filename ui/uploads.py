@@ -55,5 +55,6 @@ def save_uploads(folder: Path, uploads: list[Upload], max_bytes: int
             tmp = target.with_name(f".{target.name}.part")
             tmp.write_bytes(upload.data)
             os.replace(tmp, target)
-            saved.append(target)
+            if target not in saved:  # the same name twice: the last one wins
+                saved.append(target)
     return saved, refused

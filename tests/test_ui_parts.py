@@ -1,0 +1,234 @@
+"""The pieces behind the UI: upload names, HTML rendering, page rendering, feedback, jobs,
+follow-up rewriting and the launcher's choice of LLM server."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pypdf
+import pytest
+from click.testing import CliRunner
+
+from rag.cli.main import cli
+from rag.config import load_settings
+from rag.conversation import clean_rewrite, trim_history
+from rag.feedback import FeedbackStore, feedback_path
+from rag.pdf_pages import PageRenderError, find_spans, render_page
+from tests.conftest import PAPERS, needs_shared
+from ui import render
+from ui.jobs import JobRunner
+from ui.launcher import LlmState, plan_llm, streamlit_command
+from ui.uploads import Upload, safe_name, save_uploads
+
+ATTENTION = PAPERS / "1706.03762v7.pdf"
+
+
+@pytest.mark.parametrize(("raw", "safe"), [
+    ("report.pdf", "report.pdf"),
+    ("../../etc/passwd", "passwd"),
+    ("..\\..\\windows\\system.ini", "system.ini"),
+    ("..", "upload"),
+    ("", "upload"),
+    (".bashrc", "bashrc"),
+    ("a\x00b\nc.txt", "abc.txt"),
+    ("my notes (v2).md", "my notes (v2).md"),
+    ("résumé.pdf", "résumé.pdf"),
+    ("x;rm -rf $HOME.txt", "x_rm -rf _HOME.txt"),
+])
+def test_safe_name(raw: str, safe: str) -> None:
+    assert safe_name(raw) == safe
+
+
+def test_safe_name_keeps_the_extension_of_long_names() -> None:
+    name = safe_name("a" * 500 + ".pdf")
+    assert len(name) <= 120 and name.endswith(".pdf")
+
+
+def test_save_uploads_stays_in_folder_and_refuses_with_reasons(tmp_path: Path) -> None:
+    folder = tmp_path / "kb" / "uploads"
+    saved, refused = save_uploads(folder, [
+        Upload("../../escape.txt", b"hello"), Upload("big.txt", b"x" * 11),
+        Upload("empty.txt", b""), Upload("escape.txt", b"new one")], max_bytes=10)
+    assert saved == [folder.resolve() / "escape.txt"]
+    assert (folder / "escape.txt").read_bytes() == b"new one"
+    assert not (tmp_path / "escape.txt").exists()
+    reasons = dict(refused)
+    assert "over the upload limit" in reasons["big.txt"] and "empty" in reasons["empty.txt"]
+    assert sorted(p.name for p in folder.iterdir()) == ["escape.txt"]  # no partial files
+
+
+SOURCES = [{"n": 1, "title": "Cats <b>", "page": 2, "section": None, "source": "cats.pdf",
+            "snippet": 'Cats "purr" [3]', "cited": True}]
+
+
+def test_answer_html_links_citations_and_marks_flagged_sentences() -> None:
+    sentences = [{"text": "Cats purr [1].", "supported": True},
+                 {"text": "Dogs <fly>.", "supported": False, "flags": ["uncited"],
+                  "suggested": 1, "support": None}]
+    out = render.answer_html("t1", "Cats purr [1]. Dogs <fly>.", sentences, SOURCES)
+    assert '<a class="cite" href="#sources-t1" title="Cats &lt;b&gt;, page 2: Cats &quot;purr' \
+           in out
+    assert "[3]" in out and out.count('class="cite"') == 1  # brackets in hover text stay text
+    assert '<span class="unsupported" title="uncited; best matching source: 1">Dogs &lt;fly&gt;.' \
+           in out
+
+
+def test_passage_html_merges_and_escapes() -> None:
+    out = render.passage_html("a <b> c d e", [(0, 5), (2, 7), (10, 11)])
+    assert out == '<div class="rag-passage"><mark>a &lt;b&gt; c</mark> d <mark>e</mark></div>'
+
+
+def test_evidence_spans_and_labels() -> None:
+    sentences = [{"evidence": {"1": [0, 4], "2": [5, 9]}}, {"evidence": {1: [0, 4]}}]
+    assert render.evidence_spans(1, sentences) == [(0, 4)]
+    assert render.source_label({**SOURCES[0], "cited": False}) == "[1] Cats <b> · p. 2 (not cited)"
+    line = render.scores_line({"scores": {"dense": 0.5, "bm25": None, "fused": 0.03,
+                                          "rerank": None}, "ranks": {"dense": 2}})
+    assert line == "dense 0.5 (#2) · BM25 – · fused 0.03 · rerank –"
+
+
+@needs_shared(ATTENTION)
+def test_render_page_marks_the_cited_passage() -> None:
+    text = pypdf.PdfReader(ATTENTION).pages[2].extract_text()
+    passage = text[text.index("The encoder is composed"):][:500]
+    page = render_page(ATTENTION, 3, passage, ["The encoder is composed of a stack of N = 6 "
+                                               "identical layers."])
+    assert page.png.startswith(b"\x89PNG") and page.marked == page.wanted == 2 and not page.notes
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(page.png)).convert("RGB")
+    marked = sum(1 for r, g, b in image.getdata() if r > 240 and 100 < b < 200 and g > 150)
+    assert marked > 1000  # yellow-ish pixels under the passage
+
+
+def test_render_page_of_a_scan_says_nothing_can_be_marked(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (200, 300), "white").save(tmp_path / "scan.pdf")  # image only, no text
+    page = render_page(tmp_path / "scan.pdf", 1, "A method for the construction")
+    assert page.marked == 0 and "no text layer" in page.notes[0]
+
+
+def test_render_page_errors(tmp_path: Path) -> None:
+    with pytest.raises(PageRenderError, match="no longer there"):
+        render_page(tmp_path / "gone.pdf", 1, "x")
+    (tmp_path / "not.pdf").write_text("hello")
+    with pytest.raises(PageRenderError, match="cannot open not.pdf"):
+        render_page(tmp_path / "not.pdf", 1, "x")
+    if ATTENTION.exists():
+        with pytest.raises(PageRenderError, match="has 15 pages, not a page 99"):
+            render_page(ATTENTION, 99, "x")
+
+
+def test_find_spans_ignores_spacing_hyphenation_and_ligatures() -> None:
+    page = "The \ufb01rst layer is posi-\ntion-wise; it is fully connected."
+    spans = find_spans(page, "The first layer is position- wise; it is fully connected.")
+    assert spans == [(0, len(page) - 1)]  # up to the last letter
+    assert find_spans(page, "nothing like this appears on the page") == []
+
+
+def test_feedback_store_replaces_and_exports(tmp_path: Path) -> None:
+    store = FeedbackStore(tmp_path / "fb.sqlite")
+    answer = {"question": "Q?", "text": "A [1].", "sources": [{"n": 1, "title": "T", "text": "p",
+                                                                "extra": "dropped"}],
+              "sentences": [{"text": "A [1]."}], "models": {"generator": "g"}}
+    store.record("a1", "kb", answer, "up")
+    store.record("a1", "kb", answer, "down", "  wrong  ")
+    store.record("a2", "kb", answer, "up")
+    with pytest.raises(ValueError, match="rating must be"):
+        store.record("a3", "kb", answer, "meh")
+    out = io.StringIO()
+    assert store.export_jsonl(out, "down") == 1
+    row = json.loads(out.getvalue())
+    assert row["comment"] == "wrong" and row["sources"][0] == {
+        "n": 1, "cited": None, "chunk_id": None, "title": "T", "source": None, "page": None,
+        "section": None, "text": "p", "scores": None}
+    assert store.count() == 2
+
+
+def test_feedback_cli_export(settings, tmp_path: Path) -> None:  # noqa: ANN001
+    store = FeedbackStore(feedback_path(settings.home))
+    store.record("a1", "kb", {"question": "Q?", "text": "A."}, "up")
+    out = tmp_path / "eval.jsonl"
+    result = CliRunner().invoke(cli, ["feedback", "export", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["question"] == "Q?"
+    result = CliRunner().invoke(cli, ["feedback", "stats", "--json"])
+    assert json.loads(result.output) == {"up": 1, "down": 0}
+
+
+def test_job_runner_one_job_per_kb_and_failures_reported() -> None:
+    runner = JobRunner()
+    gate = threading.Event()
+
+    def slow(paths, job):  # noqa: ANN001, ANN202
+        job.start(1)
+        gate.wait(5)
+        raise RuntimeError("disk full")
+
+    job = runner.start("kb", [Path("a")], slow)
+    with pytest.raises(RuntimeError, match="already running"):
+        runner.start("kb", [Path("b")], slow)
+    gate.set()
+    deadline = time.time() + 5
+    while job.running and time.time() < deadline:
+        time.sleep(0.01)
+    assert job.error == "RuntimeError: disk full" and not job.running
+    refused = runner.start("kb", [], slow, refused=[("x.txt", "too big")])
+    assert not refused.running and refused.refused == [("x.txt", "too big")]
+
+
+def test_trim_history_and_clean_rewrite() -> None:
+    history = [(f"q{i}", "long answer [1] " * 100) for i in range(5)]
+    trimmed = trim_history(history)
+    assert [q for q, _ in trimmed] == ["q2", "q3", "q4"]
+    assert "[1]" not in trimmed[0][1] and len(trimmed[0][1]) <= 404
+    assert clean_rewrite('Rewritten question: "When was BPE proposed?"\nextra', "When?") \
+        == "When was BPE proposed?"
+    assert clean_rewrite("", "When?") == "When?"
+    assert clean_rewrite("The indexed documents do not answer this.", "When?") == "When?"
+    assert clean_rewrite("x " * 200, "When?") == "When?"
+
+
+class Health(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+
+
+def test_launcher_uses_a_reachable_configured_server() -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+        state, server = plan_llm(load_settings(generator={"mode": "served", "server_url": url}))
+        assert server is None and not state.managed and state.url == url
+    finally:
+        httpd.shutdown()
+
+
+def test_launcher_starts_a_server_when_none_answers(settings) -> None:  # noqa: ANN001
+    dead = "http://127.0.0.1:9/v1"
+    state, server = plan_llm(load_settings(generator={"mode": "served", "server_url": dead}))
+    assert server is not None and state.managed and state.url != dead
+    assert state.notice.startswith(f"The LLM server {dead} is not reachable. Started a local")
+    off = load_settings(generator={"mode": "served", "server_url": dead}, ui={"start_llm": False})
+    state, server = plan_llm(off)
+    assert server is None and "ui.start_llm is off" in state.notice
+
+
+def test_streamlit_command_and_state_file(settings, tmp_path: Path) -> None:  # noqa: ANN001
+    cmd = streamlit_command(load_settings(ui={"max_upload_mb": 5}), "0.0.0.0", 9000, True)
+    flags = dict(zip(cmd[5::2], cmd[6::2], strict=True))
+    assert cmd[4].endswith("app.py") and flags["--server.maxUploadSize"] == "5"
+    assert flags["--server.headless"] == "true" and flags["--server.port"] == "9000"
+    LlmState("u", "m", True, "n", pid=3).save(tmp_path / "s.json")
+    assert json.loads((tmp_path / "s.json").read_text())["pid"] == 3

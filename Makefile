@@ -7,7 +7,7 @@ RAG := $(VENV)/bin/rag
 EXTRAS ?= cpu,ui,dev
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo ui test test-fast lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,10 @@ demo: setup
 	RAG_HOME=$(DEMO_HOME) $(RAG) ask "What happens when an indexing job is killed?" --kb docs -k 3
 	RAG_HOME=$(DEMO_HOME) $(RAG) ask "How does rag check citations?" --kb docs -k 3
 
+ui: setup
+	RAG_HOME=$(DEMO_HOME) $(RAG) index docs --kb docs
+	RAG_HOME=$(DEMO_HOME) $(RAG) ui --kb docs
+
 test: setup
 	$(PY) -m pytest -m "not slow" --durations=10
 
@@ -47,6 +51,7 @@ bench: setup
 	$(PY) bench/generation_bench.py
 	$(PY) bench/retrieval_bench.py
 	$(PY) bench/faiss_bench.py
+	$(PY) bench/ui_bench.py
 
 clean:
 	rm -rf $(VENV) .rag-demo

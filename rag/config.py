@@ -96,7 +96,6 @@ class UiSettings(_Section):
     port: int = Field(8501, ge=1, le=65535)
     max_upload_mb: int = Field(200, ge=1, description="largest file one upload may hold")
     start_llm: bool = Field(True, description="start a local vLLM server if none is reachable")
-    llm_start_timeout_s: float = Field(900.0, gt=0)
 
 
 class Settings(BaseSettings):

@@ -98,6 +98,10 @@ class Pipeline:
             self.kb.require()
             return sorted(self.kb.store.files().values(), key=lambda r: r.path)
 
+    def stats(self) -> dict[str, object]:
+        with self._lock:
+            return self.kb.stats()
+
     def remove(self, paths: Sequence[str]) -> int:
         """Take documents out of the KB and publish a snapshot without them; returns the number
         of chunks dropped. Waits for no one: a running indexing job makes this a KBError."""

@@ -286,7 +286,7 @@ def documents_view(engine: Engine, kb: str) -> None:
     st.subheader(f"Knowledge base: {kb}")
     exists = kb in engine.kbs()
     if exists:
-        stats = engine.pipeline(kb).kb.stats()
+        stats = engine.pipeline(kb).stats()
         cols = st.columns(3)
         cols[0].metric("Files", stats["files"])
         cols[1].metric("Documents", stats["documents"])

@@ -2,7 +2,8 @@
 
 Starts `rag ui` on this repository's docs/ (bundled models), drives Debian's Chromium with
 Playwright, and writes bench/results/ui.json. Each question is asked in a fresh tab (a new
-session, so no follow-up rewriting); the two-tab run asks the same two questions at once.
+session, so no follow-up rewriting). The two-tab run asks two other questions at once: vLLM's
+prefix cache would make a repeated question nearly free, so no question is asked twice.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ OUT = ROOT / "bench" / "results" / "ui.json"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update"]
 QUESTIONS = ["What happens when an indexing job is killed?", "How does rag check citations?"]
+TOGETHER = ["Which retrieval modes does rag search offer?", "Where does rag keep its state?"]
 
 
 def up(url: str) -> bool:
@@ -100,24 +102,24 @@ def main() -> None:
         result["llm_ready_s"] = round(time.perf_counter() - started, 1)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
-            one(browser, url, QUESTIONS[0])  # warm-up: first query loads the embedder
+            one(browser, url, "Which file types can be indexed?")  # warm-up: loads the embedder
             alone = [one(browser, url, q) for q in QUESTIONS]
-            pages = [browser.new_context().new_page() for _ in QUESTIONS]
+            pages = [browser.new_context().new_page() for _ in TOGETHER]
             for page in pages:
                 page.goto(url)
                 wait(lambda p=page: p.get_by_test_id("stChatInputTextArea").count() > 0
                      and p.get_by_test_id("stChatInputTextArea").is_enabled(), 60, "input")
             t0 = time.perf_counter()
-            for page, question in zip(pages, QUESTIONS, strict=True):
+            for page, question in zip(pages, TOGETHER, strict=True):
                 ask(page, question)
             wait(lambda: all(finished(p) for p in pages), 600, "two tabs")
             together = time.perf_counter() - t0
             browser.close()
         result["one_tab"] = dict(zip(QUESTIONS, alone, strict=True))
         sequential = sum(a["answer_s"] for a in alone)
-        result["two_tabs_at_once_s"] = round(together, 2)
-        result["two_tabs_sequential_sum_s"] = round(sequential, 2)
-        result["two_tabs_ratio"] = round(together / sequential, 2)
+        result["two_tabs_at_once"] = {"questions": TOGETHER, "both_answered_s": round(together, 2)}
+        result["one_tab_answers_sum_s"] = round(sequential, 2)
+        result["two_tabs_vs_one_tab_sum"] = round(together / sequential, 2)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 from rag.config import load_settings
 from rag.generation import VllmServedGenerator
 from rag.pipeline import Pipeline
-from tests.conftest import link_models
+from tests.conftest import link_models, stop_group
 from tests.test_indexer import write_corpus
 
 pytestmark = pytest.mark.integration
@@ -56,9 +55,5 @@ def test_serve_llm_and_ask_over_http(tmp_path: Path, rag_home: Path, minilm,  # 
         batch = pipeline.ask_many(["What do cats do?", "Where do fish swim?"], k=2)
         assert all(a.text for a in batch)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_group(server)
         log.close()

@@ -3,7 +3,6 @@ and the bundled LLM behind a vLLM server that `rag ui` starts itself."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -16,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PAPERS, link_models, needs_shared
+from tests.conftest import PAPERS, link_models, needs_shared, stop_group
 
 pytestmark = [pytest.mark.integration, needs_shared(PAPERS)]
 
@@ -57,16 +56,9 @@ def app(rag_home: Path, models_dir: Path, minilm, tmp_path: Path) -> Iterator[st
             time.sleep(0.5)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc, signal.SIGINT, timeout=60)
         log.close()
-        state = rag_home / "run" / f"ui-{port}.json"
-        assert not state.exists(), "the launcher did not clean up"
-        if state.exists():  # pragma: no cover - the assert above reports it
-            os.kill(json.loads(state.read_text())["pid"], signal.SIGKILL)
+        assert not (rag_home / "run" / f"ui-{port}.json").exists(), "the launcher left its state"
 
 
 def _up(url: str) -> bool:

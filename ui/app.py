@@ -185,9 +185,7 @@ def show_answer(engine: Engine, kb: str, turn: dict[str, Any]) -> None:
                    "or unsupported by their source (underlined; hover for why).")
     for warning in answer["warnings"]:
         st.caption(f"note: {warning}")
-    t = answer["timings"]
-    st.caption(f"retrieve {t.get('retrieve_s', 0):.2f} s · generate {t.get('generate_s', 0):.1f} s"
-               f" · {t.get('tokens_per_s', 0):.0f} tok/s · {answer['models'].get('generator')}")
+    st.caption(render.timings_line(answer["timings"], answer["models"].get("generator")))
     show_sources(turn["id"], answer)
     show_feedback(engine, kb, turn["id"], answer)
 

@@ -55,6 +55,20 @@ def scores_line(src: Source) -> str:
     return " · ".join(parts)
 
 
+def timings_line(t: dict[str, Any], model: str | None) -> str:
+    """Where the seconds went; the writing speed excludes the prompt's processing."""
+    parts = [f"retrieve {t.get('retrieve_s', 0):.2f} s"]
+    if "rewrite_s" in t:
+        parts.append(f"rewrite {t['rewrite_s']:.1f} s")
+    parts.append(f"generate {t.get('generate_s', 0):.1f} s")
+    first, total = t.get("first_token_s"), t.get("generate_s", 0)
+    if first is not None:
+        parts.append(f"first token {first:.1f} s")
+        if total > first and t.get("completion_tokens"):
+            parts.append(f"{t['completion_tokens'] / (total - first):.0f} tok/s")
+    return " · ".join(parts + [str(model)])
+
+
 def _cite_links(escaped: str, turn: str, by_n: dict[int, Source]) -> str:
     def link(match: Any) -> str:  # noqa: ANN401 - re.Match
         out = []

@@ -25,17 +25,32 @@ def trim_history(history: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
-def clean_rewrite(output: str, question: str) -> str:
-    """The model's first line without labels or quotes; the original question when the output is
-    empty, a refusal, an answer-length ramble, or otherwise unusable."""
+def content_words(text: str) -> set[str]:
+    """Stemmed, lower-cased words that carry meaning (stopwords dropped)."""
+    import Stemmer
+    from bm25s.stopwords import STOPWORDS_EN
+
+    stem, stop = Stemmer.Stemmer("english").stemWord, set(STOPWORDS_EN)
+    return {stem(w.lower()) for w in re.findall(r"[A-Za-z0-9][A-Za-z0-9'-]*", text)
+            if w.lower() not in stop}
+
+
+def clean_rewrite(output: str, question: str, previous: str) -> str:
+    """The model's first line without labels or quotes, if it is a real rewrite. A rewrite must
+    keep every content word of the follow-up (a small model sometimes swaps the subject for the
+    previous question's); otherwise the previous question and the follow-up go to retrieval
+    together, which still carries the context."""
+    fallback = f"{previous} {question}" if previous else question
     lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
     if not lines:
-        return question
+        return fallback
     text = re.sub(r"^(rewritten|standalone)?\s*(question|query)\s*:\s*", "", lines[0], flags=re.I)
     text = CITATION.sub("", text).strip().strip("\"'“”").strip()
     too_long = len(text) > 3 * len(question) + 120
     if not text or too_long or REFUSAL.rstrip(".").lower() in text.lower():
-        return question
+        return fallback
+    if text == question.strip() or not content_words(question) <= content_words(text):
+        return fallback
     return text
 
 
@@ -46,4 +61,4 @@ def rewrite(generator: Generator, history: Sequence[tuple[str, str]], question: 
         return question
     prompt = generator.render(rewrite_messages(trim_history(history), question))
     out = generator.generate([prompt], REWRITE_TOKENS, temperature=0.0, model=model)[0]
-    return clean_rewrite(out.text, question)
+    return clean_rewrite(out.text, question, " ".join(history[-1][0].split()))

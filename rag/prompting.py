@@ -110,25 +110,37 @@ def build_prompt(
 
 
 # Follow-up questions ("and when was it published?") mean nothing to a retriever; the model
-# first rewrites them into standalone questions, shown one worked example.
-REWRITE_SYSTEM = """You rewrite the user's last question so that it can be understood without the
-conversation. Replace pronouns and vague references with the names they refer to. Keep every
-name, number and technical term. Do not answer it. Output only the rewritten question."""
-REWRITE_EXAMPLE = (
-    "Conversation:\nUser: Who proposed the Transformer architecture?\n"
-    "Assistant: It was proposed by Vaswani et al. in 2017.\n\n"
-    "Last question: How many attention heads does it use?"
-)
-REWRITE_EXAMPLE_ANSWER = "How many attention heads does the Transformer architecture use?"
+# first rewrites them into standalone questions. Worked examples from unrelated domains: the
+# bundled 0.5B model copies the question back without them, and copies examples' subjects when
+# they resemble the documents (measured on five follow-ups about the shared papers).
+REWRITE_SYSTEM = """Rewrite the follow-up question into a standalone question: replace pronouns and
+vague references with what they refer to in the conversation. Output only the standalone
+question."""
+REWRITE_EXAMPLES = """Conversation:
+User: Which river flows through Vienna?
+Assistant: The Danube flows through Vienna.
+Follow-up: How long is it?
+Standalone question: How long is the Danube?
+
+Conversation:
+User: Who painted the Mona Lisa?
+Assistant: Leonardo da Vinci painted it.
+Follow-up: When was he born?
+Standalone question: When was Leonardo da Vinci born?
+
+Conversation:
+User: How much flour does the bread recipe need?
+Assistant: It needs 500 grams of flour.
+Follow-up: And water?
+Standalone question: How much water does the bread recipe need?
+"""
 
 
 def rewrite_messages(history: Sequence[tuple[str, str]], question: str) -> Messages:
     """``history`` is (question, answer) pairs, oldest first, already trimmed by the caller."""
-    lines = [f"User: {q}\nAssistant: {a}" for q, a in history]
-    turns = "\n".join(lines)
+    turns = "\n".join(f"User: {q}\nAssistant: {a}" for q, a in history)
     return [
         {"role": "system", "content": REWRITE_SYSTEM},
-        {"role": "user", "content": REWRITE_EXAMPLE},
-        {"role": "assistant", "content": REWRITE_EXAMPLE_ANSWER},
-        {"role": "user", "content": f"Conversation:\n{turns}\n\nLast question: {question.strip()}"},
+        {"role": "user", "content": f"{REWRITE_EXAMPLES}\nConversation:\n{turns}\n"
+                                    f"Follow-up: {question.strip()}\nStandalone question:"},
     ]

@@ -148,7 +148,7 @@ def test_follow_up_is_rewritten_before_retrieval(asking: Pipeline) -> None:
     history = [("Tell me about dogs.", "Dogs love long walks [1].")]
     answer = asking.ask("What do they bark at?", k=1, mode="bm25", history=history,
                         temperature=0.3, model="fake-other")
-    assert "Last question: What do they bark at?" in gen.prompts[0]
+    assert "Follow-up: What do they bark at?" in gen.prompts[0]
     assert "Dogs love long walks" in gen.prompts[0] and "[1]" not in gen.prompts[0].split(
         "Conversation:")[-1]
     assert answer.question == "What do they bark at?"

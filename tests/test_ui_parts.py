@@ -192,11 +192,16 @@ def test_trim_history_and_clean_rewrite() -> None:
     trimmed = trim_history(history)
     assert [q for q, _ in trimmed] == ["q2", "q3", "q4"]
     assert "[1]" not in trimmed[0][1] and len(trimmed[0][1]) <= 404
-    assert clean_rewrite('Rewritten question: "When was BPE proposed?"\nextra', "When?") \
-        == "When was BPE proposed?"
-    assert clean_rewrite("", "When?") == "When?"
-    assert clean_rewrite("The indexed documents do not answer this.", "When?") == "When?"
-    assert clean_rewrite("x " * 200, "When?") == "When?"
+    prev = "What is BPE?"
+    assert clean_rewrite('Standalone question: "When was BPE proposed?"\nextra', "When was it "
+                         "proposed?", prev) == "When was BPE proposed?"
+    for bad in ("", "The indexed documents do not answer this.", "x " * 200, "When?"):
+        assert clean_rewrite(bad, "When?", prev) == "What is BPE? When?"
+    # The subject swapped for the previous one ("decoder" lost): keep both questions instead.
+    assert clean_rewrite("How many layers does the encoder have?", "And the decoder?",
+                         "How many layers does the encoder have?") == (
+        "How many layers does the encoder have? And the decoder?")
+    assert clean_rewrite("", "When?", "") == "When?"
 
 
 class Health(BaseHTTPRequestHandler):

@@ -8,12 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
-logging.getLogger("bm25s").setLevel(logging.ERROR)
+
+def _bm25s():  # noqa: ANN202 - the module
+    """bm25s, imported late (0.3 s); its import sets its own logger to DEBUG, so quiet it after."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.ERROR)
+    return bm25s
 
 
 def _tokenize(texts: Sequence[str]) -> list[list[str]]:
-    import bm25s
     import Stemmer
+
+    bm25s = _bm25s()
 
     return bm25s.tokenize(
         list(texts),
@@ -33,9 +40,7 @@ class Bm25Index:
 
     @classmethod
     def build(cls, texts: Sequence[str]) -> Bm25Index:
-        import bm25s
-
-        model = bm25s.BM25()
+        model = _bm25s().BM25()
         if texts:
             model.index(_tokenize(texts), show_progress=False)
         return cls(model, len(texts))
@@ -47,8 +52,7 @@ class Bm25Index:
 
     @classmethod
     def load(cls, folder: Path, size: int) -> Bm25Index:
-        import bm25s
-
+        bm25s = _bm25s()
         if not size:
             return cls(bm25s.BM25(), 0)
         return cls(bm25s.BM25.load(str(folder), show_progress=False), size)

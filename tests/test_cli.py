@@ -46,6 +46,15 @@ def test_kb_list_empty() -> None:
 
 
 @pytest.mark.integration
+def test_document_text_is_printed_literally(tmp_path: Path) -> None:
+    """Brackets in documents are not rich markup: "[n]" and "[bold]" stay visible."""
+    (tmp_path / "markup.txt").write_text("Citation markers like [n] and [bold]x[/bold] are text.\n")
+    assert run("index", str(tmp_path / "markup.txt"), "--kb", "m")[0] == 0
+    code, out, _ = run("search", "citation markers", "--kb", "m", "--mode", "bm25")
+    assert code == 0 and "[n]" in out and "[bold]x[/bold]" in out
+
+
+@pytest.mark.integration
 def test_index_search_json_roundtrip(tmp_path: Path) -> None:
     docs = write_corpus(tmp_path / "docs")
     code, out, _ = run("index", str(docs), "--kb", "t", "--json")

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from rag.answering import Answer
 from rag.cli.common import get_settings, print_json, stdout
@@ -27,7 +28,7 @@ def print_answer_footer(answer: Answer) -> None:
         for i in sorted(flagged):
             s = answer.sentences[i]
             hint = f"; best match [{s.suggested}]" if s.suggested else ""
-            text = " ".join(s.text.split())
+            text = escape(" ".join(s.text.split()))
             stdout.print(f"  - {text}  [dim]({', '.join(s.flags)}{hint})[/]", highlight=False)
     if answer.sources:
         stdout.print("\n[bold]Sources[/]")
@@ -35,10 +36,12 @@ def print_answer_footer(answer: Answer) -> None:
             mark = "" if src["cited"] else " [dim](not cited)[/]"
             page = f", page {src['page']}" if src["page"] else ""
             section = f", {src['section']}" if src["section"] else ""
-            stdout.print(f"  [{src['n']}] {src['title']}{page}{section}{mark}", highlight=False)
-            stdout.print(f"      [dim]{src['source']}[/]\n      {src['snippet']}", highlight=False)
+            stdout.print(f"  [{src['n']}] {escape(str(src['title']))}{escape(page + section)}{mark}",
+                         highlight=False)
+            stdout.print(f"      [dim]{escape(str(src['source']))}[/]\n      "
+                         f"{escape(str(src['snippet']))}", highlight=False)
     for warning in answer.warnings:
-        stdout.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        stdout.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     t = answer.timings
     stdout.print(
         f"[dim]retrieve {t.get('retrieve_s', 0):.2f}s, rerank {t.get('rerank_s', 0):.2f}s, "

@@ -39,7 +39,9 @@ def get_engine() -> Engine:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def page_png(path: str, page: int, passage: str, evidence: tuple[str, ...]) -> tuple[bytes, list[str]]:
+def page_png(path: str, version: int, page: int, passage: str,
+             evidence: tuple[str, ...]) -> tuple[bytes, list[str]]:
+    """Cached per file version (mtime): a replaced PDF is rendered again."""
     rendered = render_page(path, page, passage, evidence)
     return rendered.png, rendered.notes
 
@@ -144,11 +146,15 @@ def show_source(turn_id: str, n: int, src: dict[str, Any],
         if src.get("page") and st.toggle("Show the page", key=f"page-{turn_id}-{n}"):
             evidence = tuple(src["text"][a:b] for a, b in spans)
             try:
-                png, notes = page_png(src["source"], int(src["page"]), src["text"], evidence)
+                version = Path(src["source"]).stat().st_mtime_ns
+                png, notes = page_png(src["source"], version, int(src["page"]), src["text"],
+                                      evidence)
                 st.image(png, caption=f"{Path(src['source']).name}, page {src['page']}",
                          width=760)
                 for note in notes:
                     st.caption(note)
+            except FileNotFoundError:
+                st.warning(f"{src['source']} is no longer there (moved or deleted since indexing)")
             except PageRenderError as exc:
                 st.warning(str(exc))
 

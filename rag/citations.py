@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -59,6 +60,20 @@ def split_sentences(answer: str) -> list[tuple[str, list[int]]]:
     return out
 
 
+@functools.cache
+def _stem_and_stopwords() -> tuple[Callable[[str], str], frozenset[str]]:
+    import Stemmer
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return Stemmer.Stemmer("english").stemWord, frozenset(STOPWORDS_EN)
+
+
+def content_words(text: str) -> set[str]:
+    """Stemmed, lower-cased words that carry meaning (English stopwords dropped)."""
+    stem, stop = _stem_and_stopwords()
+    return {stem(w.lower()) for w in WORD.findall(text) if w.lower() not in stop}
+
+
 class SupportScorer:
     """Support of a sentence by a passage in [0, 1]: the mean of embedding cosine similarity and
     the share of the sentence's content words found in the passage (stemmed). An NLI
@@ -67,19 +82,10 @@ class SupportScorer:
     def __init__(self, embed: Callable[[Sequence[str]], np.ndarray] | None,
                  nli: Callable[[list[tuple[str, str]]], list[float]] | None = None) -> None:
         self.embed, self.nli = embed, nli
-        import Stemmer
-
-        self.stem = Stemmer.Stemmer("english").stemWord
-        from bm25s.stopwords import STOPWORDS_EN
-
-        self.stop = set(STOPWORDS_EN)
-
-    def _words(self, text: str) -> set[str]:
-        return {self.stem(w.lower()) for w in WORD.findall(text) if w.lower() not in self.stop}
 
     def overlap(self, sentence: str, passage: str) -> float:
-        words = self._words(sentence)
-        return len(words & self._words(passage)) / len(words) if words else 0.0
+        words = content_words(sentence)
+        return len(words & content_words(passage)) / len(words) if words else 0.0
 
     def scores(self, pairs: list[tuple[str, str]]) -> list[float]:
         if not pairs:
@@ -89,9 +95,13 @@ class SupportScorer:
         lexical = [self.overlap(s, p) for s, p in pairs]
         if self.embed is None:
             return lexical
-        vecs = self.embed([s for s, _ in pairs] + [p for _, p in pairs])
-        n = len(pairs)
-        cos = np.clip((vecs[:n] * vecs[n:]).sum(axis=1), 0.0, 1.0)
+        # Each distinct text once: a claim is paired with many passages and vice versa.
+        texts = list(dict.fromkeys(t for pair in pairs for t in pair))
+        vecs = self.embed(texts)
+        row = {t: i for i, t in enumerate(texts)}
+        left = vecs[[row[s] for s, _ in pairs]]
+        right = vecs[[row[p] for _, p in pairs]]
+        cos = np.clip((left * right).sum(axis=1), 0.0, 1.0)
         return [0.5 * float(c) + 0.5 * w for c, w in zip(cos, lexical, strict=True)]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from rag.citations import CITATION
+from rag.citations import CITATION, content_words
 from rag.generation import Generator
 from rag.prompting import REFUSAL, rewrite_messages
 
@@ -23,16 +23,6 @@ def trim_history(history: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
             text = text[:ANSWER_CHARS].rsplit(" ", 1)[0] + " ..."
         out.append((" ".join(question.split()), text))
     return out
-
-
-def content_words(text: str) -> set[str]:
-    """Stemmed, lower-cased words that carry meaning (stopwords dropped)."""
-    import Stemmer
-    from bm25s.stopwords import STOPWORDS_EN
-
-    stem, stop = Stemmer.Stemmer("english").stemWord, set(STOPWORDS_EN)
-    return {stem(w.lower()) for w in re.findall(r"[A-Za-z0-9][A-Za-z0-9'-]*", text)
-            if w.lower() not in stop}
 
 
 def clean_rewrite(output: str, question: str, previous: str) -> str:

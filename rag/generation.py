@@ -238,13 +238,7 @@ class VllmServedGenerator(_TokenizerMixin):
             f"retries: {type(exc).__name__}: {_oneline(exc)} (start it with: rag serve-llm)")
 
     def healthy(self) -> bool:
-        import httpx
-
-        base = self.settings.server_url.rstrip("/").removesuffix("/v1")
-        try:
-            return httpx.get(f"{base}/health", timeout=2.0).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return server_healthy(self.settings.server_url)
 
     def models(self) -> list[str]:
         """Model ids the server offers (the configured one first); just it if the server is down."""
@@ -301,6 +295,17 @@ class VllmServedGenerator(_TokenizerMixin):
             raise self._fail(exc) from exc
         if not finished:  # a server that dies mid-answer may just close the stream
             raise self._fail(ConnectionError("the stream ended before the answer was finished"))
+
+
+def server_healthy(url: str, timeout: float = 2.0) -> bool:
+    """Whether the vLLM server behind an OpenAI base URL answers on its /health route."""
+    import httpx
+
+    base = url.rstrip("/").removesuffix("/v1")
+    try:
+        return httpx.get(f"{base}/health", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _pick(temperature: float | None, settings: GeneratorSettings) -> float:

@@ -18,10 +18,11 @@ from rag.pipeline import Pipeline
 from rag.protocols import Embedder, Reranker
 from rag.rerank import CrossEncoderReranker
 from ui.jobs import IndexJob, JobRunner
-from ui.launcher import LlmState, read_state
+from ui.launcher import read_state
 from ui.uploads import Upload, save_uploads
 
 STATUS_TTL_S = 2.0
+MODELS_TTL_S = 30.0  # the sidebar asks on every rerun; a slow server must not slow each one
 
 
 class Engine:
@@ -41,6 +42,7 @@ class Engine:
         self._pipelines: dict[str, Pipeline] = {}
         self._lock = threading.Lock()
         self._status: tuple[float, bool, str] = (0.0, False, "")
+        self._models: tuple[float, list[str]] = (0.0, [])
 
     @classmethod
     def from_environment(cls) -> Engine:
@@ -96,10 +98,11 @@ class Engine:
 
     # -- the LLM ---------------------------------------------------------------------------
     def models(self) -> list[str]:
-        return self.generator.models()
-
-    def llm_state(self) -> LlmState | None:
-        return read_state()
+        checked, models = self._models
+        if not models or time.monotonic() - checked > MODELS_TTL_S:
+            models = self.generator.models()
+            self._models = (time.monotonic(), models)
+        return models
 
     def llm_status(self) -> tuple[bool, str]:
         """(ready, what to tell the user), re-checked at most every few seconds."""
@@ -110,7 +113,7 @@ class Engine:
             ready, message = True, f"{self.generator.name} runs in this process"
         else:
             url = self.settings.generator.server_url
-            state = self.llm_state()
+            state = read_state()
             notice = state.notice if state else f"Using the LLM server at {url}."
             ready = self.generator.healthy()
             if ready:

@@ -19,9 +19,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httpx
-
 from rag.config import Settings
+from rag.generation import server_healthy
 
 STATE_ENV = "RAG_UI_LLM_STATE"
 MAX_RESTARTS = 5
@@ -54,14 +53,6 @@ def read_state() -> LlmState | None:
         return LlmState(**json.loads(Path(path).read_text()))
     except (OSError, ValueError, TypeError):
         return None
-
-
-def server_healthy(url: str, timeout: float = 2.0) -> bool:
-    base = url.rstrip("/").removesuffix("/v1")
-    try:
-        return httpx.get(f"{base}/health", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def free_port(host: str = "127.0.0.1") -> int:

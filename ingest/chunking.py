@@ -38,6 +38,28 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return out
 
 
+# A token is rarely over 12 characters, so a piece of budget * 12 characters holds at least a
+# chunk's worth of tokens; longer runs without a sentence end (a 16 MB one-line file) are cut
+# into such pieces first, so the tokenizer never sees more than one piece at a time.
+CHARS_PER_TOKEN_MAX = 12
+
+
+def _pieces(text: str, a: int, b: int, budget: int) -> list[tuple[int, int]]:
+    """(a, b) cut at whitespace (else hard) into spans of at most budget * 12 characters."""
+    size = max(1, budget) * CHARS_PER_TOKEN_MAX
+    out = []
+    while b - a > size:
+        cut = text.rfind(" ", a + size // 2, a + size)
+        cut = cut if cut > a else a + size
+        out.append((a, cut))
+        a = cut
+        while a < b and text[a].isspace():
+            a += 1
+    if b > a:
+        out.append((a, b))
+    return out
+
+
 class TokenChunker:
     """Greedy packing of sentence units up to ``max_tokens`` (embedder's limit by default),
     with ``overlap_tokens`` of trailing sentences repeated; over-long sentences are cut at token
@@ -92,7 +114,7 @@ class TokenChunker:
 
     def _units(self, text: str, budget: int) -> list[tuple[int, int, int]]:
         """(start, end, tokens) per unit; units over budget are split at token offsets."""
-        spans = sentence_spans(text)
+        spans = [p for a, b in sentence_spans(text) for p in _pieces(text, a, b, budget)]
         counts = self._count([text[a:b] for a, b in spans])
         units = []
         for (a, b), n in zip(spans, counts, strict=True):

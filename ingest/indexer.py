@@ -2,7 +2,8 @@
 
 Each file's new chunks are committed in one SQLite transaction; embeddings are cached by text
 hash and committed per batch, so a killed job redoes little; the live snapshot changes only when
-``KnowledgeBase.publish`` swaps the pointer at the end.
+``KnowledgeBase.publish`` swaps the pointer at the end. Only regular files are read, each within
+the per-file limits of ``IngestSettings``.
 """
 
 from __future__ import annotations
@@ -10,15 +11,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
+import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from ingest.chunking import Chunker
-from ingest.loaders import LoadError, load_file
-from rag.kb import KnowledgeBase
+from ingest.loaders import LoadError
+from ingest.parsing import Cancelled, ParseWorker
+from rag.config import IngestSettings
+from rag.kb import KBError, KnowledgeBase
 from rag.protocols import Embedder
 from rag.store import FileRecord
 
@@ -40,6 +45,7 @@ class IndexReport:
     unchanged: int = 0
     removed: int = 0
     failed: list[Failure] = field(default_factory=list)
+    skipped: list[Failure] = field(default_factory=list)  # not regular files, links outside
     chunks_added: int = 0
     chunks_removed: int = 0
     seconds: float = 0.0
@@ -68,88 +74,186 @@ class _Silent:
     def chunks_done(self, count: int) -> None: ...
 
 
-def walk(paths: Iterable[Path]) -> Iterator[tuple[Path, Path | None]]:
-    """(root, file) for every non-hidden file below each path; (path, None) if it is missing."""
-    for root in paths:
-        root = root.expanduser().absolute()
-        if root.is_file():
-            yield root, root
-        elif root.is_dir():
-            for dirpath, dirnames, filenames in os.walk(root):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for name in sorted(filenames):
-                    if not name.startswith("."):
-                        yield root, Path(dirpath) / name
+@dataclass
+class Scan:
+    """One root's regular files, what was skipped in it, and why it is unusable (if it is)."""
+
+    root: Path
+    files: list[Path] = field(default_factory=list)
+    skipped: list[Failure] = field(default_factory=list)
+    missing: str | None = None
+
+
+_KINDS = {stat.S_IFIFO: "a named pipe", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device",
+          stat.S_IFBLK: "a device", stat.S_IFDIR: "a folder"}
+
+
+def _not_regular(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return None
+    return f"not a regular file ({_KINDS.get(stat.S_IFMT(mode), 'special file')}); not read"
+
+
+def scan(root: Path) -> Scan:
+    """Non-hidden regular files below ``root``. Symbolic links are followed only when they stay
+    inside the root; pipes, sockets and devices are skipped (reading one could block forever)."""
+    root = root.expanduser().absolute()
+    out = Scan(root)
+    try:
+        mode = os.stat(root).st_mode
+    except FileNotFoundError:
+        out.missing = "no such file or directory"
+        return out
+    except OSError as exc:
+        out.missing = f"cannot read: {exc.strerror or exc}"
+        return out
+    if not stat.S_ISDIR(mode):
+        reason = _not_regular(mode)
+        if reason:
+            out.skipped.append(Failure(str(root), reason))
         else:
-            yield root, None
+            out.files.append(root)
+        return out
+    real_root = os.path.realpath(root)
+    for dirpath, dirnames, filenames in os.walk(root):  # never descends into linked folders
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = Path(dirpath) / name
+            try:
+                mode = os.lstat(path).st_mode
+                if stat.S_ISLNK(mode):
+                    target = os.path.realpath(path)
+                    if not _under(target, Path(real_root)):
+                        out.skipped.append(Failure(str(path), "symbolic link to outside the "
+                                                              "indexed folder; not followed"))
+                        continue
+                    mode = os.stat(target).st_mode
+            except OSError as exc:
+                out.skipped.append(Failure(str(path), f"cannot read: {exc.strerror or exc}"))
+                continue
+            reason = _not_regular(mode)
+            if reason:
+                out.skipped.append(Failure(str(path), reason))
+            else:
+                out.files.append(path)
+    return out
 
 
-def sha256_file(path: Path) -> tuple[str, bytes]:
-    data = path.read_bytes()
-    return hashlib.sha256(data).hexdigest(), data
+def read_regular(path: Path, max_bytes: int) -> tuple[os.stat_result, bytes]:
+    """The file's bytes, refusing anything that is not a regular file or is over ``max_bytes``;
+    opened non-blocking, so a file swapped for a pipe after the scan cannot hang the job."""
+    fd = os.open(os.path.realpath(path), os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        reason = _not_regular(st.st_mode)
+        if reason:
+            raise LoadError(reason)
+        if st.st_size > max_bytes:
+            raise LoadError(f"{st.st_size / 2**20:.1f} MB is over the limit of "
+                            f"{max_bytes / 2**20:g} MB (ingest.max_file_mb); not read")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise LoadError(f"grew over the limit of {max_bytes / 2**20:g} MB while being read")
+    return st, data
 
 
 class Indexer:
-    def __init__(self, kb: KnowledgeBase, embedder: Embedder, chunker: Chunker) -> None:
+    def __init__(self, kb: KnowledgeBase, embedder: Embedder, chunker: Chunker,
+                 limits: IngestSettings | None = None) -> None:
         self.kb = kb
         self.embedder = embedder
         self.chunker = chunker
+        self.limits = limits or IngestSettings()
 
     def run(
-        self, paths: Sequence[Path], *, rebuild: bool = False, progress: Progress | None = None
+        self, paths: Sequence[Path], *, rebuild: bool = False, prune: bool = False,
+        progress: Progress | None = None, cancel: threading.Event | None = None,
     ) -> IndexReport:
+        """Index ``paths``. A root that is missing or empty while the KB has files from it is an
+        error, not a deletion, unless ``prune``. ``rebuild`` fills a new store and swaps it in
+        only when complete. ``cancel`` (or Ctrl-C) stops the job; the live snapshot stays."""
         progress = progress or _Silent()
         started = time.perf_counter()
         report = IndexReport()
+        worker = ParseWorker(self.limits.parse_timeout_s, self.limits.max_pages)
         with self.kb.writer():
+            scans = [scan(p) for p in paths]
+            missing = [s for s in scans if s.missing]
+            if missing and (rebuild or len(missing) == len(scans)) and not prune:
+                raise KBError("; ".join(f"{s.root}: {s.missing}" for s in missing)
+                              + " (the knowledge base was not changed)")
+            manifest = {} if rebuild else self.kb.store.files()
+            for s in scans:
+                known = sum(1 for p in manifest if _under(p, s.root))
+                if not s.missing and not s.files and not s.skipped and known:
+                    s.missing = "folder is empty (not mounted?)"
+                if s.missing and not prune:
+                    note = f"; its {known} indexed file(s) are kept (--prune removes them)"
+                    report.failed.append(Failure(str(s.root), s.missing + (note if known else "")))
             if rebuild:
-                self.kb.reset(self.embedder)
+                self.kb.begin_rebuild(self.embedder)
             else:
                 self.kb.check_compatible(self.embedder)
-            self.kb.record_signature(self.embedder)
+                self.kb.record_signature(self.embedder)
             store = self.kb.store
-            manifest = store.files()
-            found = list(walk(paths))
-            progress.start(sum(1 for _, f in found if f is not None))
+            if store.repaired:
+                report.warnings.append(Failure(str(self.kb.path), (
+                    f"{store.repaired} file(s) indexed by an older rag version had lost their "
+                    "chunks; they are re-indexed now")))
+            progress.start(sum(len(s.files) for s in scans))
             seen: set[str] = set()
-            for root, path in found:
-                if path is None:
-                    if not any(_under(p, root) for p in manifest):
-                        report.failed.append(Failure(str(root), "no such file or directory"))
-                    continue
-                report.files_seen += 1
-                seen.add(str(path))
-                self._index_file(path, manifest.get(str(path)), report, progress)
-                progress.file_done(str(path))
-            roots = [r for r, _ in found]
+            try:
+                for s in scans:
+                    report.skipped.extend(s.skipped)
+                    seen.update(f.path for f in s.skipped)  # present, so not deleted from the KB
+                    for path in s.files:
+                        if cancel is not None and cancel.is_set():
+                            raise Cancelled("cancelled")
+                        report.files_seen += 1
+                        seen.add(str(path))
+                        self._index_file(path, manifest.get(str(path)), report, progress,
+                                         worker, cancel)
+                        progress.file_done(str(path))
+            finally:
+                worker.close(kill=True)
+            roots = [s.root for s in scans if prune or not s.missing]
             gone = [p for p in manifest if p not in seen and any(_under(p, r) for r in roots)]
-            for path in gone:
-                report.chunks_removed += store.remove_files([path])
+            report.chunks_removed += store.remove_files(gone)
             report.removed = len(gone)
+            if rebuild and not report.indexed:
+                raise KBError("the rebuild indexed no file; the previous knowledge base is kept")
             if self.kb.needs_publish:
                 self.kb.publish(self.embedder.dim)
         report.seconds = round(time.perf_counter() - started, 3)
         return report
 
     def _index_file(
-        self, path: Path, known: FileRecord | None, report: IndexReport, progress: Progress
+        self, path: Path, known: FileRecord | None, report: IndexReport, progress: Progress,
+        worker: ParseWorker, cancel: threading.Event | None,
     ) -> None:
         store = self.kb.store
         try:
             st = path.stat()
-            if known and known.size == st.st_size and known.mtime_ns == st.st_mtime_ns:
+            if known and _unchanged(known, st):
                 report.unchanged += 1
                 return
-            digest, data = sha256_file(path)
+            st, data = read_regular(path, int(self.limits.max_file_mb * 2**20))
+            digest = hashlib.sha256(data).hexdigest()
             if known and known.sha256 == digest:
                 store.touch_file(str(path), st.st_size, st.st_mtime_ns)
                 report.unchanged += 1
                 return
-            loaded = load_file(path, data)
+            loaded = worker.load(path, data, cancel)
+            del data
             chunks = [c for doc in loaded.documents for c in self.chunker.chunk(doc)]
             if not chunks:
                 raise LoadError("no text to index")
-            self._embed_missing(chunks, progress)
+            self._embed_missing(chunks, progress, cancel)
         except (LoadError, OSError, MemoryError, RuntimeError, ValueError) as exc:
             kept = " (previous version kept in the index)" if known else ""
             reason = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
@@ -170,16 +274,30 @@ class Indexer:
         report.chunks_removed += len(old_ids - new_ids)
         report.warnings.extend(Failure(str(path), w) for w in loaded.warnings)
 
-    def _embed_missing(self, chunks: list, progress: Progress) -> None:  # type: ignore[type-arg]
+    def _embed_missing(self, chunks: list, progress: Progress,  # type: ignore[type-arg]
+                       cancel: threading.Event | None) -> None:
         """Embed chunks whose text has no cached vector; commit each batch (resumable)."""
         store = self.kb.store
         by_hash = {c.text_hash: c.embed_text for c in chunks}
-        todo = [h for h in by_hash if h not in store.known_vectors(list(by_hash))]
+        cached = store.known_vectors(list(by_hash))
+        todo = [h for h in by_hash if h not in cached]
         progress.chunks_done(len(chunks) - len(todo))
         for i in range(0, len(todo), EMBED_BATCH):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled")
             batch = todo[i : i + EMBED_BATCH]
             store.add_vectors(batch, self.embedder.embed_documents([by_hash[h] for h in batch]))
             progress.chunks_done(len(batch))
+
+
+# File systems stamp mtimes with a coarse clock: a file rewritten (same size) within the same
+# tick as it was indexed keeps its mtime. Such "racily clean" records are hashed, as git does.
+RACY_NS = 2_000_000_000
+
+
+def _unchanged(known: FileRecord, st: os.stat_result) -> bool:
+    return (known.size == st.st_size and known.mtime_ns == st.st_mtime_ns
+            and st.st_mtime_ns < known.indexed_at * 1e9 - RACY_NS)
 
 
 def _under(path: str, root: Path) -> bool:

@@ -103,6 +103,9 @@ class PdfLoader:
 
     kind = "pdf"
 
+    def __init__(self, max_pages: int = 0) -> None:
+        self.max_pages = max_pages
+
     def load(self, path: Path, data: bytes) -> Loaded:
         import io
 
@@ -124,6 +127,9 @@ class PdfLoader:
             raise LoadError(f"unreadable PDF: {exc}") from exc
         if not pages:
             raise LoadError("PDF has no pages")
+        if self.max_pages and len(pages) > self.max_pages:
+            raise LoadError(f"PDF has {len(pages)} pages, over the limit of {self.max_pages} "
+                            "(ingest.max_pages)")
         outline = _outline(reader)
         sections, empty, sparse, warnings = [], [], [], []
         for number, page in enumerate(pages, start=1):
@@ -287,13 +293,14 @@ class HtmlLoader:
         raw = main.get_text("\n")
         lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in raw.splitlines()]
         text = clean(re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip())
-        headings, plain, pos = [], [], 0
+        headings, plain, pos, offset = [], [], 0, 0
         for match in re.finditer(f"{MARK}(\\d){MARK}(.*?){MARK}", text):
             plain.append(text[pos:match.start()])
-            offset = sum(len(p) for p in plain)
+            offset += len(plain[-1])
             heading = match.group(2)
             headings.append((offset, int(match.group(1)), heading))
             plain.append(heading)
+            offset += len(heading)
             pos = match.end()
         plain.append(text[pos:])
         body = "".join(plain)
@@ -349,6 +356,9 @@ LOADERS: dict[str, Loader] = {
 }
 
 
-def load_file(path: Path, data: bytes) -> Loaded:
+def load_file(path: Path, data: bytes, max_pages: int = 0) -> Loaded:
     """Detect the type and parse; raises LoadError with a specific reason."""
-    return LOADERS[detect_kind(path, data)].load(path, data)
+    kind = detect_kind(path, data)
+    if kind == "pdf" and max_pages:
+        return PdfLoader(max_pages).load(path, data)
+    return LOADERS[kind].load(path, data)

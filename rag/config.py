@@ -38,6 +38,14 @@ class ChunkingSettings(_Section):
     prepend_title: bool = True
 
 
+class IngestSettings(_Section):
+    """Per-file limits: a file over one is reported as failed and the job goes on."""
+
+    max_file_mb: float = Field(100, gt=0, description="larger files are not read")
+    parse_timeout_s: float = Field(120, gt=0, description="parsing one file (separate process)")
+    max_pages: int = Field(5000, ge=1, description="PDFs with more pages are refused")
+
+
 class IndexSettings(_Section):
     kind: Literal["flat", "ivf", "hnsw"] = "flat"
     nlist: int = Field(0, ge=0, description="IVF lists; 0: 4*sqrt(N)")
@@ -68,6 +76,7 @@ class GeneratorSettings(_Section):
     mode: Literal["embedded", "served"] = "embedded"
     server_url: str = "http://127.0.0.1:8000/v1"
     served_model_name: str = "rag-llm"
+    api_key: str = Field("", description="vLLM server's API key (serve-llm and clients use it)")
     context_window: int = Field(4096, ge=256, description="vLLM max_model_len")
     answer_tokens: int = Field(384, ge=16)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
@@ -92,10 +101,17 @@ class CitationSettings(_Section):
 
 
 class UiSettings(_Section):
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", description="0.0.0.0 exposes the app to the network")
     port: int = Field(8501, ge=1, le=65535)
     max_upload_mb: int = Field(200, ge=1, description="largest file one upload may hold")
     start_llm: bool = Field(True, description="start a local vLLM server if none is reachable")
+    index_roots: list[Path] = Field(
+        default_factory=list,
+        description="server folders the app may index from (none: upload only)")
+    auth_token: str = Field("", description="shared secret the app asks for (empty: no login)")
+    auth_header: str = Field(
+        "", description="trust this header (set by a reverse proxy) as the user's name")
+    llm_log_mb: int = Field(20, ge=1, description="rotate the started LLM server's log at this")
 
 
 class Settings(BaseSettings):
@@ -112,6 +128,7 @@ class Settings(BaseSettings):
     default_kb: str = "default"
     embedder: EmbedderSettings = EmbedderSettings()
     chunking: ChunkingSettings = ChunkingSettings()
+    ingest: IngestSettings = IngestSettings()
     index: IndexSettings = IndexSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     reranker: RerankerSettings = RerankerSettings()

@@ -1,7 +1,9 @@
 """A knowledge base folder: SQLite truth plus immutable snapshots of the derived indexes.
 
 Publishing writes a new snapshot folder, fsyncs it, then atomically replaces the ``CURRENT``
-pointer; a job killed at any moment leaves the previous snapshot live and consistent.
+pointer; a job killed at any moment leaves the previous snapshot live and consistent. Each snapshot
+names the SQLite store that resolves its ids, so a rebuild fills a new store beside the old one and
+the same single rename switches both.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rag.store import ChunkStore
 from rag.vector_index import build_index, load_index, save_index
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+STORE = "kb.sqlite"
 
 
 class KBError(RuntimeError):
@@ -32,10 +35,14 @@ class KBError(RuntimeError):
 
 @dataclass
 class Snapshot:
+    """One published state: indexes whose row i is ``ids[i]``, and the store that resolves ids.
+    A search holds one Snapshot from start to end, so a publish in between cannot mix rows."""
+
     id: str
     ids: list[str]
     faiss: object
     bm25: Bm25Index
+    store: ChunkStore
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -70,19 +77,36 @@ class KnowledgeBase:
         self.path = settings.kb_root / name
         self._store: ChunkStore | None = None
         self._snapshot: Snapshot | None = None
+        self._writing = False
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
     def exists(self) -> bool:
-        return (self.path / "kb.sqlite").is_file()
+        return _is_kb(self.path)
+
+    def _live_store_name(self) -> str:
+        """The store file of the live snapshot (``kb.sqlite`` before the first publish)."""
+        current = self.current_id()
+        if current:
+            with contextlib.suppress(FileNotFoundError):
+                return (self.path / "snapshots" / current / "store").read_text().strip() or STORE
+        return STORE
 
     @property
     def store(self) -> ChunkStore:
+        """The live store; outside a writer it follows a rebuild published by another process."""
+        if self._store is not None and not self._writing:
+            if self._store.path.name != self._live_store_name():
+                self._store = None  # the old connection stays with any snapshot still using it
         if self._store is None:
-            if not self.exists:
-                self.path.mkdir(parents=True, exist_ok=True)
-            self._store = ChunkStore(self.path / "kb.sqlite")
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._store = ChunkStore(self.path / self._live_store_name())
         return self._store
+
+    @property
+    def repaired(self) -> int:
+        """Files an older version of rag lost chunks of, marked for re-indexing on open."""
+        return self.store.repaired
 
     def require(self) -> None:
         if not self.exists:
@@ -106,7 +130,40 @@ class KnowledgeBase:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise KBError(f"another job is indexing knowledge base {self.name!r}") from None
-            yield
+            self._drop_unused_stores()
+            self._writing = True  # the store stays the one this job writes, even a new one
+            try:
+                yield
+            finally:
+                self._writing = False
+                if self._rebuilding:
+                    self.abort_rebuild()
+
+    _rebuilding = False
+
+    def _drop_unused_stores(self) -> None:
+        """Stores of killed rebuilds and of replaced versions (only under the writer lock)."""
+        live = self.store.path.name
+        for path in self.path.glob("kb*.sqlite*"):
+            if path.name.removesuffix("-wal").removesuffix("-shm").removesuffix("-journal") != live:
+                path.unlink(missing_ok=True)
+
+    def begin_rebuild(self, embedder: Embedder) -> None:
+        """Index into a new, empty store beside the live one; ``publish`` swaps it in."""
+        self._rebuilding = True
+        self._store = ChunkStore(self.path / f"kb-{uuid.uuid4().hex[:12]}.sqlite")
+        with self._store.db:
+            self._store.set_meta("signature", json.dumps(self.signature(embedder)))
+            self._store.set_meta("dirty", "1")
+
+    def abort_rebuild(self) -> None:
+        """Forget the new store of an unfinished rebuild; the live KB is untouched."""
+        self._rebuilding = False
+        if self._store is not None and self._store.path.name != self._live_store_name():
+            self._store.close()
+            for path in self.path.glob(self._store.path.name + "*"):
+                path.unlink(missing_ok=True)
+            self._store = None
 
     # -- model compatibility ---------------------------------------------------------------
     def signature(self, embedder: Embedder) -> dict[str, object]:
@@ -138,13 +195,6 @@ class KnowledgeBase:
                 "re-index with --rebuild, or configure the KB's model"
             )
 
-    def reset(self, embedder: Embedder) -> None:
-        """Forget every file (for --rebuild); the live snapshot stays until the next publish."""
-        self.store.clear()
-        self.store.set_meta("dirty", "1")
-        self.store.set_meta("signature", json.dumps(self.signature(embedder)))
-        self.store.db.commit()
-
     def record_signature(self, embedder: Embedder) -> None:
         if self.recorded_signature() is None:
             with self.store.db:
@@ -172,6 +222,7 @@ class KnowledgeBase:
         save_index(build_index(vectors, dim, self.settings.index), tmp / "faiss.index")
         Bm25Index.build(texts).save(tmp / "bm25")
         (tmp / "ids.json").write_text(json.dumps(ids))
+        (tmp / "store").write_text(self.store.path.name)
         _fsync_tree(tmp)
         os.rename(tmp, snaps / snap_id)
         pointer = self.path / "CURRENT.tmp"
@@ -181,12 +232,14 @@ class KnowledgeBase:
             os.fsync(handle.fileno())
         os.replace(pointer, self.path / "CURRENT")
         _fsync_dir(self.path)
+        self._rebuilding = False
         with self.store.db:
             self.store.set_meta("dirty", "0")
         self.store.collect_garbage()
         for old in snaps.iterdir():
             if old.name != snap_id:
                 shutil.rmtree(old, ignore_errors=True)
+        self._drop_unused_stores()
         self._snapshot = None
         return snap_id
 
@@ -207,6 +260,7 @@ class KnowledgeBase:
                     ids=ids,
                     faiss=load_index(folder / "faiss.index", self.settings.index),
                     bm25=Bm25Index.load(folder / "bm25", len(ids)),
+                    store=self.store,
                 )
             except (FileNotFoundError, RuntimeError):
                 current = self.current_id() or current
@@ -227,4 +281,8 @@ def list_kbs(settings: Settings) -> list[str]:
     root = settings.kb_root
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if (p / "kb.sqlite").is_file())
+    return sorted(p.name for p in root.iterdir() if _is_kb(p))
+
+
+def _is_kb(folder: Path) -> bool:
+    return (folder / STORE).is_file() or (folder / "CURRENT").is_file()

@@ -84,12 +84,13 @@ class Pipeline:
         return self._answerer
 
     def index(
-        self, paths: Sequence[Path], rebuild: bool = False, progress: Progress | None = None
+        self, paths: Sequence[Path], rebuild: bool = False, progress: Progress | None = None,
+        prune: bool = False, cancel: threading.Event | None = None,
     ) -> IndexReport:
         c = self.settings.chunking
         chunker = TokenChunker(self.embedder, c.max_tokens, c.overlap_tokens, c.prepend_title)
-        return Indexer(self.kb, self.embedder, chunker).run(
-            paths, rebuild=rebuild, progress=progress
+        return Indexer(self.kb, self.embedder, chunker, self.settings.ingest).run(
+            paths, rebuild=rebuild, prune=prune, progress=progress, cancel=cancel
         )
 
     def documents(self) -> list[FileRecord]:
@@ -105,28 +106,33 @@ class Pipeline:
     def remove(self, paths: Sequence[str]) -> int:
         """Take documents out of the KB and publish a snapshot without them; returns the number
         of chunks dropped. Waits for no one: a running indexing job makes this a KBError."""
-        with self._lock, self.kb.writer():
-            self.kb.require()
-            known = self.kb.store.files()
-            missing = [p for p in paths if p not in known]
-            if missing:
-                raise KBError(f"not in knowledge base {self.kb.name!r}: {', '.join(missing)}")
-            dropped = self.kb.store.remove_files(paths)
-            self.kb.publish(self.embedder.dim)
+        # Not under self._lock: searches go on with the live snapshot while the new one builds.
+        kb = KnowledgeBase(self.kb.name, self.settings)
+        try:
+            with kb.writer():
+                kb.require()
+                known = kb.store.files()
+                missing = [p for p in paths if p not in known]
+                if missing:
+                    raise KBError(f"not in knowledge base {kb.name!r}: {', '.join(missing)}")
+                dropped = kb.store.remove_files(paths)
+                kb.publish(self.embedder.dim)
+        finally:
+            kb.close()
         return dropped
 
     def retriever(self, mode: str) -> Retriever:
+        """A retriever over the live snapshot as of now (all its parts read that one)."""
         r = self.settings.retrieval
+        if mode not in MODES:
+            raise ValueError(f"unknown retrieval mode {mode!r} (choose from {', '.join(MODES)})")
+        snap = self.kb.snapshot()
         if mode == "dense":
-            return DenseRetriever(self.kb, self.embedder)
+            return DenseRetriever(snap, self.embedder)
         if mode == "bm25":
-            return Bm25Retriever(self.kb)
-        if mode == "hybrid":
-            return HybridRetriever(
-                [DenseRetriever(self.kb, self.embedder), Bm25Retriever(self.kb)],
-                r.candidates, r.rrf_k,
-            )
-        raise ValueError(f"unknown retrieval mode {mode!r} (choose from {', '.join(MODES)})")
+            return Bm25Retriever(snap)
+        return HybridRetriever([DenseRetriever(snap, self.embedder), Bm25Retriever(snap)],
+                               r.candidates, r.rrf_k)
 
     def search(
         self, query: str, k: int | None = None, mode: str | None = None,
@@ -140,6 +146,10 @@ class Pipeline:
         with self._lock:
             self.kb.require()
             self.kb.check_compatible(self.embedder)
+            stale = self.kb.store.stale_files()
+            if stale:
+                warnings.append(f"{stale} file(s) of this knowledge base must be re-indexed "
+                                "(an older rag version lost their chunks): run rag index again")
             t0 = time.perf_counter()
             depth = max(k, self.settings.reranker.top_n) if rerank else k
             hits = self.retriever(mode).retrieve(query, depth) if query.strip() else []

@@ -6,16 +6,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rag.kb import KnowledgeBase
+from rag.kb import Snapshot
 from rag.protocols import Embedder, Retriever
 from rag.types import Hit
 from rag.vector_index import search as faiss_search
 
 
-def _hits(kb: KnowledgeBase, rows: np.ndarray, scores: np.ndarray, field: str) -> list[Hit]:
-    snap = kb.snapshot()
+def _hits(snap: Snapshot, rows: np.ndarray, scores: np.ndarray, field: str) -> list[Hit]:
+    """Rows of ``snap``'s indexes mapped through ``snap``'s own ids and store, never another's."""
     pairs = [(int(r), float(s)) for r, s in zip(rows, scores, strict=True) if 0 <= r < len(snap)]
-    chunks = kb.store.chunks_by_id([snap.ids[r] for r, _ in pairs])
+    chunks = snap.store.chunks_by_id([snap.ids[r] for r, _ in pairs])
     hits = []
     for rank, (row, score) in enumerate(pairs, start=1):
         cid = snap.ids[row]
@@ -27,24 +27,26 @@ def _hits(kb: KnowledgeBase, rows: np.ndarray, scores: np.ndarray, field: str) -
 
 
 class DenseRetriever:
-    def __init__(self, kb: KnowledgeBase, embedder: Embedder) -> None:
-        self.kb, self.embedder = kb, embedder
+    """Over one snapshot: make a new retriever (cheap) to see a newer publish."""
+
+    def __init__(self, snap: Snapshot, embedder: Embedder) -> None:
+        self.snap, self.embedder = snap, embedder
 
     def retrieve(self, query: str, k: int) -> list[Hit]:
         return self.retrieve_vector(self.embedder.embed_query(query), k)
 
     def retrieve_vector(self, vector: np.ndarray, k: int) -> list[Hit]:
-        rows, scores = faiss_search(self.kb.snapshot().faiss, vector[None, :], k)
-        return _hits(self.kb, rows[0], scores[0], "dense")
+        rows, scores = faiss_search(self.snap.faiss, vector[None, :], k)
+        return _hits(self.snap, rows[0], scores[0], "dense")
 
 
 class Bm25Retriever:
-    def __init__(self, kb: KnowledgeBase) -> None:
-        self.kb = kb
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
 
     def retrieve(self, query: str, k: int) -> list[Hit]:
-        rows, scores = self.kb.snapshot().bm25.search(query, k)
-        return _hits(self.kb, rows, scores, "bm25")
+        rows, scores = self.snap.bm25.search(query, k)
+        return _hits(self.snap, rows, scores, "bm25")
 
 
 def rrf(rankings: Sequence[list[Hit]], k: int, rrf_k: int) -> list[Hit]:

@@ -2,6 +2,8 @@
 
 Chunks of a file's old version stay until a new snapshot no longer needs them (see ``KnowledgeBase
 .publish``), so the live snapshot can always resolve its ids even while a job runs or after it dies.
+A chunk id covers all of a chunk's content, so a chunk that a new file version shares with the old
+one is moved to the new version (upsert), never left behind with the old file hash.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_by_file ON chunks (path, file_sha);
 CREATE TABLE IF NOT EXISTS vectors (text_hash TEXT PRIMARY KEY, vec BLOB NOT NULL);
 """
+# 1: chunks were INSERT OR IGNOREd, so a file whose bytes changed but not its text lost its chunks.
+# 2: chunk rows are upserted; opening a version-1 KB marks such files for re-indexing.
+SCHEMA_VERSION = 2
+STALE = -1  # size of a file record that must be re-read and re-indexed at the next run
 
 CHUNK_COLUMNS = (
     "chunk_id, path, doc_id, doc_key, title, page, section, char_start, char_end, ordinal, text, "
@@ -72,6 +78,31 @@ class ChunkStore:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
         self.db.execute("PRAGMA busy_timeout=30000")
+        self.repaired = 0 if readonly else self._migrate()
+
+    def _migrate(self) -> int:
+        """Bring an older KB up to SCHEMA_VERSION; returns how many files were marked stale."""
+        version = int(self.get_meta("schema") or (1 if self.files() else SCHEMA_VERSION))
+        if version >= SCHEMA_VERSION:
+            if self.get_meta("schema") is None:
+                with self.db:
+                    self.set_meta("schema", str(SCHEMA_VERSION))
+            return 0
+        with self.db:
+            broken = [
+                path for path, n_chunks in self.db.execute("SELECT path, n_chunks FROM files")
+                if self.current_chunk_count(path) < n_chunks
+            ]
+            self.db.executemany(
+                "UPDATE files SET sha256 = '', size = ? WHERE path = ?",
+                [(STALE, path) for path in broken],
+            )
+            self.set_meta("schema", str(SCHEMA_VERSION))
+        return len(broken)
+
+    def stale_files(self) -> int:
+        """Files that an older version lost chunks of; the next ``rag index`` re-reads them."""
+        return self.db.execute("SELECT COUNT(*) FROM files WHERE size = ?", (STALE,)).fetchone()[0]
 
     def close(self) -> None:
         self.db.close()
@@ -104,7 +135,8 @@ class ChunkStore:
         """Make ``chunks`` the current version of the file, in one transaction."""
         with self.db:
             self.db.executemany(
-                "INSERT OR IGNORE INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (chunk_id) "
+                "DO UPDATE SET path = excluded.path, file_sha = excluded.file_sha",
                 [
                     (c.id, record.path, file_sha, c.doc_id, c.doc_key, c.title, c.page, c.section,
                      c.char_start, c.char_end, c.ordinal, c.text, c.embed_text, c.text_hash)

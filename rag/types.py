@@ -56,7 +56,9 @@ class Chunk:
 
     @property
     def id(self) -> str:
-        return content_hash(self.doc_id, self.ordinal, self.char_start, self.text)
+        """Covers every stored field, so a row with this id always holds exactly this chunk."""
+        return content_hash(self.doc_id, self.ordinal, self.title, self.page, self.section,
+                            self.char_start, self.char_end, self.text, self.embed_text)
 
     @property
     def text_hash(self) -> str:

@@ -9,5 +9,5 @@ from rag.testing import HashEmbedder
 
 if __name__ == "__main__":
     pipeline = Pipeline(load_settings(), "crash", embedder=HashEmbedder(delay=0.01))
-    report = pipeline.index([Path(sys.argv[1])])
+    report = pipeline.index([Path(sys.argv[1])], rebuild="--rebuild" in sys.argv)
     print("done", report.indexed, flush=True)

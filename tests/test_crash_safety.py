@@ -17,10 +17,10 @@ from rag.testing import HashEmbedder
 JOB = Path(__file__).with_name("crash_job.py")
 
 
-def run_job(folder: Path, kill_after: float | None) -> bool:
+def run_job(folder: Path, kill_after: float | None, *args: str) -> bool:
     """True if the job finished by itself."""
     env = {**os.environ, "PYTHONPATH": str(JOB.parents[1])}
-    proc = subprocess.Popen([sys.executable, str(JOB), str(folder)], env=env,
+    proc = subprocess.Popen([sys.executable, str(JOB), str(folder), *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if kill_after is None:
         out, err = proc.communicate(timeout=300)
@@ -41,7 +41,7 @@ def check_consistent(expect_word: str | None = None) -> int:
         return 0
     snap = kb.snapshot()
     chunks = kb.store.chunks_by_id(snap.ids)
-    assert len(chunks) == len(snap.ids), "live snapshot references collected chunks"
+    assert len(chunks) == len(set(snap.ids)), "live snapshot references collected chunks"
     assert len(snap) == snap.faiss.ntotal  # type: ignore[attr-defined]
     if expect_word:
         hits = Pipeline(load_settings(), "crash", embedder=HashEmbedder()).search(
@@ -91,3 +91,25 @@ def test_kill_during_first_build_leaves_no_live_index(tmp_path: Path) -> None:
     check_consistent()  # either nothing live yet or a consistent snapshot
     run_job(folder, None)
     assert check_consistent("cherry") > 0
+
+
+def test_killed_rebuild_keeps_the_previous_kb(tmp_path: Path) -> None:
+    """--rebuild fills a new store beside the old one: killed anywhere, the old KB answers."""
+    folder = tmp_path / "docs"
+    make_files(folder, "apple")
+    run_job(folder, None)
+    full = check_consistent("apple")
+    make_files(folder, "banana")
+    started = time.perf_counter()
+    run_job(folder, None, "--rebuild")  # learn the duration, then rebuild back to apple
+    duration = time.perf_counter() - started
+    check_consistent("banana")
+    make_files(folder, "apple")
+    for fraction in (0.1, 0.3, 0.5, 0.7, 0.9):
+        if run_job(folder, duration * fraction, "--rebuild"):
+            break
+        assert check_consistent("banana") == full  # the whole previous KB, not a part
+    run_job(folder, None, "--rebuild")
+    check_consistent("apple")
+    stores = sorted(p.name for p in (load_settings().kb_root / "crash").glob("kb*.sqlite"))
+    assert len(stores) == 1, stores  # the replaced store and killed rebuilds' stores are gone

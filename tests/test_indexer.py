@@ -97,7 +97,8 @@ def test_failed_update_keeps_previous_version(fake_pipeline: Pipeline, tmp_path:
 def test_nothing_indexable_is_not_ok(fake_pipeline: Pipeline, tmp_path: Path) -> None:
     (tmp_path / "e.txt").write_bytes(b"")
     assert not fake_pipeline.index([tmp_path / "e.txt"]).ok
-    assert not fake_pipeline.index([tmp_path / "nothing-here"]).ok
+    with pytest.raises(KBError, match="nothing-here: no such file"):
+        fake_pipeline.index([tmp_path / "nothing-here"])
 
 
 def test_other_model_is_refused_then_rebuild(settings, tmp_path: Path) -> None:  # noqa: ANN001

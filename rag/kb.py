@@ -215,15 +215,21 @@ class KnowledgeBase:
         """Build indexes from the store's current chunks, then swap them in atomically."""
         ids, texts, vectors = self.store.current_rows(dim)
         snaps = self.path / "snapshots"
-        snaps.mkdir(exist_ok=True)
         snap_id = uuid.uuid4().hex[:12]
         tmp = snaps / f".tmp-{snap_id}"
-        tmp.mkdir()
-        save_index(build_index(vectors, dim, self.settings.index), tmp / "faiss.index")
-        Bm25Index.build(texts).save(tmp / "bm25")
-        (tmp / "ids.json").write_text(json.dumps(ids))
-        (tmp / "store").write_text(self.store.path.name)
-        _fsync_tree(tmp)
+        try:
+            snaps.mkdir(exist_ok=True)
+            tmp.mkdir()
+            save_index(build_index(vectors, dim, self.settings.index), tmp / "faiss.index")
+            Bm25Index.build(texts).save(tmp / "bm25")
+            (tmp / "ids.json").write_text(json.dumps(ids))
+            (tmp / "store").write_text(self.store.path.name)
+            _fsync_tree(tmp)
+        except (OSError, RuntimeError) as exc:  # disk full, read-only: FAISS raises RuntimeError
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise KBError(f"cannot write the index of knowledge base {self.name!r}: "
+                          f"{str(exc).strip().splitlines()[-1][:300]}; the previous index stays "
+                          "live") from None
         os.rename(tmp, snaps / snap_id)
         pointer = self.path / "CURRENT.tmp"
         with open(pointer, "w") as handle:

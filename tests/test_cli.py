@@ -92,3 +92,69 @@ def test_rerank_with_unavailable_model_warns(tmp_path: Path, monkeypatch: pytest
     result = json.loads(out)
     assert code == 0 and result["hits"] and result["reranker"] is None
     assert "continuing without reranking" in result["warnings"][0]
+
+
+@pytest.fixture
+def fake_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI with the hash embedder: the command layer, not the model, is under test."""
+    from rag.testing import HashEmbedder
+
+    monkeypatch.setattr("rag.pipeline.SentenceTransformerEmbedder", lambda settings: HashEmbedder())
+
+
+def one_line_error(code: int, err: str) -> str:
+    """Exit 1 and one 'error:' line last on stderr (above it at most the progress bar)."""
+    lines = err.strip().splitlines()
+    assert code == 1 and lines[-1].startswith("error: "), err
+    assert "Traceback" not in err and sum(line.startswith("error") for line in lines) == 1
+    return lines[-1]
+
+
+def test_markup_in_file_names_is_printed_literally(fake_embedder: None, tmp_path: Path) -> None:
+    (tmp_path / "a[").mkdir()
+    (tmp_path / "a[" / "b].txt").write_text("Brackets in a file name.")
+    (tmp_path / "a[" / "[red]empty.txt").write_text("")
+    code, out, _ = run("index", str(tmp_path / "a["), "--kb", "m")
+    assert code == 0 and "[red]empty.txt" in out
+
+
+def test_prune_and_kb_remove(fake_embedder: None, tmp_path: Path) -> None:
+    docs = write_corpus(tmp_path / "docs")
+    assert run("index", str(docs), "--kb", "p")[0] == 0
+    (docs / "dogs.txt").unlink()
+    code, out, _ = run("kb", "remove", str(docs / "dogs.txt"), "--kb", "p")
+    assert code == 0 and "removed 1 file(s)" in out
+    code, _, err = run("kb", "remove", str(docs / "dogs.txt"), "--kb", "p")
+    one_line_error(code, err)
+    import shutil
+
+    shutil.rmtree(docs)
+    one_line_error(*run("index", str(docs), "--kb", "p")[::2])
+    code, out, _ = run("index", str(docs), "--kb", "p", "--prune", "--json")
+    assert json.loads(out)["removed"] == 2
+
+
+def test_storage_errors_are_one_line(fake_embedder: None, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk or read-only RAG_HOME (as root, permissions do not stop writes: simulated)."""
+    import sqlite3
+
+    docs = write_corpus(tmp_path / "docs")
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr("rag.store.ChunkStore.add_vectors", full)
+    err = one_line_error(*run("index", str(docs), "--kb", "s")[::2])
+    assert "disk is full" in err
+    monkeypatch.undo()
+
+    def faiss_full(index: object, path: object) -> None:
+        raise RuntimeError("Error in faiss::FileIOWriter: fwrite failed: No space left on device")
+
+    from rag.testing import HashEmbedder
+
+    monkeypatch.setattr("rag.pipeline.SentenceTransformerEmbedder", lambda settings: HashEmbedder())
+    monkeypatch.setattr("rag.kb.save_index", faiss_full)
+    err = one_line_error(*run("index", str(docs), "--kb", "s")[::2])
+    assert "No space left" in err and "previous index stays live" in err

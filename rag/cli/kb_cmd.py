@@ -50,6 +50,21 @@ def kb_delete(name: str, yes: bool) -> None:
     stdout.print(f"deleted {name}")
 
 
+@kb_group.command("remove")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--kb", "kb_name", help="Knowledge base name (default: settings.default_kb).")
+def kb_remove(paths: tuple[str, ...], kb_name: str | None) -> None:
+    """Remove documents (by their indexed path) from a knowledge base."""
+    from pathlib import Path
+
+    from rag.pipeline import Pipeline
+
+    pipeline = Pipeline(get_settings(), kb_name)
+    absolute = [str(Path(p).expanduser().absolute()) for p in paths]
+    dropped = pipeline.remove(absolute)
+    stdout.print(f"removed {len(absolute)} file(s), {dropped} chunks", highlight=False)
+
+
 @click.command("config")
 def config_cmd() -> None:
     """Print the effective configuration (defaults, file and environment merged)."""

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import click
 
 from ingest.loaders import LoadError
+from ingest.parsing import Cancelled
 from rag.cli.common import UserError, setup_logging
 from rag.config import ConfigError
 from rag.embedder import ModelLoadError
 from rag.generation import GenerationError
 from rag.kb import KBError
 
-KNOWN_ERRORS = (ConfigError, KBError, ModelLoadError, GenerationError, LoadError, ValueError, OSError)
+KNOWN_ERRORS = (ConfigError, KBError, ModelLoadError, GenerationError, LoadError, ValueError, OSError,
+                Cancelled)
 
 
 class Group(click.Group):
@@ -22,6 +26,9 @@ class Group(click.Group):
             return super().invoke(ctx)
         except KNOWN_ERRORS as exc:
             raise UserError(str(exc)) from None
+        except sqlite3.Error as exc:  # disk full, read-only or locked database
+            raise UserError(f"knowledge base storage error: {exc} (check space and permissions "
+                            "under RAG_HOME)") from None
         except KeyboardInterrupt:
             raise UserError("interrupted") from None
 

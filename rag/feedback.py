@@ -52,10 +52,14 @@ class FeedbackStore:
         with self._lock:
             return int(self.db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
 
-    def rows(self, rating: str | None = None) -> list[dict[str, object]]:
-        sql = "SELECT * FROM feedback" + (" WHERE rating = ?" if rating else "") + " ORDER BY created"
+    def rows(self, rating: str | None = None, kb: str | None = None) -> list[dict[str, object]]:
+        """Judged answers, oldest first, optionally of one rating and one knowledge base."""
+        where = {"rating": rating, "kb": kb}
+        where = {k: v for k, v in where.items() if v}
+        sql = ("SELECT * FROM feedback" + (" WHERE " if where else "")
+               + " AND ".join(f"{k} = ?" for k in where) + " ORDER BY created")
         with self._lock:
-            cursor = self.db.execute(sql, (rating,) if rating else ())
+            cursor = self.db.execute(sql, tuple(where.values()))
             names = [d[0] for d in cursor.description]
             rows = cursor.fetchall()
         out = []
@@ -66,9 +70,9 @@ class FeedbackStore:
             out.append(item)
         return out
 
-    def export_jsonl(self, out: IO[str], rating: str | None = None) -> int:
+    def export_jsonl(self, out: IO[str], rating: str | None = None, kb: str | None = None) -> int:
         """Write one JSON object per judged answer; returns how many."""
-        rows = self.rows(rating)
+        rows = self.rows(rating, kb)
         for item in rows:
             out.write(json.dumps(item, ensure_ascii=False) + "\n")
         return len(rows)

@@ -80,7 +80,7 @@ def test_answer_has_citation_links_flags_and_sources(engine: Engine,
     assert 'class="unsupported"' in page and "The moon is made of cheese." in page
     assert any("uncited or unsupported" in c.value for c in at.caption)
     sources = at.segmented_control[0]
-    assert sources.value == 1 and sources.options[0].startswith("[1] Cats")
+    assert sources.value == 1 and sources.options[0].startswith("\\[1\\] Cats")
     card = at.get_by_key("source-" + at.session_state["turns"]["default"][0]["id"])
     text = "\n".join(m.value for m in card.markdown)
     assert "<mark>Cats purr and sleep all day.</mark>" in text  # the supporting sentence
@@ -90,7 +90,7 @@ def test_answer_has_citation_links_flags_and_sources(engine: Engine,
 def test_model_output_is_escaped(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     engine.generator.enqueue('Cats purr <script>alert("x")</script> and $x$ [1].')
     page = html(ask(start(engine, monkeypatch), "What do cats do?"))
-    assert "<script>" not in page and "&lt;script&gt;" in page and "&#36;x&#36;" in page
+    assert "<script>" not in page and "&#60;script&#62;" in page and "&#36;x&#36;" in page
 
 
 def test_follow_up_is_rewritten_and_shown_on_demand(engine: Engine,
@@ -249,3 +249,79 @@ def test_new_empty_kb_asks_for_documents(engine: Engine, monkeypatch: pytest.Mon
     at.text_input(key="new_kb_name").input("../etc")
     at.button(key="create_kb").click().run()
     assert "invalid knowledge base name" in at.sidebar.error[0].value
+
+
+def test_feedback_view_shows_only_the_chosen_kb(engine: Engine,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    answer = {"question": "q", "text": "a", "sources": [], "sentences": [], "models": {}}
+    engine.feedback.record("a1", "default", answer, "up")
+    engine.feedback.record("a2", "secret-kb", {**answer, "question": "private question"}, "down")
+    at = start(engine, monkeypatch)
+    at.radio(key="view").set_value("Feedback").run()
+    assert "private question" not in str(at.dataframe[0].value.to_dict())
+    assert len(engine.feedback.rows(kb="default")) == 1
+
+
+def test_access_token_is_required_when_configured(settings, tmp_path: Path,  # noqa: ANN001
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.config import load_settings
+
+    monkeypatch.setenv("RAG_UI__AUTH_TOKEN", "s3cret")
+    engine = make_engine(load_settings())
+    at = start(engine, monkeypatch)
+    assert not at.chat_input and at.text_input(key="token")  # nothing but the sign-in form
+    at.text_input(key="token").input("wrong")
+    at.button(key="sign_in_submit").click().run()
+    assert any("Wrong access token" in e.value for e in at.error) and not at.chat_input
+    at.text_input(key="token").input("s3cret")
+    at.button(key="sign_in_submit").click().run()
+    assert at.chat_input
+
+
+def test_server_folders_only_inside_configured_roots(settings, tmp_path: Path,  # noqa: ANN001
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.config import load_settings
+    from rag.kb import KBError
+
+    engine = make_engine(settings)
+    at = start(engine, monkeypatch)
+    at.radio(key="view").set_value("Documents").run()
+    assert not [t for t in at.text_input if t.key == "folder"]  # off by default
+    with pytest.raises(KBError, match="index_roots is empty"):
+        engine.index_folder("default", "/etc")
+    allowed = write_corpus(tmp_path / "allowed")
+    (allowed / "escape").symlink_to("/etc", target_is_directory=True)
+    monkeypatch.setenv("RAG_UI__INDEX_ROOTS", json.dumps([str(allowed)]))
+    engine = make_engine(load_settings())
+    for outside in ("/etc", str(allowed / "escape"), str(allowed / ".." / "..")):
+        with pytest.raises(KBError, match="outside"):
+            engine.index_folder("default", outside)
+    job = engine.index_folder("default", str(allowed / "sub"))
+    deadline = time.time() + 60
+    while job.running and time.time() < deadline:
+        time.sleep(0.05)
+    assert job.report is not None and job.report.indexed == 1
+
+
+def test_cancel_a_running_job_and_no_upload_meanwhile(settings, tmp_path: Path,  # noqa: ANN001
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from ui.uploads import Upload
+
+    engine = make_engine(settings)
+    engine.index_embedder = HashEmbedder(delay=0.2)
+    docs = tmp_path / "many"
+    docs.mkdir()
+    for i in range(20):
+        (docs / f"d{i}.txt").write_text(f"Document number {i} about subject{i}.")
+    job = engine.index("default", [docs])
+    with pytest.raises(RuntimeError, match="still running"):
+        engine.upload("default", [Upload("late.txt", b"written during the job")])
+    assert not engine.upload_dir("default").exists()
+    at = start(engine, monkeypatch)
+    at.radio(key="view").set_value("Documents").run()
+    at.button(key="cancel-default").click().run()
+    deadline = time.time() + 60
+    while job.running and time.time() < deadline:
+        time.sleep(0.05)
+    assert job.error and "cancelled" in job.error
+    assert engine.pipeline("default").kb.current_id() is None  # nothing was published

@@ -53,13 +53,29 @@ def test_save_uploads_stays_in_folder_and_refuses_with_reasons(tmp_path: Path) -
     folder = tmp_path / "kb" / "uploads"
     saved, refused = save_uploads(folder, [
         Upload("../../escape.txt", b"hello"), Upload("big.txt", b"x" * 11),
-        Upload("empty.txt", b""), Upload("escape.txt", b"new one")], max_bytes=10)
-    assert saved == [folder.resolve() / "escape.txt"]
-    assert (folder / "escape.txt").read_bytes() == b"new one"
+        Upload("empty.txt", b""), Upload("ok.txt", b"fine")], max_bytes=10)
+    assert saved == [folder.resolve() / "escape.txt", folder.resolve() / "ok.txt"]
     assert not (tmp_path / "escape.txt").exists()
     reasons = dict(refused)
     assert "over the upload limit" in reasons["big.txt"] and "empty" in reasons["empty.txt"]
-    assert sorted(p.name for p in folder.iterdir()) == ["escape.txt"]  # no partial files
+    assert sorted(p.name for p in folder.iterdir()) == ["escape.txt", "ok.txt"]  # no partials
+    # A later upload of the same name is a new version of it.
+    assert save_uploads(folder, [Upload("ok.txt", b"v2")], 10)[0] == [folder.resolve() / "ok.txt"]
+    assert (folder / "ok.txt").read_bytes() == b"v2"
+
+
+def test_colliding_upload_names_are_refused_not_merged(tmp_path: Path) -> None:
+    folder = tmp_path / "uploads"
+    saved, refused = save_uploads(folder, [Upload("q1/report.md", b"one"),
+                                           Upload("q2\\report.md", b"two"),
+                                           Upload("notes.md", b"three")], max_bytes=100)
+    assert [p.name for p in saved] == ["notes.md"]
+    reasons = dict(refused)
+    assert "collide" in reasons["q1/report.md"] and "collide" in reasons["q2\\report.md"]
+    assert not (folder / "report.md").exists()
+    # Over-limit files are refused before anything of the batch is written.
+    assert save_uploads(tmp_path / "none", [Upload("a.txt", b"x" * 200)], 100)[0] == []
+    assert not (tmp_path / "none").exists()
 
 
 SOURCES = [{"n": 1, "title": "Cats <b>", "page": 2, "section": None, "source": "cats.pdf",
@@ -71,16 +87,16 @@ def test_answer_html_links_citations_and_marks_flagged_sentences() -> None:
                  {"text": "Dogs <fly>.", "supported": False, "flags": ["uncited"],
                   "suggested": 1, "support": None}]
     out = render.answer_html("t1", "Cats purr [1]. Dogs <fly>.", sentences, SOURCES)
-    assert '<a class="cite" href="#sources-t1" title="Cats &lt;b&gt;, page 2: Cats &quot;purr' \
+    assert '<a class="cite" href="#sources-t1" title="Cats &#60;b&#62;, page 2&#58; Cats &#34;purr' \
            in out
-    assert "[3]" in out and out.count('class="cite"') == 1  # brackets in hover text stay text
-    assert '<span class="unsupported" title="uncited; best matching source: 1">Dogs &lt;fly&gt;.' \
-           in out
+    assert "&#91;3&#93;" in out and out.count('class="cite"') == 1  # brackets in hover text stay text
+    assert ('<span class="unsupported" title="uncited; best matching source&#58; 1">'
+            'Dogs &#60;fly&#62;.') in out
 
 
 def test_passage_html_merges_and_escapes() -> None:
     out = render.passage_html("a <b> c d e", [(0, 5), (2, 7), (10, 11)])
-    assert out == '<div class="rag-passage"><mark>a &lt;b&gt; c</mark> d <mark>e</mark></div>'
+    assert out == '<div class="rag-passage"><mark>a &#60;b&#62; c</mark> d <mark>e</mark></div>'
 
 
 def test_evidence_spans_and_labels() -> None:
@@ -241,3 +257,21 @@ def test_streamlit_command_and_state_file(settings, tmp_path: Path) -> None:  # 
     assert flags["--server.headless"] == "true" and flags["--server.port"] == "9000"
     LlmState("u", "m", True, "n", pid=3).save(tmp_path / "s.json")
     assert json.loads((tmp_path / "s.json").read_text())["pid"] == 3
+
+
+HOSTILE = ('![x](http://evil.test/i.png) [click](http://evil.test/l) <img src="http://evil.test/r"> '
+           'http://evil.test/auto www.evil.test a@evil.test :red[x] $x$ `code` **b**')
+
+
+def test_document_and_model_text_cannot_make_markdown() -> None:
+    """Images, links, autolinks, tags, directives: all stay literal characters."""
+    from markdown_it import MarkdownIt
+
+    parser = MarkdownIt("gfm-like")  # linkify (autolinks) on, like Streamlit's remark-gfm
+    for rendered in (render.text(HOSTILE), render.md(HOSTILE),
+                     render.answer_html("t", HOSTILE + " [1].", [], SOURCES),
+                     render.passage_html(HOSTILE, [(0, 5)])):
+        html = parser.render(rendered)
+        assert "<img" not in html and "href=\"http" not in html and "<a href" not in html, html
+        assert "<strong>" not in html and "<code>" not in html
+    assert parser.render(render.md(HOSTILE)).count("evil.test") == 6  # the text is all there

@@ -6,6 +6,7 @@ jobs, feedback) lives in one ``ui.engine.Engine`` for all browser sessions.
 
 from __future__ import annotations
 
+import hmac
 import io
 import logging
 import time
@@ -16,7 +17,7 @@ from typing import Any
 import streamlit as st
 
 from ingest.indexer import IndexReport
-from rag.config import ConfigError
+from rag.config import ConfigError, UiSettings
 from rag.embedder import ModelLoadError
 from rag.generation import GenerationError
 from rag.kb import KBError
@@ -118,7 +119,7 @@ def show_sources(turn_id: str, answer: dict[str, Any]) -> None:
     order = cited or list(by_n)  # nothing cited: let the reader inspect everything retrieved
     n = st.segmented_control("Cited sources" if cited else "Retrieved passages", order,
                              default=order[0], key=f"src-{turn_id}",
-                             format_func=lambda n: render.source_label(by_n[n]))
+                             format_func=lambda n: render.md(render.source_label(by_n[n])))
     n = order[0] if n is None else n  # clicking the selected source again keeps it shown
     show_source(turn_id, int(n), by_n[int(n)], answer["sentences"])
     others = [s for s in sources if not s["cited"]] if cited else []
@@ -139,8 +140,8 @@ def show_source(turn_id: str, n: int, src: dict[str, Any],
                     + (f" — page {src['page']}" if src.get("page") else "")
                     + (f" — {render.text(src['section'])}" if src.get("section") else ""),
                     unsafe_allow_html=True)
-        st.caption(f"{src['source']} · chunk {src['chunk_id']}")
-        st.caption(render.scores_line(src))
+        st.caption(render.md(f"{src['source']} · chunk {src['chunk_id']}"))
+        st.caption(render.md(render.scores_line(src)))
         spans = render.evidence_spans(n, sentences)
         st.markdown(render.passage_html(src["text"], spans), unsafe_allow_html=True)
         if src.get("page") and st.toggle("Show the page", key=f"page-{turn_id}-{n}"):
@@ -152,11 +153,12 @@ def show_source(turn_id: str, n: int, src: dict[str, Any],
                 st.image(png, caption=f"{Path(src['source']).name}, page {src['page']}",
                          width=760)
                 for note in notes:
-                    st.caption(note)
+                    st.caption(render.md(note))
             except FileNotFoundError:
-                st.warning(f"{src['source']} is no longer there (moved or deleted since indexing)")
+                st.warning(render.md(f"{src['source']} is no longer there (moved or deleted "
+                                     "since indexing)"))
             except PageRenderError as exc:
-                st.warning(str(exc))
+                st.warning(render.md(exc))
 
 
 def show_feedback(engine: Engine, kb: str, turn_id: str, answer: dict[str, Any]) -> None:
@@ -178,11 +180,11 @@ def show_answer(engine: Engine, kb: str, turn: dict[str, Any]) -> None:
     if answer is None:
         if turn.get("partial"):
             st.markdown(render.text(turn["partial"]), unsafe_allow_html=True)
-        st.error(turn["error"], icon=":material/error:")
+        st.error(render.md(turn["error"]), icon=":material/error:")
         return
     if answer.get("standalone_query"):
         with st.expander("Searched for (follow-up rewritten)"):
-            st.write(answer["standalone_query"])
+            st.markdown(render.text(answer["standalone_query"]), unsafe_allow_html=True)
     st.markdown(render.answer_html(turn["id"], answer["text"], answer["sentences"],
                                    answer["sources"]), unsafe_allow_html=True)
     flagged = [s for s in answer["sentences"] if s.get("supported") is False]
@@ -190,8 +192,8 @@ def show_answer(engine: Engine, kb: str, turn: dict[str, Any]) -> None:
         st.caption(f":warning: {len(flagged)} of {len(answer['sentences'])} sentence(s) uncited "
                    "or unsupported by their source (underlined; hover for why).")
     for warning in answer["warnings"]:
-        st.caption(f"note: {warning}")
-    st.caption(render.timings_line(answer["timings"], answer["models"].get("generator")))
+        st.caption(render.md(f"note: {warning}"))
+    st.caption(render.md(render.timings_line(answer["timings"], answer["models"].get("generator"))))
     show_sources(turn["id"], answer)
     show_feedback(engine, kb, turn["id"], answer)
 
@@ -234,7 +236,8 @@ def _error_text(exc: Exception, streamed: list[str]) -> str:
 def chat_view(engine: Engine, kb: str, options: dict[str, Any], llm_ready: bool) -> None:
     exists = kb in engine.kbs()
     if not exists:
-        st.info(f"Knowledge base **{kb}** has no documents yet: add some under *Documents*.")
+        st.info(f"Knowledge base **{render.md(kb)}** has no documents yet: add some under "
+                "*Documents*.")
     for turn in turns(kb):
         with st.chat_message("user"):
             st.markdown(render.text(turn["question"]), unsafe_allow_html=True)
@@ -251,7 +254,7 @@ def chat_view(engine: Engine, kb: str, options: dict[str, Any], llm_ready: bool)
 # -- documents -------------------------------------------------------------------------------
 def show_report(job: IndexJob) -> None:
     if job.error:
-        st.error(f"The indexing job failed: {job.error}")
+        st.error(render.md(f"The indexing job failed: {job.error}"))
     report = job.report or IndexReport()
     failed = [(Path(f.path).name, f.reason) for f in report.failed] + job.refused
     summary = (f"Indexed {report.indexed}, unchanged {report.unchanged}, removed {report.removed}, "
@@ -263,7 +266,7 @@ def show_report(job: IndexJob) -> None:
     if report.warnings:
         with st.expander(f"{len(report.warnings)} warning(s)"):
             for w in report.warnings:
-                st.caption(f"{Path(w.path).name}: {w.reason}")
+                st.caption(render.md(f"{Path(w.path).name}: {w.reason}"))
 
 
 def job_panel(engine: Engine, kb: str) -> None:
@@ -275,8 +278,13 @@ def job_panel(engine: Engine, kb: str) -> None:
     def panel() -> None:
         if job.running:
             where = f" · {Path(job.current).name}" if job.current else ""
-            st.progress(job.fraction, text=f"Indexing: {job.files_done} of {job.files_total} "
-                                           f"files · {job.chunks} chunks{where}")
+            st.progress(job.fraction, text=render.md(
+                f"Indexing: {job.files_done} of {job.files_total} files · {job.chunks} "
+                f"chunks{where}"))
+            if job.cancel.is_set():
+                st.caption("Cancelling…")
+            elif st.button("Cancel indexing", key=f"cancel-{kb}"):
+                job.cancel.set()
         elif st.session_state.get(f"job-seen-{kb}") != job.started:
             st.session_state[f"job-seen-{kb}"] = job.started
             st.rerun()  # the whole page, so stats and the document list show the result
@@ -287,7 +295,7 @@ def job_panel(engine: Engine, kb: str) -> None:
 
 
 def documents_view(engine: Engine, kb: str) -> None:
-    st.subheader(f"Knowledge base: {kb}")
+    st.subheader(render.md(f"Knowledge base: {kb}"))
     exists = kb in engine.kbs()
     if exists:
         stats = engine.pipeline(kb).stats()
@@ -297,8 +305,8 @@ def documents_view(engine: Engine, kb: str) -> None:
         cols[2].metric("Chunks", stats["chunks"])
         updated = stats["updated"]
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(updated)) if updated else "never"
-        st.caption(f"Embedder {stats['embedder']} ({stats['dim']} dimensions) · last update {when}"
-                   f" · stored in {engine.pipeline(kb).kb.path}")
+        st.caption(render.md(f"Embedder {stats['embedder']} ({stats['dim']} dimensions) · last "
+                             f"update {when} · stored in {engine.pipeline(kb).kb.path}"))
     job_panel(engine, kb)
     limit = engine.settings.ui.max_upload_mb
     with st.form("upload", clear_on_submit=True):
@@ -306,15 +314,14 @@ def documents_view(engine: Engine, kb: str) -> None:
                                  accept_multiple_files=True, key="uploads")
         if st.form_submit_button("Upload and index", key="upload_submit") and files:
             start_job(lambda: engine.upload(kb, [Upload(f.name, f.getvalue()) for f in files]))
-    with st.form("folder"):
-        folder = st.text_input("Or index a folder on this server", placeholder="/path/to/docs",
-                               key="folder")
-        if st.form_submit_button("Index folder", key="folder_submit") and folder.strip():
-            path = Path(folder.strip()).expanduser()
-            if not path.exists():
-                st.error(f"{path} does not exist on the server")
-            else:
-                start_job(lambda: engine.index(kb, [path]))
+    roots = engine.settings.ui.index_roots
+    if roots:  # off by default: a visitor could otherwise index anything the server can read
+        with st.form("folder"):
+            folder = st.text_input(
+                "Or index a folder on this server", key="folder",
+                placeholder=str(roots[0]), help="Allowed below: " + ", ".join(map(str, roots)))
+            if st.form_submit_button("Index folder", key="folder_submit") and folder.strip():
+                start_job(lambda: engine.index_folder(kb, folder))
     if exists:
         documents_table(engine, kb)
 
@@ -323,7 +330,7 @@ def start_job(start: Any) -> None:  # noqa: ANN401 - a callable returning an Ind
     try:
         start()
     except (RuntimeError, KBError, OSError) as exc:
-        st.error(str(exc))
+        st.error(render.md(exc))
         return
     st.rerun()
 
@@ -343,34 +350,57 @@ def documents_table(engine: Engine, kb: str) -> None:
                 dropped = engine.remove(kb, chosen)
                 st.success(f"Removed {len(chosen)} document(s), {dropped} chunks.")
             except KBError as exc:
-                st.error(str(exc))
+                st.error(render.md(exc))
 
 
 # -- feedback --------------------------------------------------------------------------------
-def feedback_view(engine: Engine) -> None:
-    st.subheader("Feedback")
-    rows = engine.feedback.rows()
-    st.write(f"{len(rows)} judged answer(s), stored in `{engine.feedback.path}`.")
+def feedback_view(engine: Engine, kb: str) -> None:
+    """The judged answers of the chosen knowledge base only."""
+    st.subheader(render.md(f"Feedback on {kb}"))
+    rows = engine.feedback.rows(kb=kb)
+    st.write(f"{len(rows)} judged answer(s).")
     if not rows:
         return
     out = io.StringIO()
-    engine.feedback.export_jsonl(out)
+    engine.feedback.export_jsonl(out, kb=kb)
     st.download_button("Export as evaluation set (JSONL)", out.getvalue(),
-                       file_name="rag-feedback.jsonl", mime="application/jsonl")
+                       file_name=f"rag-feedback-{kb}.jsonl", mime="application/jsonl")
     st.dataframe([{"when": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"])),
-                   "kb": r["kb"], "rating": r["rating"], "question": r["question"],
+                   "rating": r["rating"], "question": r["question"],
                    "comment": r["comment"]} for r in reversed(rows)],
                  hide_index=True, use_container_width=True)
 
 
 # -- page ------------------------------------------------------------------------------------
+def signed_in(ui: UiSettings) -> bool:
+    """Optional access control: a reverse proxy's user header, or a shared token."""
+    if ui.auth_header:
+        if st.context.headers.get(ui.auth_header):
+            return True
+        st.error(render.md(f"Access denied: expected the {ui.auth_header} header from the "
+                           "reverse proxy."))
+        return False
+    if not ui.auth_token or st.session_state.get("signed_in"):
+        return True
+    with st.form("sign_in"):
+        token = st.text_input("Access token", type="password", key="token")
+        if st.form_submit_button("Sign in", key="sign_in_submit"):
+            if hmac.compare_digest(token.encode(), ui.auth_token.encode()):
+                st.session_state["signed_in"] = True
+                st.rerun()
+            st.error("Wrong access token.")
+    return False
+
+
 def main() -> None:
     st.set_page_config(page_title="rag", page_icon=":material/menu_book:", layout="wide")
     st.html(render.CSS)
     try:
         engine = get_engine()
     except (ConfigError, KBError, ModelLoadError, OSError) as exc:
-        st.error(f"rag cannot start: {exc}")
+        st.error(render.md(f"rag cannot start: {exc}"))
+        st.stop()
+    if not signed_in(engine.settings.ui):
         st.stop()
     with st.sidebar:
         st.title("rag")
@@ -386,7 +416,7 @@ def main() -> None:
     elif view == "Documents":
         documents_view(engine, kb)
     else:
-        feedback_view(engine)
+        feedback_view(engine, kb)
 
 
 main()

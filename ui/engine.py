@@ -3,6 +3,7 @@ indexing jobs and the feedback store. The app holds one Engine in ``st.cache_res
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from rag.config import Settings, load_settings
 from rag.embedder import SentenceTransformerEmbedder
 from rag.feedback import FeedbackStore, feedback_path
 from rag.generation import Generator, VllmServedGenerator, make_generator
-from rag.kb import KnowledgeBase, list_kbs
+from rag.kb import KBError, KnowledgeBase, list_kbs
 from rag.pipeline import Pipeline
 from rag.protocols import Embedder, Reranker
 from rag.rerank import CrossEncoderReranker
@@ -75,14 +76,33 @@ class Engine:
             pipeline = Pipeline(self.settings, kb, self.index_embedder, self.reranker,
                                 self.generator)
             try:
-                return pipeline.index(todo, progress=job)
+                return pipeline.index(todo, progress=job, cancel=job.cancel)
             finally:
                 pipeline.kb.close()
 
         return self.jobs.start(kb, paths, run, refused)
 
+    def index_folder(self, kb: str, folder: str) -> IndexJob:
+        """Index a folder on the server, only inside ``ui.index_roots`` (links resolved first,
+        so none leads out)."""
+        roots = [Path(os.path.realpath(r.expanduser())) for r in self.settings.ui.index_roots]
+        if not roots:
+            raise KBError("indexing folders on the server is off (ui.index_roots is empty): "
+                          "upload the files instead")
+        path = Path(os.path.realpath(Path(folder.strip()).expanduser()))
+        if not any(path == root or root in path.parents for root in roots):
+            raise KBError(f"{folder.strip()} is outside the folders this server may index "
+                          f"({', '.join(map(str, roots))})")
+        if not path.exists():
+            raise KBError(f"{folder.strip()} does not exist on the server")
+        return self.index(kb, [path])
+
     def upload(self, kb: str, uploads: list[Upload]) -> IndexJob:
-        """Save the uploads in the KB's folder and index the ones that were accepted."""
+        """Save the uploads in the KB's folder and index the ones that were accepted. Nothing
+        is written while a job runs on the KB."""
+        if self.jobs.running(self.check_name(kb)):
+            raise RuntimeError(f"an indexing job for {kb!r} is still running: upload again "
+                               "when it is done")
         saved, refused = save_uploads(self.upload_dir(kb), uploads,
                                       self.settings.ui.max_upload_mb * 2**20)
         return self.index(kb, saved, refused)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingest.indexer import IndexReport
+from ingest.parsing import Cancelled
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class IndexJob:
     finished: float | None = None
     report: IndexReport | None = None
     error: str | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
 
     @property
     def running(self) -> bool:
@@ -61,6 +63,10 @@ class JobRunner:
     def latest(self, kb: str) -> IndexJob | None:
         return self._jobs.get(kb)
 
+    def running(self, kb: str) -> bool:
+        job = self._jobs.get(kb)
+        return job is not None and job.running
+
     def start(self, kb: str, paths: Sequence[Path], run: Run,
               refused: Sequence[tuple[str, str]] = ()) -> IndexJob:
         """Start ``run(paths, job)`` in a thread, unless a job for ``kb`` is still running."""
@@ -77,6 +83,8 @@ class JobRunner:
         def work() -> None:
             try:
                 job.report = run(list(paths), job)
+            except Cancelled:
+                job.error = "cancelled: the knowledge base answers as before this job"
             except Exception as exc:  # the job fails, the app does not
                 log.exception("indexing job for %s failed", kb)
                 job.error = f"{type(exc).__name__}: {exc}"

@@ -1,10 +1,11 @@
 """HTML for answers and passages: citation markers with hover text that jump to the sources,
 unsupported sentences underlined, supporting sentences highlighted. Everything that came from a
-document or the model is escaped first; only our own markup is added after."""
+document or the model is escaped first, for HTML *and* Markdown (a document's ``![](url)`` must not
+make the browser fetch anything); only our own markup is added after."""
 
 from __future__ import annotations
 
-import html
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -22,9 +23,22 @@ CSS = """<style>
 </style>"""
 
 
+# Every character that starts HTML, a Markdown link, image, autolink (``http:``, ``a@b``, ``www.``),
+# emphasis, code, LaTeX (``$``) or a Streamlit directive (``:red[...]``). A character reference is
+# literal text to a CommonMark parser, never syntax.
+_ACTIVE = re.compile(r"[&<>\"'`\\\[\]()!:@*_~|#${}]|(?<=www)\.", re.IGNORECASE)
+_PUNCT = re.compile(r"([!-/:-@\[-`{-~])")
+
+
 def text(value: object) -> str:
-    """Escaped for st.markdown with HTML on: no tags, and '$' cannot start LaTeX."""
-    return html.escape(str(value)).replace("$", "&#36;")
+    """Literal text inside st.markdown with HTML on (also inside attribute values)."""
+    return _ACTIVE.sub(lambda m: f"&#{ord(m.group())};", str(value))
+
+
+def md(value: object) -> str:
+    """Literal text for plain Markdown (captions, alerts, widget labels): every ASCII
+    punctuation character backslash-escaped, newlines kept as spaces."""
+    return _PUNCT.sub(r"\\\1", " ".join(str(value).split()))
 
 
 def where(src: Source) -> str:
@@ -37,6 +51,7 @@ def where(src: Source) -> str:
 
 
 def source_label(src: Source, width: int = 38) -> str:
+    """Plain text; widgets that render Markdown labels get it through ``md``."""
     title = str(src.get("title") or src.get("source"))
     if len(title) > width:
         title = title[: width - 1] + "…"
@@ -69,19 +84,23 @@ def timings_line(t: dict[str, Any], model: str | None) -> str:
     return " · ".join(parts + [str(model)])
 
 
-def _cite_links(escaped: str, turn: str, by_n: dict[int, Source]) -> str:
-    def link(match: Any) -> str:  # noqa: ANN401 - re.Match
-        out = []
+def _cite_links(raw: str, turn: str, by_n: dict[int, Source]) -> str:
+    """``raw`` escaped, with each [n] marker made a link to its source."""
+    out, cursor = [], 0
+    for match in CITATION.finditer(raw):
+        out.append(text(raw[cursor:match.start()]))
+        links = []
         for n in parse_numbers(match.group(1)):
             src = by_n.get(n)
             if src is None:
-                out.append(str(n))
+                links.append(str(n))
                 continue
             hover = text(f"{where(src)}: {src.get('snippet', '')}")
-            out.append(f'<a class="cite" href="#sources-{turn}" title="{hover}">{n}</a>')
-        return "[" + ", ".join(out) + "]"
-
-    return CITATION.sub(link, escaped)
+            links.append(f'<a class="cite" href="#sources-{turn}" title="{hover}">{n}</a>')
+        out.append("&#91;" + ", ".join(links) + "&#93;")
+        cursor = match.end()
+    out.append(text(raw[cursor:]))
+    return "".join(out)
 
 
 def _locate(answer: str, sentences: Sequence[dict[str, Any]]) -> list[tuple[int, int, dict[str, Any]]]:
@@ -114,12 +133,12 @@ def answer_html(turn: str, answer: str, sentences: Sequence[dict[str, Any]],
     for start, end, s in _locate(answer, sentences):
         if s.get("supported") is not False:
             continue
-        out.append(text(answer[cursor:start]))
+        out.append(_cite_links(answer[cursor:start], turn, by_n))
         out.append(f'<span class="unsupported" title="{text(_why(s))}">'
-                   f"{text(answer[start:end])}</span>")
+                   f"{_cite_links(answer[start:end], turn, by_n)}</span>")
         cursor = end
-    out.append(text(answer[cursor:]))
-    return f'<div class="rag-answer">{_cite_links("".join(out), turn, by_n)}</div>'
+    out.append(_cite_links(answer[cursor:], turn, by_n))
+    return f'<div class="rag-answer">{"".join(out)}</div>'
 
 
 def evidence_spans(n: int, sentences: Iterable[dict[str, Any]]) -> list[tuple[int, int]]:

@@ -35,12 +35,14 @@ def safe_name(name: str) -> str:
 
 def save_uploads(folder: Path, uploads: list[Upload], max_bytes: int
                  ) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Write each upload into ``folder`` (replacing an older upload of the same name: a new
-    version). Returns the saved paths and (name, reason) for each refused upload."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Check every upload first, then write the accepted ones into ``folder`` (replacing an
+    earlier upload of the same name: a new version). Two uploads of one batch whose names become
+    the same (``q1/report.md``, ``q2\\report.md``) are refused, never merged. Returns the saved
+    paths and (name, reason) for each refused upload."""
     root = folder.resolve()
-    saved: list[Path] = []
+    accepted: dict[Path, Upload] = {}
     refused: list[tuple[str, str]] = []
+    claimed: dict[Path, str] = {}
     for upload in uploads:
         name = safe_name(upload.name)
         target = (root / name).resolve()
@@ -51,10 +53,20 @@ def save_uploads(folder: Path, uploads: list[Upload], max_bytes: int
                                          f"limit of {max_bytes / 2**20:.0f} MB (ui.max_upload_mb)"))
         elif not upload.data:
             refused.append((upload.name, "the file is empty"))
+        elif target in claimed:
+            refused.append((upload.name, f"saved as {name} it would collide with "
+                                         f"{claimed[target]} of the same upload; rename one"))
+            accepted.pop(target, None)
         else:
-            tmp = target.with_name(f".{target.name}.part")
-            tmp.write_bytes(upload.data)
-            os.replace(tmp, target)
-            if target not in saved:  # the same name twice: the last one wins
-                saved.append(target)
-    return saved, refused
+            claimed[target] = upload.name
+            accepted[target] = upload
+    for target in [t for t in claimed if t not in accepted]:  # the first of a colliding pair
+        refused.append((claimed[target], f"collides with another file of the same upload as "
+                                         f"{target.name}; rename one"))
+    if accepted:
+        folder.mkdir(parents=True, exist_ok=True)
+    for target, upload in accepted.items():
+        tmp = target.with_name(f".{target.name}.part")
+        tmp.write_bytes(upload.data)
+        os.replace(tmp, target)
+    return list(accepted), refused

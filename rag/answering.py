@@ -45,7 +45,8 @@ class Answerer:
 
     def prompt(self, question: str, hits: Sequence[Hit]) -> BuiltPrompt:
         return build_prompt(question, hits, self.generator.render, self.generator.count_tokens,
-                            self.generator.context_window, self.answer_tokens)
+                            self.generator.context_window, self.answer_tokens,
+                            getattr(self.generator, "special_tokens", ()))
 
     def finish(self, question: str, built: BuiltPrompt, gen: Generation,
                extra: dict[str, object]) -> Answer:

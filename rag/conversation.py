@@ -49,6 +49,15 @@ def rewrite(generator: Generator, history: Sequence[tuple[str, str]], question: 
     """A standalone version of ``question``; unchanged when there is no history."""
     if not history or not question.strip():
         return question
-    prompt = generator.render(rewrite_messages(trim_history(history), question))
+    specials = getattr(generator, "special_tokens", ())
+    turns = trim_history(history)
+    budget = generator.context_window - REWRITE_TOKENS
+    while True:  # oldest turns go first; a question too long to rewrite is searched as asked
+        prompt = generator.render(rewrite_messages(turns, question, specials))
+        if generator.count_tokens(prompt) <= budget:
+            break
+        if not turns:
+            return question
+        turns = turns[1:]
     out = generator.generate([prompt], REWRITE_TOKENS, temperature=0.0, model=model)[0]
     return clean_rewrite(out.text, question, " ".join(history[-1][0].split()))

@@ -95,6 +95,14 @@ class _TokenizerMixin:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    @cached_property
+    def special_tokens(self) -> frozenset[str]:
+        """Strings the tokenizer turns into control tokens; prompts defuse them in quoted text."""
+        tok = self.tokenizer
+        added = getattr(tok, "added_tokens_decoder", {}) or {}
+        return frozenset([*tok.all_special_tokens,
+                          *(t.content for t in added.values() if getattr(t, "special", False))])
+
     def token_ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 

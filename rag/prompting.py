@@ -2,10 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from rag.types import Hit
+
+# Chat-template control tokens of the common formats (ChatML and Llama 3 ``<|...|>``, Llama 2 and
+# Mistral ``<s>``/``[INST]``/``<<SYS>>``, Gemma ``<start_of_turn>``) and our own source tags.
+_CONTROL = re.compile(
+    r"<\|[^<>|\s]{1,60}\|>|</?s>|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>|</?source\b",
+    re.IGNORECASE)
+ZWSP = "\u200b"
+
+
+def quote(text: str, specials: Collection[str] = ()) -> str:
+    """Document or user text made inert inside a prompt: a zero-width space after the first
+    character of every control token (the model's own ``specials`` and the common formats) and
+    source tag, so the tokenizer never reads them as control tokens nor the model as our tags."""
+    def defuse(token: str) -> str:
+        return token[0] + ZWSP + token[1:]
+
+    for special in specials:
+        if len(special) > 1 and special in text:
+            text = text.replace(special, defuse(special))
+    return _CONTROL.sub(lambda m: defuse(m.group()), text)
+
+
+def _attribute(text: str, specials: Collection[str]) -> str:
+    """One line, no double quotes: a title cannot break out of ``from="..."``."""
+    return quote(" ".join(text.split()), specials).replace('"', "'")
 
 REFUSAL = "The indexed documents do not answer this."
 
@@ -33,14 +59,15 @@ INSTRUCTION = "Answer in 1-3 sentences, each ending with its source number like 
 Messages = list[dict[str, str]]
 
 
-def messages(question: str, sources: Sequence[Source]) -> Messages:
+def messages(question: str, sources: Sequence[Source], specials: Collection[str] = ()) -> Messages:
     """System rules, the worked example, then the sources and the question."""
-    blocks = "\n\n".join(s.block() for s in sources)
+    blocks = "\n\n".join(s.block(specials) for s in sources)
+    asked = quote(question.strip(), specials)
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": f"{EXAMPLE_USER}\n{INSTRUCTION}"},
         {"role": "assistant", "content": EXAMPLE_ANSWER},
-        {"role": "user", "content": f"{blocks}\n\nQuestion: {question.strip()}\n{INSTRUCTION}"},
+        {"role": "user", "content": f"{blocks}\n\nQuestion: {asked}\n{INSTRUCTION}"},
     ]
 
 
@@ -51,14 +78,15 @@ class Source:
     n: int
     hit: Hit
 
-    def block(self) -> str:
+    def block(self, specials: Collection[str] = ()) -> str:
         c = self.hit.chunk
         where = c.title or c.source
         if c.page:
             where += f", page {c.page}"
         if c.section:
             where += f", section {c.section}"
-        return f"<source id=\"{self.n}\" from=\"{where}\">\n{c.text.strip()}\n</source>"
+        return (f"<source id=\"{self.n}\" from=\"{_attribute(where, specials)}\">\n"
+                f"{quote(c.text.strip(), specials)}\n</source>")
 
 
 @dataclass(frozen=True)
@@ -76,14 +104,16 @@ def build_prompt(
     count: Callable[[str], int],
     context_window: int,
     answer_tokens: int,
+    specials: Collection[str] = (),
 ) -> BuiltPrompt:
     """Adds sources best-first while the templated prompt fits ``context_window - answer_tokens``.
 
     ``render(messages)`` applies the model's chat template; ``count`` is its tokenizer. A
     source that does not fit is skipped whole (never cut mid-token); later, shorter ones may fit.
+    Text from documents and the user is ``quote``d: it cannot add control tokens or source tags.
     """
     budget = context_window - answer_tokens
-    base = count(render(messages(question, [])))
+    base = count(render(messages(question, [], specials)))
     if base > budget:
         raise ValueError(
             f"the question alone needs {base} tokens; the context window leaves {budget} "
@@ -93,18 +123,18 @@ def build_prompt(
     used, dropped = base, 0
     for hit in hits:
         candidate = Source(len(chosen) + 1, hit)
-        cost = count(candidate.block()) + 2  # the blank line between blocks
+        cost = count(candidate.block(specials)) + 2  # the blank line between blocks
         if used + cost > budget:
             dropped += 1
             continue
         chosen.append(candidate)
         used += cost
-    text = render(messages(question, chosen))
+    text = render(messages(question, chosen, specials))
     exact = count(text)
     while exact > budget and chosen:  # tokenisation at block joins can differ by a few tokens
         chosen.pop()
         dropped += 1
-        text = render(messages(question, chosen))
+        text = render(messages(question, chosen, specials))
         exact = count(text)
     return BuiltPrompt(text, chosen, exact, dropped)
 
@@ -136,11 +166,14 @@ Standalone question: How much water does the bread recipe need?
 """
 
 
-def rewrite_messages(history: Sequence[tuple[str, str]], question: str) -> Messages:
+def rewrite_messages(history: Sequence[tuple[str, str]], question: str,
+                     specials: Collection[str] = ()) -> Messages:
     """``history`` is (question, answer) pairs, oldest first, already trimmed by the caller."""
-    turns = "\n".join(f"User: {q}\nAssistant: {a}" for q, a in history)
+    turns = "\n".join(f"User: {quote(q, specials)}\nAssistant: {quote(a, specials)}"
+                      for q, a in history)
     return [
         {"role": "system", "content": REWRITE_SYSTEM},
         {"role": "user", "content": f"{REWRITE_EXAMPLES}\nConversation:\n{turns}\n"
-                                    f"Follow-up: {question.strip()}\nStandalone question:"},
+                                    f"Follow-up: {quote(question.strip(), specials)}\n"
+                                    "Standalone question:"},
     ]

@@ -236,9 +236,9 @@ class VllmServedGenerator(_TokenizerMixin):
     def client(self):  # noqa: ANN201
         from openai import OpenAI
 
-        return OpenAI(base_url=self.settings.server_url, api_key=os.environ.get(
-            "RAG_LLM_API_KEY", "EMPTY"), timeout=self.settings.timeout_s,
-            max_retries=self.settings.retries)
+        key = self.settings.api_key or os.environ.get("RAG_LLM_API_KEY") or "EMPTY"
+        return OpenAI(base_url=self.settings.server_url, api_key=key,
+                      timeout=self.settings.timeout_s, max_retries=self.settings.retries)
 
     def _fail(self, exc: Exception) -> GenerationError:
         return GenerationError(

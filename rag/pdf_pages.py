@@ -15,6 +15,7 @@ from ingest.chunking import sentence_spans
 PASSAGE = (255, 230, 0, 70)  # translucent yellow under the whole cited passage
 EVIDENCE = (255, 120, 0, 110)  # stronger orange under the sentence that supports the claim
 MIN_MATCH = 12  # normalised characters; shorter pieces match too easily by chance
+MAX_PIXELS = 4_000_000  # a page of any declared size renders to at most this (16 MB as RGBA)
 
 
 class PageRenderError(RuntimeError):
@@ -62,8 +63,10 @@ def find_spans(page_text: str, passage: str) -> list[tuple[int, int]]:
 
 
 def render_page(path: str | Path, page: int, passage: str, evidence: Sequence[str] = (),
-                scale: float = 1.5) -> RenderedPage:
-    """PNG of 1-based ``page`` with ``passage`` marked yellow and ``evidence`` sentences orange."""
+                scale: float = 1.5, max_pixels: int = MAX_PIXELS) -> RenderedPage:
+    """PNG of 1-based ``page`` with ``passage`` marked yellow and ``evidence`` sentences orange.
+    The scale shrinks so the image has at most ``max_pixels``: a tiny file may declare a huge
+    page."""
     import pypdfium2 as pdfium
     from PIL import Image, ImageDraw
 
@@ -78,6 +81,10 @@ def render_page(path: str | Path, page: int, passage: str, evidence: Sequence[st
         if not 1 <= page <= len(pdf):
             raise PageRenderError(f"{path.name} has {len(pdf)} pages, not a page {page}")
         pg = pdf[page - 1]
+        width, height = pg.get_size()
+        if width <= 0 or height <= 0:
+            raise PageRenderError(f"{path.name}: page {page} has no area")
+        scale = min(scale, (max_pixels / (width * height)) ** 0.5)
         image = pg.render(scale=scale, rotation=0).to_pil().convert("RGBA")
         text = pg.get_textpage()
         page_text = text.get_text_range()

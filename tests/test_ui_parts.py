@@ -275,3 +275,17 @@ def test_document_and_model_text_cannot_make_markdown() -> None:
         assert "<img" not in html and "href=\"http" not in html and "<a href" not in html, html
         assert "<strong>" not in html and "<code>" not in html
     assert parser.render(render.md(HOSTILE)).count("evil.test") == 6  # the text is all there
+
+
+def test_render_page_caps_pixels_of_huge_pages(tmp_path: Path) -> None:
+    from pypdf import PdfWriter
+
+    from rag.pdf_pages import MAX_PIXELS, render_page
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=4000, height=4000)  # a few hundred bytes; 36 Mpx at scale 1.5
+    path = tmp_path / "huge.pdf"
+    with open(path, "wb") as handle:
+        writer.write(handle)
+    page = render_page(path, 1, "nothing to find here at all")
+    assert page.width * page.height <= MAX_PIXELS and page.width >= 1900

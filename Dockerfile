@@ -8,5 +8,8 @@ COPY ingest ./ingest
 COPY eval ./eval
 COPY ui ./ui
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu ".[ui]" openai
+# An unprivileged user owns the data folders (docker-compose mounts volumes there).
+RUN useradd --create-home --uid 1000 rag && mkdir -p /data/rag /data/hf && chown -R rag:rag /data
+USER rag
 EXPOSE 8501
 CMD ["rag", "--help"]

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from rag.bm25_index import Bm25Index
 from rag.config import Settings
 from rag.protocols import Embedder
@@ -27,6 +29,7 @@ from rag.vector_index import build_index, load_index, save_index
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 STORE = "kb.sqlite"
+REPRODUCE_COSINE = 0.999  # CPU vs GPU and batch effects stay far above; another model far below
 
 
 class KBError(RuntimeError):
@@ -170,6 +173,7 @@ class KnowledgeBase:
         c = self.settings.chunking
         return {
             "embedder": embedder.name,
+            "family": getattr(embedder, "family", None),
             "dim": embedder.dim,
             "normalized": True,
             "max_tokens": c.max_tokens,
@@ -182,18 +186,31 @@ class KnowledgeBase:
         return json.loads(raw) if raw else None
 
     def check_compatible(self, embedder: Embedder) -> None:
-        """Refuse to mix vectors of different models or chunkings in one KB."""
+        """Refuse to mix vectors of different models or chunkings in one KB. Names can lie (a
+        folder with new weights, another prefix family), so once per store the embedder must
+        also reproduce one stored vector."""
         recorded = self.recorded_signature()
         if recorded is None:
             return
         wanted = self.signature(embedder)
         diff = [f"{k}: KB has {recorded.get(k)!r}, config has {v!r}"
-                for k, v in wanted.items() if recorded.get(k) != v]
+                for k, v in wanted.items() if k in recorded and recorded[k] != v]
+        if not diff and self._verified != (self.store.path, embedder):
+            sample = self.store.sample_vector()
+            if sample is not None:
+                again = embedder.embed_documents([sample[0]])[0]
+                cosine = float(np.dot(again, sample[1]))
+                if cosine < REPRODUCE_COSINE:
+                    diff.append(f"the configured embedder does not reproduce the KB's vectors "
+                                f"(cosine {cosine:.3f}: other weights or query/passage prefixes)")
+            self._verified = (self.store.path, embedder)
         if diff:
             raise KBError(
                 f"knowledge base {self.name!r} was built with other settings ({'; '.join(diff)}); "
                 "re-index with --rebuild, or configure the KB's model"
             )
+
+    _verified: tuple[Path, Embedder] | None = None
 
     def record_signature(self, embedder: Embedder) -> None:
         if self.recorded_signature() is None:

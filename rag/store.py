@@ -191,6 +191,13 @@ class ChunkStore:
                 [(h, v.astype(np.float32).tobytes()) for h, v in zip(hashes, vectors, strict=True)],
             )
 
+    def sample_vector(self) -> tuple[str, np.ndarray] | None:
+        """One current chunk's embedded text and its stored vector."""
+        row = self.db.execute(
+            "SELECT c.embed_text, v.vec " + CURRENT + " JOIN vectors v ON v.text_hash = c.text_hash"
+            " ORDER BY c.chunk_id LIMIT 1").fetchone()
+        return (row[0], np.frombuffer(row[1], dtype=np.float32)) if row else None
+
     # -- snapshot inputs and garbage collection ---------------------------------------------
     def current_rows(self, dim: int) -> tuple[list[str], list[str], np.ndarray]:
         """(chunk ids, texts for BM25, vectors) of every current chunk, in a stable order."""

@@ -332,3 +332,22 @@ def test_kb_folder_after_rebuild_has_one_store(fake_pipeline: Pipeline, tmp_path
     assert reader.store.path.name != "kb.sqlite"  # the rebuilt store
     assert len(list(reader.path.glob("kb*.sqlite"))) == 1
     assert fake_pipeline.search("apple", mode="bm25").hits
+
+
+class OtherWeights(HashEmbedder):
+    """Same name and size as HashEmbedder, other vectors: new weights behind an old name."""
+
+    def _vec(self, text: str):  # noqa: ANN202
+        return super()._vec(text[::-1] + " shifted")
+
+
+def test_compatibility_check_sees_weights_and_prefix_family(settings, tmp_path: Path) -> None:  # noqa: ANN001
+    docs = write_docs(tmp_path / "docs")
+    Pipeline(settings, "kb", embedder=HashEmbedder()).index([docs])
+    with pytest.raises(KBError, match="does not reproduce"):
+        Pipeline(settings, "kb", embedder=OtherWeights()).search("apple")
+    with_family = HashEmbedder()
+    with_family.family = "e5"  # type: ignore[attr-defined]
+    with pytest.raises(KBError, match="family"):
+        Pipeline(settings, "kb", embedder=with_family).index([docs])
+    assert Pipeline(settings, "kb", embedder=HashEmbedder()).search("apple").hits

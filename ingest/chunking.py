@@ -42,6 +42,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 # chunk's worth of tokens; longer runs without a sentence end (a 16 MB one-line file) are cut
 # into such pieces first, so the tokenizer never sees more than one piece at a time.
 CHARS_PER_TOKEN_MAX = 12
+COUNT_BATCH = 256  # units tokenised per call: the tokenizer's buffers stay small
 
 
 def _pieces(text: str, a: int, b: int, budget: int) -> list[tuple[int, int]]:
@@ -85,13 +86,14 @@ class TokenChunker:
         prefix = self._title_prefix(doc.title)
         budget = self.max_tokens - (self._count([prefix])[0] if prefix else 0)
         chunks: list[Chunk] = []
+        doc_id = doc.id  # hashes the whole document: once, not per chunk
         for section in doc.sections:
             for start, end in self._pack(section.text, budget, prefix):
                 text = section.text[start:end]
                 chunks.append(
                     Chunk(
                         text=text,
-                        doc_id=doc.id,
+                        doc_id=doc_id,
                         doc_key=doc.key,
                         source=doc.source,
                         title=doc.title,
@@ -115,7 +117,8 @@ class TokenChunker:
     def _units(self, text: str, budget: int) -> list[tuple[int, int, int]]:
         """(start, end, tokens) per unit; units over budget are split at token offsets."""
         spans = [p for a, b in sentence_spans(text) for p in _pieces(text, a, b, budget)]
-        counts = self._count([text[a:b] for a, b in spans])
+        counts = [n for i in range(0, len(spans), COUNT_BATCH)
+                  for n in self._count([text[a:b] for a, b in spans[i : i + COUNT_BATCH]])]
         units = []
         for (a, b), n in zip(spans, counts, strict=True):
             if n <= budget:

@@ -1,64 +1,127 @@
 """Parsing runs in a child process, so a parser that loops, or a file that makes it explode, is
 stopped after ``ingest.parse_timeout_s`` and reported while the job goes on; a cancel (Ctrl-C, the
-UI's button) stops it at once instead of after the file."""
+UI's button) stops it at once instead of after the file.
+
+The child is ``python -m ingest.parsing``, a plain subprocess speaking pickles over its pipes:
+unlike multiprocessing's spawn, it never re-imports the caller's main script, so scripts and
+notebooks that index need no ``__main__`` guard.
+"""
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
+import os
+import pickle
+import select
 import signal
+import struct
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 from ingest.loaders import Loaded, LoadError, load_file
 
 POLL_S = 0.2
+HEADER = struct.Struct("!Q")
 
 
 class Cancelled(Exception):
     """The job was asked to stop; what it committed so far stays, the live snapshot is unchanged."""
 
 
-def _child_setup() -> None:
-    # Ctrl-C reaches the whole process group; the parent decides, the child must not print a trace.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
+def _send(stream: IO[bytes], value: object) -> None:
+    body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(HEADER.pack(len(body)) + body)
+    stream.flush()
+
+
+def _receive(stream: IO[bytes]) -> object:
+    head = stream.read(HEADER.size)
+    if len(head) < HEADER.size:
+        raise EOFError
+    (size,) = HEADER.unpack(head)
+    return pickle.loads(stream.read(size))
 
 
 class ParseWorker:
-    """One long-lived child process (spawned, not forked: the parent may hold torch threads)."""
+    """One long-lived child process, started on first use and restarted after a kill."""
 
     def __init__(self, timeout_s: float, max_pages: int) -> None:
         self.timeout_s = timeout_s
         self.max_pages = max_pages
-        self._pool = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        return subprocess.Popen(
+            [sys.executable, "-m", "ingest.parsing"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
 
     def load(self, path: Path, data: bytes, cancel: threading.Event | None = None) -> Loaded:
-        if self._pool is None:
-            context = multiprocessing.get_context("spawn")
-            self._pool = context.Pool(1, initializer=_child_setup)
-        result = self._pool.apply_async(load_file, (path, data, self.max_pages))
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = self._start()
+        proc = self._proc
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            _send(proc.stdin, (path, data, self.max_pages))
+        except BrokenPipeError:
+            self.close(kill=True)
+            raise LoadError("the parser process died before reading the file") from None
         deadline = time.monotonic() + self.timeout_s
         while True:
-            result.wait(max(0.0, min(POLL_S, deadline - time.monotonic())))
-            if result.ready():
-                return result.get()
+            ready, _, _ = select.select([proc.stdout], [], [],
+                                        max(0.0, min(POLL_S, deadline - time.monotonic())))
+            if ready:
+                break
             if cancel is not None and cancel.is_set():
                 self.close(kill=True)
                 raise Cancelled("cancelled")
             if time.monotonic() >= deadline:
                 self.close(kill=True)
-                raise LoadError(
-                    f"parsing took longer than {self.timeout_s:g} s (ingest.parse_timeout_s) "
-                    "or the parser crashed; file skipped"
-                )
+                raise LoadError(f"parsing took longer than {self.timeout_s:g} s "
+                                "(ingest.parse_timeout_s); file skipped")
+        try:
+            ok, value = _receive(proc.stdout)  # type: ignore[misc]
+        except (EOFError, pickle.UnpicklingError):
+            code = proc.wait()
+            self._proc = None
+            raise LoadError(f"the parser crashed on this file (exit status {code})") from None
+        if ok:
+            return value  # type: ignore[return-value]
+        raise value  # type: ignore[misc]
 
     def close(self, kill: bool = False) -> None:
-        if self._pool is not None:
-            if kill:
-                self._pool.terminate()
-            else:
-                self._pool.close()
-            self._pool.join()
-            self._pool = None
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if kill:
+            proc.kill()
+        elif proc.stdin is not None:
+            proc.stdin.close()  # the child ends at end of input
+        proc.wait()
+
+
+def _serve() -> None:
+    """The child's loop: one (path, data, max_pages) in, one (ok, Loaded or exception) out."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # a chatty library must not corrupt the protocol
+    while True:
+        try:
+            path, data, max_pages = _receive(stdin)  # type: ignore[misc]
+        except EOFError:
+            return
+        try:
+            result: tuple[bool, object] = (True, load_file(path, data, max_pages))
+        except Exception as exc:  # sent back; the parent reports the file as failed
+            error = exc if isinstance(exc, LoadError) else LoadError(f"{type(exc).__name__}: {exc}")
+            result = (False, error)
+        _send(stdout, result)
+
+
+if __name__ == "__main__":
+    _serve()

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,8 +25,9 @@ import numpy as np
 from rag.bm25_index import Bm25Index
 from rag.config import Settings
 from rag.protocols import Embedder
+from rag.snapshot_build import build_snapshot
 from rag.store import ChunkStore
-from rag.vector_index import build_index, load_index, save_index
+from rag.vector_index import load_index
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 STORE = "kb.sqlite"
@@ -80,6 +82,7 @@ class KnowledgeBase:
         self.path = settings.kb_root / name
         self._store: ChunkStore | None = None
         self._snapshot: Snapshot | None = None
+        self._loading = threading.Lock()
         self._writing = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -230,16 +233,13 @@ class KnowledgeBase:
 
     def publish(self, dim: int) -> str:
         """Build indexes from the store's current chunks, then swap them in atomically."""
-        ids, texts, vectors = self.store.current_rows(dim)
         snaps = self.path / "snapshots"
         snap_id = uuid.uuid4().hex[:12]
         tmp = snaps / f".tmp-{snap_id}"
         try:
             snaps.mkdir(exist_ok=True)
             tmp.mkdir()
-            save_index(build_index(vectors, dim, self.settings.index), tmp / "faiss.index")
-            Bm25Index.build(texts).save(tmp / "bm25")
-            (tmp / "ids.json").write_text(json.dumps(ids))
+            build_snapshot(self.store, tmp, dim, self.settings.index)
             (tmp / "store").write_text(self.store.path.name)
             _fsync_tree(tmp)
         except (OSError, RuntimeError) as exc:  # disk full, read-only: FAISS raises RuntimeError
@@ -267,11 +267,23 @@ class KnowledgeBase:
         return snap_id
 
     def snapshot(self) -> Snapshot:
-        """The live snapshot, reloaded when another process has published a newer one."""
+        """The live snapshot, reloaded when another process has published a newer one. While
+        one thread loads a newer snapshot, others keep answering from the one they have: a
+        publish never makes searches wait for a load."""
         self.require()
         current = self.current_id()
         if current is None:
             raise KBError(f"knowledge base {self.name!r} has no index yet: run rag index")
+        if self._snapshot is not None and self._snapshot.id == current:
+            return self._snapshot
+        if not self._loading.acquire(blocking=self._snapshot is None):
+            return self._snapshot  # type: ignore[return-value]
+        try:
+            return self._load(current)
+        finally:
+            self._loading.release()
+
+    def _load(self, current: str) -> Snapshot:
         for _ in range(3):  # a concurrent publish may remove the folder we were about to read
             if self._snapshot is not None and self._snapshot.id == current:
                 return self._snapshot

@@ -119,7 +119,13 @@ class Pipeline:
                 kb.publish(self.embedder.dim)
         finally:
             kb.close()
+        self.refresh()
         return dropped
+
+    def refresh(self) -> None:
+        """Load the newest snapshot now, outside the search lock (searches go on meanwhile)."""
+        if self.kb.current_id() is not None:
+            self.kb.snapshot()
 
     def retriever(self, mode: str) -> Retriever:
         """A retriever over the live snapshot as of now (all its parts read that one)."""

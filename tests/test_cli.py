@@ -155,6 +155,6 @@ def test_storage_errors_are_one_line(fake_embedder: None, tmp_path: Path,
     from rag.testing import HashEmbedder
 
     monkeypatch.setattr("rag.pipeline.SentenceTransformerEmbedder", lambda settings: HashEmbedder())
-    monkeypatch.setattr("rag.kb.save_index", faiss_full)
+    monkeypatch.setattr("rag.snapshot_build.save_index", faiss_full)
     err = one_line_error(*run("index", str(docs), "--kb", "s")[::2])
     assert "No space left" in err and "previous index stays live" in err

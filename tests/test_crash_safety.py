@@ -113,3 +113,22 @@ def test_killed_rebuild_keeps_the_previous_kb(tmp_path: Path) -> None:
     check_consistent("apple")
     stores = sorted(p.name for p in (load_settings().kb_root / "crash").glob("kb*.sqlite"))
     assert len(stores) == 1, stores  # the replaced store and killed rebuilds' stores are gone
+
+
+def test_ctrl_c_stops_the_job_and_keeps_the_kb(tmp_path: Path) -> None:
+    """SIGINT (Ctrl-C) ends the job promptly, parser child included; the KB answers as before."""
+    folder = tmp_path / "docs"
+    make_files(folder, "apple")
+    run_job(folder, None)
+    before = check_consistent("apple")
+    make_files(folder, "banana")
+    env = {**os.environ, "PYTHONPATH": str(JOB.parents[1])}
+    proc = subprocess.Popen([sys.executable, str(JOB), str(folder)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)  # no hang: the parse worker does not keep it alive
+    if proc.returncode == 0:  # finished before the signal (a very fast machine)
+        check_consistent("banana")
+    else:
+        assert check_consistent("apple") == before  # the live KB as it was

@@ -351,3 +351,21 @@ def test_compatibility_check_sees_weights_and_prefix_family(settings, tmp_path: 
     with pytest.raises(KBError, match="family"):
         Pipeline(settings, "kb", embedder=with_family).index([docs])
     assert Pipeline(settings, "kb", embedder=HashEmbedder()).search("apple").hits
+
+
+def test_a_script_without_main_guard_can_index(tmp_path: Path) -> None:
+    """The parser child never re-imports the caller's script (as multiprocessing's spawn would)."""
+    import subprocess
+    import sys
+
+    docs = write_docs(tmp_path / "docs")
+    script = tmp_path / "script.py"
+    script.write_text(
+        "from pathlib import Path\nfrom rag.config import load_settings\n"
+        "from rag.pipeline import Pipeline\nfrom rag.testing import HashEmbedder\n"
+        f"r = Pipeline(load_settings(), 's', embedder=HashEmbedder()).index([Path({str(docs)!r})])\n"
+        "print('indexed', r.indexed)\n")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.stdout.strip() == "indexed 3", out.stderr[-2000:]

@@ -59,3 +59,23 @@ def test_langchain_retriever_returns_documents_with_provenance(indexed: Pipeline
     assert docs[0].page_content.startswith("Fish swim")
     meta = docs[0].metadata
     assert meta["source"].endswith("fish.html") and "scores" in meta and "span" in meta
+
+
+def test_a_search_reads_one_snapshot_even_across_a_publish(fake_pipeline, tmp_path) -> None:  # noqa: ANN001
+    """Rows of the snapshot a retriever started with map to that snapshot's chunks, even when a
+    removal publishes another snapshot in between: every score matches its passage."""
+    import numpy as np
+
+    from tests.test_indexer import write_corpus
+
+    docs = write_corpus(tmp_path / "docs")
+    fake_pipeline.index([docs])
+    dense = fake_pipeline.retriever("dense")
+    fake_pipeline.remove([str(docs / "cats.md")])  # publishes; rows shift in the new snapshot
+    hits = dense.retrieve("dogs bark fish swim", 10)
+    assert hits
+    embed = fake_pipeline.embedder
+    query = embed.embed_query("dogs bark fish swim")
+    for hit in hits:
+        expected = float(np.dot(query, embed.embed_documents([hit.chunk.embed_text])[0]))
+        assert abs(expected - hit.dense) < 1e-5, hit.chunk.text

@@ -76,9 +76,11 @@ class Engine:
             pipeline = Pipeline(self.settings, kb, self.index_embedder, self.reranker,
                                 self.generator)
             try:
-                return pipeline.index(todo, progress=job, cancel=job.cancel)
+                report = pipeline.index(todo, progress=job, cancel=job.cancel)
             finally:
                 pipeline.kb.close()
+            self.pipeline(kb).refresh()  # chats switch to the new index without waiting
+            return report
 
         return self.jobs.start(kb, paths, run, refused)
 

@@ -81,7 +81,9 @@ class GeneratorSettings(_Section):
     answer_tokens: int = Field(384, ge=16)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     seed: int = 0
-    dtype: str = "bfloat16"
+    dtype: str = Field("auto", description=(
+        "auto: bfloat16 where the hardware computes it (GPU; CPU with AVX512-BF16 or AMX), "
+        "else float32 (prompt processing 4.5x faster on AVX2-only CPUs); or any vLLM dtype"))
     enforce_eager: bool = Field(True, description="skip torch.compile: faster start, slower run")
     kv_cache_gib: int = Field(2, ge=1, description="VLLM_CPU_KVCACHE_SPACE on CPU (GiB)")
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1)

@@ -107,9 +107,10 @@ def test_evidence_spans_and_labels() -> None:
                                           "rerank": None}, "ranks": {"dense": 2}})
     assert line == "dense 0.5 (#2) · BM25 – · fused 0.03 · rerank –"
     timings = {"retrieve_s": 0.02, "rewrite_s": 1.2, "generate_s": 5.0, "first_token_s": 1.0,
-               "completion_tokens": 60}
-    assert render.timings_line(timings, "m") == (
-        "retrieve 0.02 s · rewrite 1.2 s · generate 5.0 s · first token 1.0 s · 15 tok/s · m")
+               "completion_tokens": 60, "prompt_tokens": 2592}
+    assert render.timings_line(timings, "m") == ("retrieve 0.02 s · rewrite 1.2 s · generate 5.0 s "
+                                                 "· prompt 2,592 tokens · first token 1.0 s · "
+                                                 "15 tok/s · m")
 
 
 @needs_shared(ATTENTION)

@@ -76,6 +76,8 @@ def timings_line(t: dict[str, Any], model: str | None) -> str:
     if "rewrite_s" in t:
         parts.append(f"rewrite {t['rewrite_s']:.1f} s")
     parts.append(f"generate {t.get('generate_s', 0):.1f} s")
+    if t.get("prompt_tokens"):
+        parts.append(f"prompt {t['prompt_tokens']:,} tokens")
     first, total = t.get("first_token_s"), t.get("generate_s", 0)
     if first is not None:
         parts.append(f"first token {first:.1f} s")

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from rag.cli.common import get_settings, print_json, stdout
 from rag.embedder import ModelLoadError
+from rag.generation import engine_dtype
 from rag.models import model_facts, resolve_generator
 
 
@@ -65,7 +66,7 @@ def serve_llm(host: str, port: int, vllm_args: tuple[str, ...]) -> None:
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
     sys.argv = ["vllm", "serve", path, "--host", host, "--port", str(port),
                 "--served-model-name", g.served_model_name, "--max-model-len", str(g.context_window),
-                "--dtype", g.dtype, "--seed", str(g.seed),
+                "--dtype", engine_dtype(g.dtype), "--seed", str(g.seed),
                 *(["--enforce-eager"] if g.enforce_eager else []), *vllm_args]
     click.echo(f"starting: {' '.join(sys.argv)}", err=True)
     if g.api_key:  # through the environment (vLLM reads VLLM_API_KEY), not the process list

@@ -83,6 +83,13 @@ class Scan:
     skipped: list[Failure] = field(default_factory=list)
     missing: str | None = None
 
+    def add(self, path: Path, mode: int) -> None:
+        reason = _not_regular(mode)
+        if reason:
+            self.skipped.append(Failure(str(path), reason))
+        else:
+            self.files.append(path)
+
 
 _KINDS = {stat.S_IFIFO: "a named pipe", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device",
           stat.S_IFBLK: "a device", stat.S_IFDIR: "a folder"}
@@ -108,11 +115,7 @@ def scan(root: Path) -> Scan:
         out.missing = f"cannot read: {exc.strerror or exc}"
         return out
     if not stat.S_ISDIR(mode):
-        reason = _not_regular(mode)
-        if reason:
-            out.skipped.append(Failure(str(root), reason))
-        else:
-            out.files.append(root)
+        out.add(root, mode)
         return out
     real_root = os.path.realpath(root)
     for dirpath, dirnames, filenames in os.walk(root):  # never descends into linked folders
@@ -133,11 +136,7 @@ def scan(root: Path) -> Scan:
             except OSError as exc:
                 out.skipped.append(Failure(str(path), f"cannot read: {exc.strerror or exc}"))
                 continue
-            reason = _not_regular(mode)
-            if reason:
-                out.skipped.append(Failure(str(path), reason))
-            else:
-                out.files.append(path)
+            out.add(path, mode)
     return out
 
 

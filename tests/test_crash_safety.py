@@ -93,13 +93,19 @@ def test_kill_during_first_build_leaves_no_live_index(tmp_path: Path) -> None:
     assert check_consistent("cherry") > 0
 
 
+def apple_kb_then_banana_files(folder: Path) -> int:
+    """A live KB of "apple" files whose folder now holds "banana" files; its size."""
+    make_files(folder, "apple")
+    run_job(folder, None)
+    size = check_consistent("apple")
+    make_files(folder, "banana")
+    return size
+
+
 def test_killed_rebuild_keeps_the_previous_kb(tmp_path: Path) -> None:
     """--rebuild fills a new store beside the old one: killed anywhere, the old KB answers."""
     folder = tmp_path / "docs"
-    make_files(folder, "apple")
-    run_job(folder, None)
-    full = check_consistent("apple")
-    make_files(folder, "banana")
+    full = apple_kb_then_banana_files(folder)
     started = time.perf_counter()
     run_job(folder, None, "--rebuild")  # learn the duration, then rebuild back to apple
     duration = time.perf_counter() - started
@@ -118,10 +124,7 @@ def test_killed_rebuild_keeps_the_previous_kb(tmp_path: Path) -> None:
 def test_ctrl_c_stops_the_job_and_keeps_the_kb(tmp_path: Path) -> None:
     """SIGINT (Ctrl-C) ends the job promptly, parser child included; the KB answers as before."""
     folder = tmp_path / "docs"
-    make_files(folder, "apple")
-    run_job(folder, None)
-    before = check_consistent("apple")
-    make_files(folder, "banana")
+    before = apple_kb_then_banana_files(folder)
     env = {**os.environ, "PYTHONPATH": str(JOB.parents[1])}
     proc = subprocess.Popen([sys.executable, str(JOB), str(folder)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -4,7 +4,8 @@ engine with the bundled model: every prompt is fresh random text (no prefix-cach
 TTFT is a 1-token generate of fresh prompts; decode tok/s is tokens / time of an N-token generate
 of the same prompts right after (their prefill is then in the prefix cache, so the time is
 decoding at that context length). One engine per dtype, each in its own process.
-Writes bench/results/context_sweep.json.
+Writes bench/results/context_sweep.json and a plot beside it (context_sweep.svg);
+``--plot-only`` redraws the plot from the JSON.
 """
 
 from __future__ import annotations
@@ -62,6 +63,30 @@ def child(dtype: str, lengths: list[int], batches: list[int], tokens: int) -> No
             print("ROW " + json.dumps(row), flush=True)
 
 
+def plot(result: dict, path: Path) -> None:  # type: ignore[type-arg]
+    """First-token time and decoding speed against prompt length, one line per dtype."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for dtype in sorted({r["dtype"] for r in result["rows"]}):
+        rows = sorted((r for r in result["rows"] if r["dtype"] == dtype and r["batch"] == 1),
+                      key=lambda r: r["prompt_tokens"])
+        x = [r["prompt_tokens"] for r in rows]
+        left.plot(x, [r["ttft_s"] for r in rows], marker="o", label=dtype)
+        right.plot(x, [r["decode_tok_s"] for r in rows], marker="o", label=dtype)
+    left.set(xlabel="prompt tokens", ylabel="time to first token (s)", title="Prompt")
+    right.set(xlabel="prompt tokens", ylabel="tokens/s", title="Decoding", ylim=(0, None))
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"Qwen2.5-Coder-0.5B, embedded vLLM, {result['cpus']} cores ({result['cpu']})")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,7 +96,11 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--plot-only", action="store_true", help="redraw the plot from --out")
     args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads(args.out.read_text()), args.out.with_suffix(".svg"))
+        return
     if args.child:
         child(args.child, args.lengths, args.batches, args.tokens)
         return
@@ -91,7 +120,8 @@ def main() -> None:
               "answer_tokens": args.tokens, "rows": rows}
     args.out.parent.mkdir(exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    plot(result, args.out.with_suffix(".svg"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.svg')}")
 
 
 if __name__ == "__main__":

@@ -49,3 +49,20 @@ def test_malformed_toml(rag_home: Path) -> None:
     (rag_home / "config.toml").write_text("[retrieval\n")
     with pytest.raises(ConfigError, match="cannot read configuration"):
         load_settings()
+
+
+def test_engine_dtype_follows_the_hardware(monkeypatch) -> None:  # noqa: ANN001
+    """bf16 only where it is computed natively; AVX2-only CPUs emulate it (5.6x slower)."""
+    import torch
+
+    from rag.generation import engine_dtype
+
+    assert engine_dtype("float16") == "float16"  # an explicit choice is kept
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert engine_dtype("auto") == "float32"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert engine_dtype("auto") == "bfloat16"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert engine_dtype("auto") == "auto"

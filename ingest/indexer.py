@@ -124,6 +124,10 @@ def scan(root: Path) -> Scan:
             if name.startswith("."):
                 continue
             path = Path(dirpath) / name
+            if _not_utf8(str(path)):
+                out.skipped.append(Failure(str(path).encode("utf-8", "replace").decode(),
+                                           "file name is not valid UTF-8; rename it to index it"))
+                continue
             try:
                 mode = os.lstat(path).st_mode
                 if stat.S_ISLNK(mode):
@@ -267,7 +271,11 @@ class Indexer:
             n_docs=len(loaded.documents), n_chunks=len(chunks), warnings=loaded.warnings,
             indexed_at=time.time(),
         )
-        store.replace_file(record, chunks, digest)
+        try:
+            store.replace_file(record, chunks, digest)
+        except UnicodeEncodeError as exc:  # a lone surrogate from a parser: the file alone fails
+            report.failed.append(Failure(str(path), f"text is not valid Unicode ({exc.reason})"))
+            return
         report.indexed += 1
         report.chunks_added += len(new_ids - old_ids)
         report.chunks_removed += len(old_ids - new_ids)
@@ -297,6 +305,15 @@ RACY_NS = 2_000_000_000
 def _unchanged(known: FileRecord, st: os.stat_result) -> bool:
     return (known.size == st.st_size and known.mtime_ns == st.st_mtime_ns
             and st.st_mtime_ns < known.indexed_at * 1e9 - RACY_NS)
+
+
+def _not_utf8(text: str) -> bool:
+    """Names with bytes that are not UTF-8 reach Python as lone surrogates SQLite cannot store."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _under(path: str, root: Path) -> bool:

@@ -36,9 +36,14 @@ class Loader(Protocol):
 
 
 def clean(text: str) -> str:
-    """NFC, no NULs or stray control characters; chunk spans index into this cleaned text."""
+    """NFC, no NULs, stray control characters or lone surrogates (from broken PDF fonts or JSON
+    escapes; SQLite cannot store them); chunk spans index into this cleaned text."""
     text = unicodedata.normalize("NFC", text.replace("\x00", ""))
-    return re.sub(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]", " ", text)
+    return re.sub(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]|[\ud800-\udfff]", _blank, text)
+
+
+def _blank(match: re.Match[str]) -> str:
+    return "\ufffd" if match.group() >= "\ud800" else " "
 
 
 def decode_text(data: bytes) -> str:
@@ -176,7 +181,7 @@ def _pdf_title(reader) -> str:  # noqa: ANN001 - pypdf.PdfReader
         title = (reader.metadata or {}).get("/Title")
     except Exception:
         return ""
-    title = str(title or "").strip()
+    title = clean(str(title or "")).strip()
     return "" if title.lower() in {"untitled", "title"} else title
 
 
@@ -194,7 +199,7 @@ def _outline(reader) -> list[tuple[int, str]]:  # noqa: ANN001
             except Exception:
                 continue
             if page is not None and page >= 0:
-                found.append((page + 1, str(item.title).strip()))
+                found.append((page + 1, clean(str(item.title)).strip()))
 
     try:
         walk(reader.outline)
@@ -335,7 +340,7 @@ class BeirLoader:
                 continue
             try:
                 row = json.loads(line)
-                key, body = str(row["_id"]), clean(str(row.get("text") or ""))
+                key, body = clean(str(row["_id"])), clean(str(row.get("text") or ""))
             except (ValueError, KeyError, TypeError):
                 bad.append(number)
                 continue

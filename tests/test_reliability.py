@@ -369,3 +369,16 @@ def test_a_script_without_main_guard_can_index(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                          timeout=120, env={**os.environ, "PYTHONPATH": str(root)})
     assert out.stdout.strip() == "indexed 3", out.stderr[-2000:]
+
+
+def test_undecodable_names_and_lone_surrogates_fail_alone(fake_pipeline: Pipeline,
+                                                          tmp_path: Path) -> None:
+    docs = write_docs(tmp_path / "docs")
+    with open(docs.as_posix().encode() + b"/bad\xff\xfename.txt", "wb") as handle:
+        handle.write(b"A file whose name is not UTF-8.")
+    (docs / "c.jsonl").write_text(json.dumps({"_id": "x\ud800", "title": "T",
+                                              "text": "A lone \ud800 surrogate in a row."}) + "\n")
+    report = fake_pipeline.index([docs])
+    assert report.indexed == 4 and not report.failed
+    assert any("not valid UTF-8" in f.reason for f in report.skipped)
+    assert fake_pipeline.search("surrogate", mode="bm25").hits

@@ -183,7 +183,8 @@ class Indexer:
         progress = progress or _Silent()
         started = time.perf_counter()
         report = IndexReport()
-        worker = ParseWorker(self.limits.parse_timeout_s, self.limits.max_pages)
+        worker = ParseWorker(self.limits.parse_timeout_s, self.limits.max_pages,
+                             self.limits.parse_memory_mb)
         with self.kb.writer():
             scans = [scan(p) for p in paths]
             missing = [s for s in scans if s.missing]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import resource
 import select
 import signal
 import struct
@@ -49,13 +50,15 @@ def _receive(stream: IO[bytes]) -> object:
 class ParseWorker:
     """One long-lived child process, started on first use and restarted after a kill."""
 
-    def __init__(self, timeout_s: float, max_pages: int) -> None:
+    def __init__(self, timeout_s: float, max_pages: int, memory_mb: int = 4096) -> None:
         self.timeout_s = timeout_s
         self.max_pages = max_pages
+        self.memory_mb = memory_mb
         self._proc: subprocess.Popen[bytes] | None = None
 
     def _start(self) -> subprocess.Popen[bytes]:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
+                   RAG_PARSER_MEMORY_MB=str(self.memory_mb))
         return subprocess.Popen(
             [sys.executable, "-m", "ingest.parsing"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
@@ -108,6 +111,9 @@ def _serve() -> None:
     """The child's loop: one (path, data, max_pages) in, one (ok, Loaded or exception) out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     logging.getLogger("pypdf").setLevel(logging.ERROR)
+    limit = int(os.environ.get("RAG_PARSER_MEMORY_MB", "0")) * 2**20
+    if limit:  # a decompression bomb or a runaway parser gets MemoryError, not the OOM killer
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a chatty library must not corrupt the protocol
     while True:
@@ -117,6 +123,9 @@ def _serve() -> None:
             return
         try:
             result: tuple[bool, object] = (True, load_file(path, data, max_pages))
+        except MemoryError:
+            result = (False, LoadError("parsing needed more memory than ingest.parse_memory_mb "
+                                       "allows; file skipped"))
         except Exception as exc:  # sent back; the parent reports the file as failed
             error = exc if isinstance(exc, LoadError) else LoadError(f"{type(exc).__name__}: {exc}")
             result = (False, error)

@@ -44,6 +44,8 @@ class IngestSettings(_Section):
     max_file_mb: float = Field(100, gt=0, description="larger files are not read")
     parse_timeout_s: float = Field(120, gt=0, description="parsing one file (separate process)")
     max_pages: int = Field(5000, ge=1, description="PDFs with more pages are refused")
+    parse_memory_mb: int = Field(
+        4096, ge=128, description="address-space limit of the parser process (bombs fail alone)")
 
 
 class IndexSettings(_Section):

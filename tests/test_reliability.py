@@ -382,3 +382,14 @@ def test_undecodable_names_and_lone_surrogates_fail_alone(fake_pipeline: Pipelin
     assert report.indexed == 4 and not report.failed
     assert any("not valid UTF-8" in f.reason for f in report.skipped)
     assert fake_pipeline.search("surrogate", mode="bm25").hits
+
+
+def test_a_parser_over_its_memory_limit_fails_the_file_alone(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from rag.config import load_settings
+
+    docs = write_docs(tmp_path / "docs")
+    (docs / "huge.txt").write_bytes(b"\xe9word " * 12_000_000)  # 72 MB of cp1252: decoded 4x
+    monkeypatch.setenv("RAG_INGEST__PARSE_MEMORY_MB", "300")
+    report = Pipeline(load_settings(), "mem", embedder=HashEmbedder()).index([docs])
+    reasons = {Path(f.path).name: f.reason for f in report.failed}
+    assert "parse_memory_mb" in reasons["huge.txt"] and report.indexed == 3

@@ -51,6 +51,8 @@ bench: setup
 	$(PY) bench/generation_bench.py
 	$(PY) bench/retrieval_bench.py
 	$(PY) bench/faiss_bench.py
+	$(PY) bench/indexing_bench.py
+	$(PY) bench/context_sweep.py
 	$(PY) bench/ui_bench.py
 
 clean:

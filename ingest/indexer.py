@@ -85,6 +85,9 @@ class Scan:
 
     def add(self, path: Path, mode: int) -> None:
         reason = _not_regular(mode)
+        if _not_utf8(str(path)):  # SQLite cannot store the name; say so instead of failing later
+            path = Path(str(path).encode("utf-8", "replace").decode())
+            reason = "file name is not valid UTF-8; rename it to index it"
         if reason:
             self.skipped.append(Failure(str(path), reason))
         else:
@@ -124,10 +127,6 @@ def scan(root: Path) -> Scan:
             if name.startswith("."):
                 continue
             path = Path(dirpath) / name
-            if _not_utf8(str(path)):
-                out.skipped.append(Failure(str(path).encode("utf-8", "replace").decode(),
-                                           "file name is not valid UTF-8; rename it to index it"))
-                continue
             try:
                 mode = os.lstat(path).st_mode
                 if stat.S_ISLNK(mode):
@@ -272,11 +271,7 @@ class Indexer:
             n_docs=len(loaded.documents), n_chunks=len(chunks), warnings=loaded.warnings,
             indexed_at=time.time(),
         )
-        try:
-            store.replace_file(record, chunks, digest)
-        except UnicodeEncodeError as exc:  # a lone surrogate from a parser: the file alone fails
-            report.failed.append(Failure(str(path), f"text is not valid Unicode ({exc.reason})"))
-            return
+        store.replace_file(record, chunks, digest)
         report.indexed += 1
         report.chunks_added += len(new_ids - old_ids)
         report.chunks_removed += len(old_ids - new_ids)

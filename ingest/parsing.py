@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from ingest.loaders import Loaded, LoadError, load_file
+from rag.children import child_env
 
 POLL_S = 0.2
 HEADER = struct.Struct("!Q")
@@ -57,8 +58,7 @@ class ParseWorker:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def _start(self) -> subprocess.Popen[bytes]:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
-                   RAG_PARSER_MEMORY_MB=str(self.memory_mb))
+        env = child_env(RAG_PARSER_MEMORY_MB=str(self.memory_mb))
         return subprocess.Popen(
             [sys.executable, "-m", "ingest.parsing"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)

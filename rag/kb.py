@@ -84,6 +84,9 @@ class KnowledgeBase:
         self._snapshot: Snapshot | None = None
         self._loading = threading.Lock()
         self._writing = False
+        self._rebuilding = False
+        self._verified: tuple[Path, Embedder] | None = None
+        self._store_of: tuple[str | None, str] = (None, STORE)  # (snapshot id, its store file)
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -91,12 +94,17 @@ class KnowledgeBase:
         return _is_kb(self.path)
 
     def _live_store_name(self) -> str:
-        """The store file of the live snapshot (``kb.sqlite`` before the first publish)."""
+        """The store file of the live snapshot (``kb.sqlite`` before the first publish); read
+        once per snapshot."""
         current = self.current_id()
-        if current:
-            with contextlib.suppress(FileNotFoundError):
-                return (self.path / "snapshots" / current / "store").read_text().strip() or STORE
-        return STORE
+        if current != self._store_of[0]:
+            try:
+                name = ((self.path / "snapshots" / current / "store").read_text().strip()
+                        if current else STORE)
+            except FileNotFoundError:  # replaced meanwhile: ask again next time
+                return STORE
+            self._store_of = (current, name or STORE)
+        return self._store_of[1]
 
     @property
     def store(self) -> ChunkStore:
@@ -108,11 +116,6 @@ class KnowledgeBase:
             self.path.mkdir(parents=True, exist_ok=True)
             self._store = ChunkStore(self.path / self._live_store_name())
         return self._store
-
-    @property
-    def repaired(self) -> int:
-        """Files an older version of rag lost chunks of, marked for re-indexing on open."""
-        return self.store.repaired
 
     def require(self) -> None:
         if not self.exists:
@@ -144,8 +147,6 @@ class KnowledgeBase:
                 self._writing = False
                 if self._rebuilding:
                     self.abort_rebuild()
-
-    _rebuilding = False
 
     def _drop_unused_stores(self) -> None:
         """Stores of killed rebuilds and of replaced versions (only under the writer lock)."""
@@ -212,8 +213,6 @@ class KnowledgeBase:
                 f"knowledge base {self.name!r} was built with other settings ({'; '.join(diff)}); "
                 "re-index with --rebuild, or configure the KB's model"
             )
-
-    _verified: tuple[Path, Embedder] | None = None
 
     def record_signature(self, embedder: Embedder) -> None:
         if self.recorded_signature() is None:

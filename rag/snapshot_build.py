@@ -8,12 +8,12 @@ removal or an indexing job) must not wait for it.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from rag.bm25_index import Bm25Index
+from rag.children import child_env
 from rag.config import IndexSettings
 from rag.store import ChunkStore
 from rag.vector_index import build_index, save_index
@@ -33,10 +33,9 @@ def build_snapshot(store: ChunkStore, folder: Path, dim: int, index: IndexSettin
     if store.stats()["chunks"] < OUT_OF_PROCESS_CHUNKS:
         write_indexes(store, folder, dim, index)
         return
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     done = subprocess.run(
         [sys.executable, "-m", "rag.snapshot_build", str(store.path), str(folder), str(dim),
-         index.model_dump_json()], capture_output=True, text=True, env=env, check=False)
+         index.model_dump_json()], capture_output=True, text=True, env=child_env(), check=False)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
         raise RuntimeError(lines[-1])

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_by_file ON chunks (path, file_sha);
 CREATE TABLE IF NOT EXISTS vectors (text_hash TEXT PRIMARY KEY, vec BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS files_by_size ON files (size);
 """
 # 1: chunks were INSERT OR IGNOREd, so a file whose bytes changed but not its text lost its chunks.
 # 2: chunk rows are upserted; opening a version-1 KB marks such files for re-indexing.
@@ -217,11 +218,6 @@ class ChunkStore:
             self.db.execute(
                 "DELETE FROM vectors WHERE text_hash NOT IN (SELECT text_hash FROM chunks)"
             )
-
-    def clear(self) -> None:
-        with self.db:
-            for table in ("files", "chunks", "vectors", "meta"):
-                self.db.execute(f"DELETE FROM {table}")
 
     # -- reads ------------------------------------------------------------------------------
     def chunks_by_id(self, ids: Sequence[str]) -> dict[str, Chunk]:

@@ -31,8 +31,8 @@ DEMO_HOME ?= $(CURDIR)/.rag-demo
 demo: setup
 	RAG_HOME=$(DEMO_HOME) $(RAG) index docs --kb docs
 	RAG_HOME=$(DEMO_HOME) $(RAG) search "What happens when an indexing job is killed?" --kb docs -k 3
-	RAG_HOME=$(DEMO_HOME) $(RAG) ask "What happens when an indexing job is killed?" --kb docs -k 3
-	RAG_HOME=$(DEMO_HOME) $(RAG) ask "How does rag check citations?" --kb docs -k 3
+	RAG_HOME=$(DEMO_HOME) $(RAG) ask "What happens when an indexing job is killed?" --kb docs
+	RAG_HOME=$(DEMO_HOME) $(RAG) ask "How does rag check citations?" --kb docs
 
 ui: setup
 	RAG_HOME=$(DEMO_HOME) $(RAG) index docs --kb docs

@@ -39,14 +39,15 @@ class Answerer:
     """Prompt building, generation and citation checking; retrieval happens before it."""
 
     def __init__(self, generator: Generator, scorer: SupportScorer, answer_tokens: int,
-                 threshold: float) -> None:
+                 threshold: float, passage_tokens: int = 0) -> None:
         self.generator, self.scorer = generator, scorer
         self.answer_tokens, self.threshold = answer_tokens, threshold
+        self.passage_tokens = passage_tokens
 
     def prompt(self, question: str, hits: Sequence[Hit]) -> BuiltPrompt:
         return build_prompt(question, hits, self.generator.render, self.generator.count_tokens,
                             self.generator.context_window, self.answer_tokens,
-                            getattr(self.generator, "special_tokens", ()))
+                            getattr(self.generator, "special_tokens", ()), self.passage_tokens)
 
     def finish(self, question: str, built: BuiltPrompt, gen: Generation,
                extra: dict[str, object]) -> Answer:
@@ -65,6 +66,7 @@ class Answerer:
             "generate_s": round(gen.seconds, 3),
             "check_s": round(time.perf_counter() - started, 3),
             "prompt_tokens": built.prompt_tokens,
+            "passages": len(built.sources),
             "completion_tokens": gen.completion_tokens,
             "tokens_per_s": round(gen.tokens_per_s, 2),
         })

@@ -62,6 +62,10 @@ class RetrievalSettings(_Section):
     k: int = Field(10, ge=1)
     candidates: int = Field(100, ge=1, description="hits per retriever before fusion/rerank")
     rrf_k: int = Field(60, ge=1)
+    passage_tokens: int = Field(750, ge=0, description=(
+        "answering: the passages given to the LLM stop at this many tokens, best first, at "
+        "most k of them (0: up to k, as many as fit the context window); the prompt is most "
+        "of an answer's time on a CPU (bench/answer_latency.py)"))
 
 
 class RerankerSettings(_Section):
@@ -85,11 +89,12 @@ class GeneratorSettings(_Section):
     seed: int = 0
     dtype: str = Field("auto", description=(
         "auto: bfloat16 where the hardware computes it (GPU; CPU with AVX512-BF16 or AMX), "
-        "else float32 (prompt processing 4.5x faster on AVX2-only CPUs); or any vLLM dtype"))
+        "else float32 (prompt processing 5.6x faster on AVX2-only CPUs); or any vLLM dtype"))
     enforce_eager: bool = Field(True, description="skip torch.compile: faster start, slower run")
     kv_cache_gib: int = Field(2, ge=1, description="VLLM_CPU_KVCACHE_SPACE on CPU (GiB)")
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
-    timeout_s: float = Field(120.0, gt=0)
+    timeout_s: float = Field(600.0, gt=0, description=(
+        "served: the longest wait for one answer; a batch's answers all wait for the whole batch"))
     retries: int = Field(3, ge=0)
 
     @model_validator(mode="after")

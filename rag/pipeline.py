@@ -80,7 +80,8 @@ class Pipeline:
             c = self.settings.citations
             scorer = SupportScorer(self.embedder.embed_documents, _nli(c.nli_model))
             self._answerer = Answerer(self.generator, scorer,
-                                      self.settings.generator.answer_tokens, c.support_threshold)
+                                      self.settings.generator.answer_tokens, c.support_threshold,
+                                      self.settings.retrieval.passage_tokens)
         return self._answerer
 
     def index(

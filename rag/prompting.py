@@ -94,7 +94,22 @@ class BuiltPrompt:
     text: str
     sources: list[Source]
     prompt_tokens: int
-    dropped: int  # hits that did not fit the budget
+    dropped: int  # hits that did not fit the context window
+    over_budget: int = 0  # hits left out by the passage budget (by design, not a warning)
+    duplicates: int = 0  # hits left out as near-copies of a passage already given
+
+
+def _shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i:i + n]) for i in range(max(1, len(words) - n + 1))} if words else set()
+
+
+def adds_nothing(new: set[tuple[str, ...]], given: set[tuple[str, ...]], limit: float = 0.8) -> bool:
+    """``new`` is mostly contained in ``given`` (word trigrams): the same passage indexed twice,
+    from two copies of a file or repeated boilerplate. Neighbouring chunks share only their
+    overlap (32 of 256 tokens by default) and both stay; a longer passage that contains a
+    shorter one already given stays too, for what it adds."""
+    return bool(new) and len(new & given) / len(new) >= limit
 
 
 def build_prompt(
@@ -105,11 +120,14 @@ def build_prompt(
     context_window: int,
     answer_tokens: int,
     specials: Collection[str] = (),
+    passage_tokens: int = 0,
 ) -> BuiltPrompt:
-    """Adds sources best-first while the templated prompt fits ``context_window - answer_tokens``.
+    """Adds sources best-first while the templated prompt fits ``context_window - answer_tokens``
+    and the sources together fit ``passage_tokens`` (0: no budget but the window).
 
     ``render(messages)`` applies the model's chat template; ``count`` is its tokenizer. A
     source that does not fit is skipped whole (never cut mid-token); later, shorter ones may fit.
+    A near-copy of a source already chosen is skipped: it costs tokens and adds nothing.
     Text from documents and the user is ``quote``d: it cannot add control tokens or source tags.
     """
     budget = context_window - answer_tokens
@@ -120,15 +138,25 @@ def build_prompt(
             f"({context_window} minus {answer_tokens} for the answer)"
         )
     chosen: list[Source] = []
-    used, dropped = base, 0
+    seen: list[set[tuple[str, ...]]] = []
+    used, passages, dropped, over_budget, duplicates = base, 0, 0, 0, 0
     for hit in hits:
+        shingles = _shingles(hit.chunk.text)
+        if any(adds_nothing(shingles, given) for given in seen):
+            duplicates += 1
+            continue
         candidate = Source(len(chosen) + 1, hit)
         cost = count(candidate.block(specials)) + 2  # the blank line between blocks
         if used + cost > budget:
             dropped += 1
             continue
+        if passage_tokens and passages + cost > passage_tokens and chosen:
+            over_budget += 1
+            continue
         chosen.append(candidate)
+        seen.append(shingles)
         used += cost
+        passages += cost
     text = render(messages(question, chosen, specials))
     exact = count(text)
     while exact > budget and chosen:  # tokenisation at block joins can differ by a few tokens
@@ -136,7 +164,7 @@ def build_prompt(
         dropped += 1
         text = render(messages(question, chosen, specials))
         exact = count(text)
-    return BuiltPrompt(text, chosen, exact, dropped)
+    return BuiltPrompt(text, chosen, exact, dropped, over_budget, duplicates)
 
 
 # Follow-up questions ("and when was it published?") mean nothing to a retriever; the model

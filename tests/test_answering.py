@@ -34,12 +34,32 @@ def test_split_sentences_attaches_trailing_citations() -> None:
 
 def test_budget_adds_sources_best_first_and_never_overflows() -> None:
     gen = ScriptedGenerator(context_window=400)
-    hits = [hit("word " * 100, 0), hit("word " * 300, 1), hit("short passage here", 2)]
+    hits = [hit("word " * 100, 0), hit("other " * 300, 1), hit("short passage here", 2)]
     built = build_prompt("What?", hits, gen.render, gen.count_tokens, 400, 100)
     assert [s.hit.chunk_id for s in built.sources] == ["c0", "c2"]  # c1 skipped whole
     assert built.dropped == 1
     assert built.prompt_tokens == gen.count_tokens(built.text) <= 300
     assert ("word " * 100).strip() in built.text  # passages are never cut
+
+
+def test_passage_budget_keeps_the_best_first_and_skips_copies() -> None:
+    gen = ScriptedGenerator(context_window=4000)
+    first = "The reactor cools with heavy water pumped through the core at night."
+    hits = [hit(first, 0), hit(first.replace("night", "night!"), 1),  # a copy, other punctuation
+            hit("Turbines turn the steam into power for the town grid. " * 3, 2),
+            hit("The control room is staffed by four operators around the clock. " * 3, 3)]
+    whole = build_prompt("How is it cooled?", hits, gen.render, gen.count_tokens, 4000, 100)
+    assert [s.hit.chunk_id for s in whole.sources] == ["c0", "c2", "c3"]
+    assert (whole.duplicates, whole.dropped, whole.over_budget) == (1, 0, 0)
+    budget = gen.count_tokens(whole.sources[0].block()) + gen.count_tokens(
+        whole.sources[1].block()) + 4
+    tight = build_prompt("How is it cooled?", hits, gen.render, gen.count_tokens, 4000, 100,
+                         passage_tokens=budget)
+    assert [s.hit.chunk_id for s in tight.sources] == ["c0", "c2"]
+    assert tight.over_budget == 1 and tight.prompt_tokens < whole.prompt_tokens
+    alone = build_prompt("How is it cooled?", hits[2:], gen.render, gen.count_tokens, 4000, 100,
+                         passage_tokens=1)
+    assert len(alone.sources) == 1  # the best passage is always given
 
 
 def test_question_too_long_for_context() -> None:

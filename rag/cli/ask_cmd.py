@@ -53,7 +53,9 @@ def print_answer_footer(answer: Answer) -> None:
 @click.command()
 @click.argument("question", required=False)
 @click.option("--kb", "kb_name", help="Knowledge base name.")
-@click.option("-k", type=click.IntRange(1, 100), help="Passages to retrieve.")
+@click.option("-k", type=click.IntRange(1, 100),
+              help="Passages to retrieve; those given to the LLM also stop at "
+                   "retrieval.passage_tokens (default: retrieval.k).")
 @click.option("--mode", type=click.Choice(MODES), help="Retrieval mode.")
 @click.option("--rerank/--no-rerank", default=None, help="Rerank with the cross-encoder.")
 @click.option("--questions", type=click.Path(path_type=Path, dir_okay=False, exists=True),

@@ -53,6 +53,7 @@ bench: setup
 	$(PY) bench/faiss_bench.py
 	$(PY) bench/indexing_bench.py
 	$(PY) bench/context_sweep.py
+	$(PY) bench/answer_latency.py
 	$(PY) bench/ui_bench.py
 
 clean:

@@ -50,8 +50,13 @@ def percentile(values: list[float], q: float) -> float:
     return round(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1], 2)
 
 
-def run_config(pipeline: Pipeline, questions: list, url: str) -> dict[str, object]:  # type: ignore[type-arg]
+def empty_cache(url: str) -> None:
+    """vLLM's prefix cache emptied, so the next prompts are computed in full."""
     httpx.post(url.removesuffix("/v1") + "/reset_prefix_cache", timeout=30).raise_for_status()
+
+
+def run_config(pipeline: Pipeline, questions: list, url: str) -> dict[str, object]:  # type: ignore[type-arg]
+    empty_cache(url)
     pipeline.ask(WARM_UP, on_token=lambda _: None)
     rows = []
     for q in questions:
@@ -144,8 +149,7 @@ def main() -> None:
             args.out.write_text(json.dumps(result, indent=2) + "\n")
         batch_settings = configured(base, CONFIGS.get(args.batch_config, {}))
         p = Pipeline(batch_settings, "bench-answers", embedder=pipeline.embedder)
-        httpx.post(base.generator.server_url.removesuffix("/v1") + "/reset_prefix_cache",
-                   timeout=30).raise_for_status()
+        empty_cache(base.generator.server_url)
         asked = [q.question for q in questions if not q.unanswerable][:16]
         started = time.perf_counter()
         answers = p.ask_many(asked)
@@ -154,8 +158,7 @@ def main() -> None:
         prompts = [p.answerer.prompt(q, p.search(q).hits).text for q in asked]
         result["batch16_prompt_tokens_mean"] = round(statistics.mean(
             a.timings["prompt_tokens"] for a in answers))
-        httpx.post(base.generator.server_url.removesuffix("/v1") + "/reset_prefix_cache",
-                   timeout=30).raise_for_status()
+        empty_cache(base.generator.server_url)
         gens = p.generator.generate(prompts, args.batch_tokens)
         result["batch16_vllm"] = {"seconds": round(max(g.seconds for g in gens), 1),
                                   "tokens": sum(g.completion_tokens for g in gens)}

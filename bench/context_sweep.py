@@ -27,13 +27,14 @@ WORDS = ("the quick brown fox jumps over lazy dog river stone light paper music 
          "copper signal forest harbor pencil thunder marble violet canyon").split()
 
 
-def fresh_prompts(tokenize, lengths: list[int], batches: list[int]):  # noqa: ANN001, ANN201
-    """(n, batch, token-id lists) of random words, seeded: the same for every engine."""
+def fresh_prompts(tok, lengths: list[int], batches: list[int]):  # noqa: ANN001, ANN201
+    """(n, batch, token-id lists) of random words, seeded: the same for every engine, whose
+    tokenizer ``tok`` (a Hugging Face tokenizer) cuts them to exactly n tokens."""
     rng = random.Random(0)
 
     def fresh(n: int) -> list[int]:
         text = " ".join(rng.choice(WORDS) for _ in range(n * 2))
-        return tokenize(text)[:n]
+        return tok(text, add_special_tokens=False)["input_ids"][:n]
 
     return [(n, b, [fresh(n) for _ in range(b)]) for n in lengths for b in batches]
 
@@ -75,8 +76,7 @@ def embedded(dtype: str, lengths: list[int], batches: list[int], tokens: int) ->
                  SamplingParams(max_tokens=2), use_tqdm=False)
     one = SamplingParams(max_tokens=1)
     many = SamplingParams(max_tokens=tokens, temperature=0, ignore_eos=True)
-    for n, batch, ids in fresh_prompts(lambda t: tok(t, add_special_tokens=False)["input_ids"],
-                                       lengths, batches):
+    for n, batch, ids in fresh_prompts(tok, lengths, batches):
         prompts = [TokensPrompt(prompt_token_ids=p) for p in ids]
         ttft = timed(llm.generate, prompts, one, use_tqdm=False)
         decode = timed(llm.generate, prompts, many, use_tqdm=False)
@@ -116,8 +116,7 @@ def served(dtype: str, lengths: list[int], batches: list[int], tokens: int) -> N
 
         complete(tok("warm up")["input_ids"], 2)
         with ThreadPoolExecutor(max(batches)) as pool:
-            for n, batch, ids in fresh_prompts(
-                    lambda t: tok(t, add_special_tokens=False)["input_ids"], lengths, batches):
+            for n, batch, ids in fresh_prompts(tok, lengths, batches):
                 ttft = timed(together, ids, 1)
                 decode = timed(together, ids, tokens)
                 row("served", dtype, n, batch, ttft, decode, tokens)
@@ -132,8 +131,7 @@ def transformers(dtype: str, lengths: list[int], batches: list[int], tokens: int
     path = model_path()
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
-    for n, batch, ids in fresh_prompts(lambda t: tok(t, add_special_tokens=False)["input_ids"],
-                                       lengths, batches):
+    for n, batch, ids in fresh_prompts(tok, lengths, batches):
         enc = {"input_ids": torch.tensor(ids), "attention_mask": torch.ones(batch, n, dtype=int)}
         with torch.inference_mode():
             ttft = timed(model.generate, **enc, max_new_tokens=1, do_sample=False)

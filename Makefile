@@ -54,6 +54,8 @@ bench: setup
 	$(PY) bench/indexing_bench.py
 	$(PY) bench/context_sweep.py
 	$(PY) bench/answer_latency.py
+	$(PY) bench/answer_quality.py
+	$(RAG) eval support --dataset ../shared/datasets/scifact --output bench/results/support --json > /dev/null
 	$(PY) bench/ui_bench.py
 
 clean:

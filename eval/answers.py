@@ -8,6 +8,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePath
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
@@ -24,11 +25,19 @@ class Question(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     question: str
+    id: str | None = None
     answers: list[str] = []
     doc: str | None = None  # file name, path or document id that holds the answer
+    docs: list[str] = []  # several documents, any of which holds the answer
     page: int | None = None
     unanswerable: bool = False
     reference: str | None = None
+    verdict: Literal["SUPPORT", "REFUTE", "NEI"] | None = None  # claims (SciFact)
+    query: str | None = None  # what to search for, when it is not the question itself
+
+    @property
+    def right_docs(self) -> list[str]:
+        return [d for d in [self.doc, *self.docs] if d]
 
     @model_validator(mode="after")
     def _usable(self) -> Question:
@@ -77,15 +86,16 @@ def fact_found(text: str, answers: Iterable[str]) -> bool:
     return any(normalise(a) in haystack for a in answers if a.strip())
 
 
-def _same_doc(source: str, doc: str) -> bool:
-    return source == doc or PurePath(source).name == PurePath(doc).name
+def _same_doc(source: dict[str, object], doc: str) -> bool:
+    path = str(source["source"])
+    return doc in (path, str(source.get("doc_key"))) or PurePath(path).name == PurePath(doc).name
 
 
 def score(answer: Answer, question: Question) -> dict[str, object]:
     """Per-answer scores; ``None`` where a score does not apply (no NaN anywhere)."""
-    cited_docs = [str(s["source"]) for s in answer.sources if s["cited"]]
-    cited_right = (any(_same_doc(d, question.doc) for d in cited_docs)
-                   if question.doc and not question.unanswerable else None)
+    cited = [s for s in answer.sources if s["cited"]]
+    cited_right = (any(_same_doc(s, d) for s in cited for d in question.right_docs)
+                   if question.right_docs and not question.unanswerable else None)
     found = fact_found(answer.text, question.answers) if question.answers else None
     sentences = answer.sentences
     return {

@@ -6,9 +6,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from rag.citations import CitationReport, Sentence, SupportScorer, check, strip_invalid
+from rag.citations import CitationReport, Sentence, check, strip_invalid
 from rag.generation import Generation, Generator
 from rag.prompting import REFUSAL, BuiltPrompt, build_prompt
+from rag.support import SupportScorer
 from rag.types import Hit
 
 
@@ -39,9 +40,9 @@ class Answerer:
     """Prompt building, generation and citation checking; retrieval happens before it."""
 
     def __init__(self, generator: Generator, scorer: SupportScorer, answer_tokens: int,
-                 threshold: float, passage_tokens: int = 0) -> None:
+                 passage_tokens: int = 0) -> None:
         self.generator, self.scorer = generator, scorer
-        self.answer_tokens, self.threshold = answer_tokens, threshold
+        self.answer_tokens = answer_tokens
         self.passage_tokens = passage_tokens
 
     def prompt(self, question: str, hits: Sequence[Hit]) -> BuiltPrompt:
@@ -54,8 +55,7 @@ class Answerer:
         """Citation check and the Answer object; ``extra`` holds retrieval facts."""
         started = time.perf_counter()
         truncated = gen.finish_reason == "length"
-        report: CitationReport = check(gen.text, built.sources, self.scorer, self.threshold,
-                                       truncated)
+        report: CitationReport = check(gen.text, built.sources, self.scorer, truncated)
         cited = {n for s in report.sentences for n in s.citations}
         sources = [source_entry(s.n, s.hit, s.n in cited) for s in built.sources]
         warnings = list(extra.get("warnings", [])) + report.warnings  # type: ignore[arg-type]

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-
-import numpy as np
 
 from ingest.chunking import sentence_spans
 from rag.prompting import REFUSAL, Source
+from rag.support import SupportScorer
 
 CITATION = re.compile(r"\[(\s*\d+(?:\s*(?:[,;]|[-–])\s*\d+)*\s*)\]")
-WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'-]*")
 
 
 @dataclass
@@ -60,51 +57,6 @@ def split_sentences(answer: str) -> list[tuple[str, list[int]]]:
     return out
 
 
-@functools.cache
-def _stem_and_stopwords() -> tuple[Callable[[str], str], frozenset[str]]:
-    import Stemmer
-    from bm25s.stopwords import STOPWORDS_EN
-
-    return Stemmer.Stemmer("english").stemWord, frozenset(STOPWORDS_EN)
-
-
-def content_words(text: str) -> set[str]:
-    """Stemmed, lower-cased words that carry meaning (English stopwords dropped)."""
-    stem, stop = _stem_and_stopwords()
-    return {stem(w.lower()) for w in WORD.findall(text) if w.lower() not in stop}
-
-
-class SupportScorer:
-    """Support of a sentence by a passage in [0, 1]: the mean of embedding cosine similarity and
-    the share of the sentence's content words found in the passage (stemmed). An NLI
-    cross-encoder, when configured, replaces it with its entailment probability."""
-
-    def __init__(self, embed: Callable[[Sequence[str]], np.ndarray] | None,
-                 nli: Callable[[list[tuple[str, str]]], list[float]] | None = None) -> None:
-        self.embed, self.nli = embed, nli
-
-    def overlap(self, sentence: str, passage: str) -> float:
-        words = content_words(sentence)
-        return len(words & content_words(passage)) / len(words) if words else 0.0
-
-    def scores(self, pairs: list[tuple[str, str]]) -> list[float]:
-        if not pairs:
-            return []
-        if self.nli is not None:
-            return [float(s) for s in self.nli(pairs)]
-        lexical = [self.overlap(s, p) for s, p in pairs]
-        if self.embed is None:
-            return lexical
-        # Each distinct text once: a claim is paired with many passages and vice versa.
-        texts = list(dict.fromkeys(t for pair in pairs for t in pair))
-        vecs = self.embed(texts)
-        row = {t: i for i, t in enumerate(texts)}
-        left = vecs[[row[s] for s, _ in pairs]]
-        right = vecs[[row[p] for _, p in pairs]]
-        cos = np.clip((left * right).sum(axis=1), 0.0, 1.0)
-        return [0.5 * float(c) + 0.5 * w for c, w in zip(cos, lexical, strict=True)]
-
-
 @dataclass
 class CitationReport:
     sentences: list[Sentence]
@@ -113,7 +65,7 @@ class CitationReport:
     warnings: list[str]
 
 
-def check(answer: str, sources: Sequence[Source], scorer: SupportScorer, threshold: float,
+def check(answer: str, sources: Sequence[Source], scorer: SupportScorer,
           truncated: bool = False) -> CitationReport:
     by_n = {s.n: s for s in sources}
     sentences: list[Sentence] = []
@@ -149,12 +101,12 @@ def check(answer: str, sources: Sequence[Source], scorer: SupportScorer, thresho
         if score > best.get(index, (-1.0, 0))[0]:
             best[index] = (score, n)
     for index, (score, n) in best.items():
-        if score >= threshold:
+        if scorer.supported(score):
             sentences[index].suggested = n
     _locate_evidence(sentences, pairs, by_n, scorer)
     for s in sentences:
         if s.support is not None:
-            s.supported = s.support >= threshold
+            s.supported = scorer.supported(s.support)
             if not s.supported:
                 s.flags.append("unsupported by its cited source")
     warnings = []

@@ -105,7 +105,13 @@ class GeneratorSettings(_Section):
 
 
 class CitationSettings(_Section):
-    support_threshold: float = Field(0.45, ge=0, le=1)
+    support_method: Literal["learned", "similarity"] = Field("learned", description=(
+        "learned: a logistic regression over similarity, overlap, numbers, negation and "
+        "direction words, trained on SciFact train (rag eval support); similarity: the mean of "
+        "embedding cosine and word overlap"))
+    support_threshold: float | None = Field(None, ge=0, le=1, description=(
+        "a sentence counts as supported at or above this score (unset: the method's own, "
+        "chosen on SciFact train; 0.45 for similarity, 0.5 for an NLI model)"))
     nli_model: str = Field("", description="optional NLI cross-encoder (hub id or folder)")
 
 

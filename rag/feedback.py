@@ -71,9 +71,13 @@ class FeedbackStore:
         return out
 
     def export_jsonl(self, out: IO[str], rating: str | None = None, kb: str | None = None) -> int:
-        """Write one JSON object per judged answer; returns how many."""
+        """Write one JSON object per judged answer (a valid `rag eval answers` question set);
+        returns how many."""
         rows = self.rows(rating, kb)
         for item in rows:
+            # Also a question set for `rag eval answers`: an approved answer is the reference.
+            item["id"] = item["answer_id"]
+            item["reference"] = item["answer"] if item["rating"] == "up" else None
             out.write(json.dumps(item, ensure_ascii=False) + "\n")
         return len(rows)
 

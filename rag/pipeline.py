@@ -11,7 +11,6 @@ from pathlib import Path
 from ingest.chunking import TokenChunker
 from ingest.indexer import Indexer, IndexReport, Progress
 from rag.answering import Answer, Answerer
-from rag.citations import SupportScorer
 from rag.config import Settings
 from rag.conversation import rewrite
 from rag.embedder import ModelLoadError, SentenceTransformerEmbedder
@@ -21,6 +20,7 @@ from rag.protocols import Embedder, Reranker, Retriever
 from rag.rerank import CrossEncoderReranker
 from rag.retrieval import Bm25Retriever, DenseRetriever, HybridRetriever
 from rag.store import FileRecord
+from rag.support import SupportScorer
 from rag.types import Hit
 
 MODES = ("dense", "bm25", "hybrid")
@@ -63,6 +63,7 @@ class Pipeline:
         )
         self._generator = generator
         self._answerer: Answerer | None = None
+        self._scorer: SupportScorer | None = None
         # One KB connection and snapshot serve every thread (UI sessions); searches are
         # milliseconds, so they simply take turns.
         self._lock = threading.RLock()
@@ -75,12 +76,19 @@ class Pipeline:
         return self._generator
 
     @property
+    def scorer(self) -> SupportScorer:
+        """The sentence-support function that checks answers (and that evaluation uses)."""
+        if self._scorer is None:
+            c = self.settings.citations
+            self._scorer = SupportScorer(self.embedder.embed_documents, nli_scorer(c.nli_model),
+                                         c.support_method, c.support_threshold)
+        return self._scorer
+
+    @property
     def answerer(self) -> Answerer:
         if self._answerer is None:
-            c = self.settings.citations
-            scorer = SupportScorer(self.embedder.embed_documents, _nli(c.nli_model))
-            self._answerer = Answerer(self.generator, scorer,
-                                      self.settings.generator.answer_tokens, c.support_threshold,
+            self._answerer = Answerer(self.generator, self.scorer,
+                                      self.settings.generator.answer_tokens,
                                       self.settings.retrieval.passage_tokens)
         return self._answerer
 
@@ -215,15 +223,18 @@ class Pipeline:
 
     def ask_many(
         self, questions: Sequence[str], k: int | None = None, mode: str | None = None,
-        rerank: bool | None = None,
+        rerank: bool | None = None, queries: Sequence[str | None] | None = None,
     ) -> list[Answer]:
-        """Many questions, retrieved one by one and generated in one vLLM batch."""
-        retrieved = [self._retrieve_for_answer(q, k, mode, rerank) for q in questions]
+        """Many questions, retrieved one by one and generated in one vLLM batch. ``queries``
+        (optional, one per question) are searched instead of the questions where given."""
+        searched = [q or question for q, question in
+                    zip(queries or [None] * len(questions), questions, strict=True)]
+        retrieved = [self._retrieve_for_answer(q, k, mode, rerank) for q in searched]
         return self.answerer.answer_many(
             questions, [h for h, _ in retrieved], [e for _, e in retrieved])
 
 
-def _nli(model: str) -> Callable[[list[tuple[str, str]]], list[float]] | None:
+def nli_scorer(model: str) -> Callable[[list[tuple[str, str]]], list[float]] | None:
     """Entailment probability from an NLI cross-encoder, or None when not configured."""
     if not model:
         return None

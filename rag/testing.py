@@ -119,3 +119,32 @@ class ScriptedGenerator:
             last = i == len(words) - 1
             yield Generation(word, whole.finish_reason if last else None, whole.prompt_tokens,
                              i + 1, 0.01, 0.001)
+
+
+class ExtractiveGenerator(ScriptedGenerator):
+    """Answers from the prompt it is given: the source sentence sharing most content words with
+    the question, cited; the refusal when none shares at least ``min_overlap`` of them. Lets
+    evaluation tests see retrieval and prompt changes move the scores, without an LLM."""
+
+    name = "fake-extractive"
+    SOURCE = re.compile(r'<source id="(\d+)"[^>]*>\n(.*?)\n</source>', re.DOTALL)
+
+    def __init__(self, min_overlap: float = 0.3, context_window: int = 4096) -> None:
+        super().__init__(context_window=context_window)
+        self.min_overlap = min_overlap
+
+    def _next(self, prompt: str, temperature: float | None, model: str | None):  # noqa: ANN202
+        from ingest.chunking import sentence_spans
+        from rag.prompting import REFUSAL
+        from rag.support import content_words
+
+        last = prompt[prompt.rindex("<user>"):]
+        question = content_words(re.findall(r"Question: (.*)", last)[-1])
+        best: tuple[float, str] = (0.0, REFUSAL)
+        for n, text in self.SOURCE.findall(last):
+            for a, b in sentence_spans(text):
+                share = len(question & content_words(text[a:b])) / max(1, len(question))
+                if share > best[0]:
+                    best = (share, f"{text[a:b].rstrip('.')} [{n}].")
+        self.queue = [best[1] if best[0] >= self.min_overlap else REFUSAL]
+        return super()._next(prompt, temperature, model)

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from rag.citations import SupportScorer, check, parse_numbers, split_sentences, strip_invalid
+from rag.citations import check, parse_numbers, split_sentences, strip_invalid
 from rag.kb import KBError
 from rag.pipeline import Pipeline
 from rag.prompting import REFUSAL, Source, build_prompt, messages
+from rag.support import SupportScorer
 from rag.testing import HashEmbedder, ScriptedGenerator
 from rag.types import Chunk, Hit
 from tests.test_indexer import write_corpus
@@ -76,8 +77,8 @@ def test_prompt_has_numbered_sources_with_page_and_guard() -> None:
     assert REFUSAL in msgs[0]["content"]
 
 
-def scorer() -> SupportScorer:
-    return SupportScorer(HashEmbedder().embed_documents)
+def scorer(threshold: float = 0.45) -> SupportScorer:
+    return SupportScorer(HashEmbedder().embed_documents, method="similarity", threshold=threshold)
 
 
 def test_check_flags_uncited_invalid_and_unsupported() -> None:
@@ -85,7 +86,7 @@ def test_check_flags_uncited_invalid_and_unsupported() -> None:
                Source(2, hit("Dogs bark at strangers.", 1))]
     answer = ("Cats purr when content [1]. Dogs bark at strangers [2]. "
               "Elephants fly over the ocean [2]. Bananas are yellow. Cats sleep a lot [7].")
-    report = check(answer, sources, scorer(), threshold=0.45)
+    report = check(answer, sources, scorer())
     s = report.sentences
     assert s[0].supported and s[0].chunk_ids == ["c0"]
     assert s[1].supported
@@ -98,12 +99,12 @@ def test_check_flags_uncited_invalid_and_unsupported() -> None:
 
 
 def test_refusal_is_recognised() -> None:
-    report = check(REFUSAL, [], scorer(), 0.45)
+    report = check(REFUSAL, [], scorer())
     assert report.refused and report.sentences[0].flags == ["refusal"]
 
 
 def test_truncated_answer_is_flagged() -> None:
-    report = check("Cats purr [1]. Dogs are", [Source(1, hit("Cats purr"))], scorer(), 0.45,
+    report = check("Cats purr [1]. Dogs are", [Source(1, hit("Cats purr"))], scorer(),
                    truncated=True)
     assert "cut off at the token limit" in report.sentences[-1].flags
     assert any("token limit" in w for w in report.warnings)
@@ -186,7 +187,7 @@ def test_no_history_means_no_rewrite(asking: Pipeline) -> None:
 
 def test_check_points_to_the_supporting_sentence() -> None:
     passage = "Cats purr loudly. Dogs bark at the mailman every day. Fish swim."
-    report = check("Dogs bark at the mailman [1].", [Source(1, hit(passage))], scorer(), 0.3)
+    report = check("Dogs bark at the mailman [1].", [Source(1, hit(passage))], scorer(0.3))
     a, b = report.sentences[0].evidence[1]
     assert passage[a:b].strip() == "Dogs bark at the mailman every day."
 

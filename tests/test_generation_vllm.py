@@ -81,7 +81,7 @@ def test_injected_instructions_stay_data(pipeline: Pipeline) -> None:
 
 
 def test_answer_cut_at_token_limit_is_flagged(pipeline: Pipeline) -> None:
-    short = Answerer(pipeline.generator, pipeline.answerer.scorer, answer_tokens=6, threshold=0.45)
+    short = Answerer(pipeline.generator, pipeline.answerer.scorer, answer_tokens=6)
     hits = pipeline.search("Burrows-Wheeler transform", k=2).hits
     [answer] = short.answer_many(["Explain the Burrows-Wheeler transform in detail."], [hits],
                                  [{}])
@@ -109,3 +109,25 @@ def test_unloadable_model_is_a_clear_error(tmp_path: Path) -> None:
         gen.count_tokens("hello")
 
 
+
+
+def test_answer_evaluation_runs_end_to_end_on_real_answers(pipeline: Pipeline,
+                                                           tmp_path: Path) -> None:
+    from eval import runs
+    from eval.answers import load_questions
+
+    questions = [q for q in load_questions(Path(__file__).parents[1] / "eval" / "questions"
+                                           / "papers.jsonl")
+                 if q.doc in {"1706.03762v7.pdf", "burrows-wheeler.pdf"}][:3]
+    questions.append(next(q for q in load_questions(Path(__file__).parents[1] / "eval"
+                                                    / "questions" / "papers.jsonl")
+                          if q.unanswerable))
+    meta = {"dataset": "papers", "kb": "papers", "config": runs.config_of(pipeline, 3, None)}
+    rows = runs.run(pipeline, questions, tmp_path / "run", meta, k=3)
+    summary = runs.finish(tmp_path / "run", rows, meta)
+    assert summary["answered"] == 4 and not summary["failed"]
+    metrics = summary["metrics"]
+    assert metrics["grounded_rate"]["value"] is not None
+    assert metrics["refusal_f1"]["value"] is not None  # one unanswerable question
+    assert all(0 <= r["citation_recall"] <= 1 for r in rows if r["citation_recall"] is not None)
+    assert (tmp_path / "run" / "report.html").stat().st_size > 1000

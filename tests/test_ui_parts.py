@@ -179,6 +179,10 @@ def test_feedback_cli_export(settings, tmp_path: Path) -> None:  # noqa: ANN001
     result = CliRunner().invoke(cli, ["feedback", "export", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["question"] == "Q?"
+    from eval.answers import load_questions
+
+    question = load_questions(out)[0]  # the export is a question set for rag eval answers
+    assert (question.question, question.id, question.reference) == ("Q?", "a1", "A.")
     result = CliRunner().invoke(cli, ["feedback", "stats", "--json"])
     assert json.loads(result.output) == {"up": 1, "down": 0}
 

@@ -1,15 +1,17 @@
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.progress import Progress
 from rich.table import Table
 
 from eval.retrieval import MEASURES, BeirDataset, evaluate, save_results
-from rag.cli.common import IndexProgress, get_settings, print_json, stderr, stdout
-from rag.pipeline import MODES, Pipeline
+from rag.cli.common import IndexProgress, UserError, get_settings, print_json, stderr, stdout
+from rag.pipeline import MODES, Pipeline, nli_scorer
 
 
 @click.group("eval")
@@ -46,7 +48,7 @@ def eval_retrieval(
         results = evaluate(pipeline, data, modes, rerank, tick=lambda: bar.advance(task))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     folder = output or settings.home / "eval" / f"{dataset.resolve().name}-{split}-{stamp}"
-    meta = {"dataset": str(dataset), "split": split, "queries": len(data.queries),
+    meta: dict[str, Any] = {"dataset": str(dataset), "split": split, "queries": len(data.queries),
             "embedder": pipeline.embedder.name, "rerank": rerank}
     save_results(results, folder, meta)
     if as_json:
@@ -62,3 +64,202 @@ def eval_retrieval(
         table.add_row(r.mode, *(f"{r.metrics[m]:.4f}" for m in MEASURES), f"{r.seconds:.1f}")
     stdout.print(table)
     stdout.print(f"per-query results: {folder}")
+
+
+@eval_group.command("support")
+@click.option("--dataset", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="A SciFact folder: corpus.jsonl, claims_train.jsonl, claims_dev.jsonl.")
+@click.option("--train", "retrain", is_flag=True,
+              help="Retrain the learned support model on the train claims (never on dev).")
+@click.option("--model-out", type=click.Path(path_type=Path, dir_okay=False),
+              help="With --train: where to write the model (default: the one rag ships).")
+@click.option("--limit", type=int, help="Only the first N claims of each split (smoke runs).")
+@click.option("--output", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for summary.json and report.html.")
+@click.option("--json", "as_json", is_flag=True)
+def eval_support(dataset: Path, retrain: bool, model_out: Path | None, limit: int | None,
+                 output: Path | None, as_json: bool) -> None:
+    """ROC-AUC and balanced accuracy of the sentence-support functions on SciFact pairs.
+
+    Positives: a claim and its SUPPORT evidence; negatives: its REFUTE evidence
+    (contradiction) and the other sentences of the cited abstract (unsupported). Thresholds
+    are chosen on train and reported on dev."""
+    from eval import support
+    from eval.scifact import SciFact, support_pairs
+    from rag.support import MODEL_FILE, SupportModel
+
+    settings = get_settings()
+    pipeline = Pipeline(settings)
+    splits = {s: SciFact.load(dataset, s) for s in ("train", "dev")}
+    pairs = {}
+    for name, data in splits.items():
+        if limit:
+            data.claims = data.claims[:limit]
+        pairs[name] = support_pairs(data)
+    embed = support.cached(pipeline.embedder.embed_documents)
+    if retrain:
+        stderr.print(f"training on {len(pairs['train'])} SciFact train pairs ...")
+        model = support.train(support.SupportScorer(embed, method="similarity"), pairs["train"],
+                              pipeline.embedder.name, f"SciFact train ({len(pairs['train'])} pairs)")
+        target = model_out or MODEL_FILE
+        model.save(target)
+        stderr.print(f"wrote {target}")
+    else:
+        model = SupportModel.load()
+    nli = nli_scorer(settings.citations.nli_model)
+    results, curves = {}, {}
+    with Progress(console=stderr, transient=True) as bar:
+        task = bar.add_task("scoring pairs", total=len(support.methods(embed, model, nli)) * 2)
+        for name, scorer in support.methods(embed, model, nli).items():
+            train_scored = support.scored(pairs["train"], scorer.scores)
+            bar.advance(task)
+            curves[name] = support.scored(pairs["dev"], scorer.scores)
+            bar.advance(task)
+            results[name] = support.report(train_scored, curves[name])
+    summary: dict[str, Any] = {
+        "dataset": str(dataset), "embedder": pipeline.embedder.name,
+        "pairs": {s: {k: sum(p.kind == k for p in ps) for k in ("support", *support.NEGATIVE_KINDS)}
+                  for s, ps in pairs.items()},
+        "dropped_docs": {s: len(d.dropped_docs) for s, d in splits.items()},
+        "methods": results,
+    }
+    folder = output or settings.home / "eval" / f"support-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (folder / "report.html").write_text(support.html_report(summary, curves), encoding="utf-8")
+    if as_json:
+        print_json({**summary, "output": str(folder)})
+        return
+    table = Table(title=f"sentence support on SciFact dev (thresholds from train; {folder})")
+    for column in ("method", "threshold", "AUC contradiction", "AUC unsupported", "AUC all",
+                   "balanced acc."):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for name, r in results.items():
+        d = r["dev"]
+        table.add_row(name, f"{r['threshold']:.3f}", *(f"{d[k]}" for k in (
+            "auc_contradiction", "auc_unsupported", "auc_all", "balanced_accuracy")))
+    stdout.print(table)
+
+
+SCIFACT_PLACES = ("datasets/scifact", "../shared/datasets/scifact")
+
+
+def _scifact_folder(dataset: str, home: Path) -> Path | None:
+    """The SciFact folder meant by ``dataset``: a folder with claims files, or the word
+    ``scifact`` for $RAG_HOME/datasets/scifact, ./datasets/scifact or ../shared/datasets/scifact."""
+    path = Path(dataset)
+    if path.is_dir() and any(path.glob("claims_*.jsonl")):
+        return path
+    if dataset != "scifact":
+        return None
+    for place in (home / "datasets" / "scifact", *map(Path, SCIFACT_PLACES)):
+        if (place / "claims_dev.jsonl").is_file():
+            return place
+    raise UserError("--dataset scifact: no SciFact folder found in $RAG_HOME/datasets/scifact, "
+                    "./datasets/scifact or ../shared/datasets/scifact; pass its path")
+
+
+@eval_group.command("answers")
+@click.option("--dataset", required=True,
+              help="A question set (JSONL: question, answers, doc, unanswerable, reference), "
+                   "or 'scifact' / a SciFact folder (claims as questions, verdicts scored).")
+@click.option("--kb", "kb_name", help="Knowledge base to ask (SciFact: beir-scifact, indexed "
+                                      "from the dataset's corpus if needed).")
+@click.option("--split", default="dev", show_default=True, help="SciFact: train or dev.")
+@click.option("-k", type=int, help="Passages retrieved per question (default: retrieval.k).")
+@click.option("--mode", type=click.Choice(MODES), help="Retrieval mode (default: retrieval.mode).")
+@click.option("--limit", type=int, help="Only the first N questions.")
+@click.option("--batch", default=16, show_default=True, help="Questions per generation batch.")
+@click.option("--output", type=click.Path(path_type=Path, file_okay=False),
+              help="Run folder (an unfinished run of the same config there is resumed).")
+@click.option("--json", "as_json", is_flag=True)
+def eval_answers(dataset: str, kb_name: str | None, split: str, k: int | None, mode: str | None,
+                 limit: int | None, batch: int, output: Path | None, as_json: bool) -> None:
+    """Ask a question set and score every answer: citation recall and precision (ALCE rules),
+    grounded and cited shares, fact found, right document cited, refusals, SciFact verdicts,
+    with bootstrap 95% intervals. Writes summary.json, per_answer.jsonl and report.html."""
+    from eval import runs
+    from eval.answers import QuestionSetError, load_questions
+    from eval.scifact import SciFact, claim_questions
+
+    settings = get_settings()
+    folder = _scifact_folder(dataset, settings.home)
+    if folder is not None:
+        data = SciFact.load(folder, split)
+        questions = claim_questions(data)
+        pipeline = Pipeline(settings, kb_name or f"beir-{folder.resolve().name}")
+        with IndexProgress() as progress:
+            report = pipeline.index([data.corpus], progress=progress)
+        if report.failed:
+            raise UserError(f"SciFact corpus failed to index: {report.failed[0].reason}")
+        name = f"scifact-{split}"
+    else:
+        try:
+            questions = load_questions(Path(dataset))
+        except QuestionSetError as exc:
+            raise UserError(str(exc)) from None
+        pipeline = Pipeline(settings, kb_name)
+        pipeline.kb.require()
+        name = Path(dataset).stem
+    questions = questions[:limit] if limit else questions
+    meta: dict[str, Any] = {
+        "dataset": str(dataset), "split": split if folder else None, "kb": pipeline.kb.name,
+        "questions": len(questions), "config": runs.config_of(pipeline, k, mode)}
+    out = output or settings.home / "eval" / f"answers-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        with Progress(console=stderr) as bar:
+            task = bar.add_task("answering", total=len(questions))
+            rows = runs.run(pipeline, questions, out, meta, k, mode, batch,
+                            tick=lambda n: bar.advance(task, n))
+    except runs.RunError as exc:
+        raise UserError(str(exc)) from None
+    summary = runs.finish(out, rows, meta)
+    if as_json:
+        print_json({**summary, "output": str(out)})
+        return
+    _print_metrics(summary, out)
+
+
+def _print_metrics(summary: dict, out: Path) -> None:  # type: ignore[type-arg]
+    table = Table(title=f"{summary['dataset']} on {summary['kb']}: {summary['answered']} answered, "
+                        f"{len(summary['failed'])} failed")
+    for column in ("metric", "value", "95% interval"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for metric, m in summary["metrics"].items():
+        if m["value"] is not None:
+            table.add_row(metric, f"{m['value']:.4f}", f"[{m['low']:.4f}, {m['high']:.4f}]")
+    stdout.print(table)
+    for failure in summary["failed"][:5]:
+        stderr.print(f"failed {failure['id']}: {failure['error']}", markup=False)
+    stdout.print(f"report: {out / 'report.html'}", markup=False)
+
+
+@eval_group.command("compare")
+@click.argument("run_a", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.argument("run_b", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--metric", "metrics", multiple=True,
+              help="Gate on these metrics (repeatable; default: every quality metric present).")
+@click.option("--json", "as_json", is_flag=True)
+def eval_compare(run_a: Path, run_b: Path, metrics: tuple[str, ...], as_json: bool) -> None:
+    """B minus A per metric on the questions both answered, with paired bootstrap 95%
+    intervals. Exits 1 when a gated metric drops beyond its interval (B is worse)."""
+    from eval.compare import compare
+
+    result = compare(run_a, run_b, metrics)
+    if as_json:
+        print_json(result)
+    else:
+        table = Table(title=f"{run_b} minus {run_a} ({result['questions']} shared questions)")
+        for column in ("metric", "A", "B", "B - A", "95% interval", ""):
+            table.add_column(column, justify="left" if column == "metric" else "right")
+        for name, d in result["metrics"].items():
+            if d["diff"] is None:
+                continue
+            verdict = "REGRESSION" if name in result["regressions"] else (
+                "gated" if name in result["gated"] else "")
+            table.add_row(name, f"{d['a']:.4f}", f"{d['b']:.4f}", f"{d['diff']:+.4f}",
+                          f"[{d['low']:+.4f}, {d['high']:+.4f}]", verdict)
+        stdout.print(table)
+    if result["regressions"]:
+        raise UserError(f"regression in {', '.join(result['regressions'])} "
+                        "(dropped beyond the 95% interval)")

@@ -39,11 +39,13 @@ class SentenceScore:
         return asdict(self)
 
 
-def sentence_scores(answer: Answer, scorer: SupportScorer) -> list[SentenceScore]:
-    """Every claim sentence of the answer, scored in one batch of support pairs."""
+def sentence_scores(answer: Answer, scorer: SupportScorer,
+                    model_only: bool = False) -> list[SentenceScore]:
+    """Every claim sentence of the answer, scored in one batch of support pairs; with
+    ``model_only``, by the citations the model wrote (before rag's attribution)."""
     passages = {int(s["n"]): str(s["text"]) for s in answer.sources}  # type: ignore[call-overload]
     claims = [(re.sub(r"\s+([.,;:!?])", r"\1", CITATION.sub("", s.text)).strip(),
-               [n for n in s.citations if n in passages]
+               [n for n in (s.model_citations if model_only else s.citations) if n in passages]
                [:MAX_CITATIONS]) for s in answer.sentences if "refusal" not in s.flags]
     pairs: list[tuple[str, str]] = []
     keys: list[tuple[int, str, tuple[int, ...]]] = []  # (sentence, what, citations)

@@ -64,6 +64,10 @@ METRICS: dict[str, Metric] = {
     "citation_recall": mean_of("citation_recall"),
     "citation_precision": mean_of("citation_precision"),
     "cited_rate": mean_of("cited_rate"),
+    "model_citation_recall": mean_of("model_citation_recall"),  # before rag's attribution
+    "model_citation_precision": mean_of("model_citation_precision"),
+    "model_cited_rate": mean_of("model_cited_rate"),
+    "attributed_rate": mean_of("attributed_rate"),
     "grounded_rate": mean_of("grounded_rate"),
     "fact_found": mean_of("fact_found"),
     "right_doc_cited": mean_of("right_doc_cited"),

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from rag.citations import CitationReport, Sentence, check, strip_invalid
+from rag.citations import CitationReport, Sentence, check, strip_invalid, with_attributions
 from rag.generation import Generation, Generator
 from rag.prompting import REFUSAL, BuiltPrompt, build_prompt
 from rag.support import SupportScorer
@@ -40,9 +40,9 @@ class Answerer:
     """Prompt building, generation and citation checking; retrieval happens before it."""
 
     def __init__(self, generator: Generator, scorer: SupportScorer, answer_tokens: int,
-                 passage_tokens: int = 0) -> None:
+                 passage_tokens: int = 0, attribute: bool = True) -> None:
         self.generator, self.scorer = generator, scorer
-        self.answer_tokens = answer_tokens
+        self.answer_tokens, self.attribute = answer_tokens, attribute
         self.passage_tokens = passage_tokens
 
     def prompt(self, question: str, hits: Sequence[Hit]) -> BuiltPrompt:
@@ -55,7 +55,8 @@ class Answerer:
         """Citation check and the Answer object; ``extra`` holds retrieval facts."""
         started = time.perf_counter()
         truncated = gen.finish_reason == "length"
-        report: CitationReport = check(gen.text, built.sources, self.scorer, truncated)
+        report: CitationReport = check(gen.text, built.sources, self.scorer, truncated,
+                                       self.attribute)
         cited = {n for s in report.sentences for n in s.citations}
         sources = [source_entry(s.n, s.hit, s.n in cited) for s in built.sources]
         warnings = list(extra.get("warnings", [])) + report.warnings  # type: ignore[arg-type]
@@ -73,7 +74,9 @@ class Answerer:
         if gen.first_token_s is not None:
             timings["first_token_s"] = round(gen.first_token_s, 3)
         return Answer(
-            question=question, text=strip_invalid(gen.text.strip(), report.invalid),
+            question=question,
+            text=strip_invalid(with_attributions(gen.text.strip(), report.sentences),
+                               report.invalid),
             sentences=report.sentences, sources=sources, refused=report.refused,
             warnings=warnings, timings=timings,
             models=extra.get("models", {}),  # type: ignore[arg-type]

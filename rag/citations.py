@@ -22,6 +22,11 @@ class Sentence:
     supported: bool | None = None
     flags: list[str] = field(default_factory=list)
     suggested: int | None = None  # for an uncited sentence: the source that best supports it
+    # Citations rag attached after generation (also in ``citations``), the model's own valid
+    # citations, and those of them rag removed because their passage did not support the sentence.
+    attributed: list[int] = field(default_factory=list)
+    model_citations: list[int] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)
     # cited source n -> [start, end] of the passage sentence that supports this one best
     evidence: dict[int, list[int]] = field(default_factory=dict)
 
@@ -66,53 +71,64 @@ class CitationReport:
 
 
 def check(answer: str, sources: Sequence[Source], scorer: SupportScorer,
-          truncated: bool = False) -> CitationReport:
+          truncated: bool = False, attribute: bool = True) -> CitationReport:
+    """Every sentence scored against every source (one batch). With ``attribute``, a sentence
+    its own citations do not support gets the source that does, marked as attributed by rag
+    (ALCE's post-hoc citation, per sentence): an uncited one gains it, a wrongly cited one has
+    its citations replaced. Sentences no source supports stay flagged."""
     by_n = {s.n: s for s in sources}
     sentences: list[Sentence] = []
     invalid: list[int] = []
-    pairs: list[tuple[int, int, str]] = []  # (sentence index, cited source, claim)
-    orphans: list[tuple[int, int, str, str]] = []  # uncited sentence x every source
+    claims: dict[int, str] = {}  # sentence index -> its text without markers
     parsed = split_sentences(answer)
     refused = REFUSAL.rstrip(".").lower() in answer.lower()
     for i, (text, numbers) in enumerate(parsed):
         valid = [n for n in dict.fromkeys(numbers) if n in by_n]
         invalid.extend(n for n in numbers if n not in by_n)
-        s = Sentence(text, valid, [by_n[n].hit.chunk_id for n in valid])
+        s = Sentence(text, valid, [by_n[n].hit.chunk_id for n in valid], model_citations=valid)
         if truncated and i == len(parsed) - 1:
             s.flags.append("cut off at the token limit")
         if REFUSAL.rstrip(".").lower() in text.lower():
             s.flags.append("refusal")
-        elif not valid:
-            s.flags.append("uncited" if not numbers else "cites a source that does not exist")
-            s.supported = False
-            claim = CITATION.sub("", text).strip()
-            orphans.extend((len(sentences), src.n, claim, src.hit.chunk.text) for src in sources)
         else:
-            claim = CITATION.sub("", text).strip()
-            pairs.extend((len(sentences), n, claim) for n in valid)
+            claims[len(sentences)] = CITATION.sub("", text).strip()
         sentences.append(s)
-    scores = scorer.scores([(claim, by_n[n].hit.chunk.text) for _, n, claim in pairs])
-    for (index, _, _), score in zip(pairs, scores, strict=True):
-        s = sentences[index]
-        s.support = round(max(score, s.support or 0.0), 4)
-    best: dict[int, tuple[float, int]] = {}
-    scored = scorer.scores([(claim, passage) for _, _, claim, passage in orphans])
-    for (index, n, _, _), score in zip(orphans, scored, strict=True):
-        if score > best.get(index, (-1.0, 0))[0]:
-            best[index] = (score, n)
-    for index, (score, n) in best.items():
-        if scorer.supported(score):
-            sentences[index].suggested = n
-    _locate_evidence(sentences, pairs, by_n, scorer)
-    for s in sentences:
-        if s.support is not None:
+    keys = [(i, src.n) for i in claims for src in sources]
+    scored = dict(zip(keys, scorer.scores([(claims[i], by_n[n].hit.chunk.text)
+                                           for i, n in keys]), strict=True))
+    notes = []
+    for i in claims:
+        s = sentences[i]
+        best = max(by_n, key=lambda n: (scored[(i, n)], -n)) if by_n else None
+        if s.citations:
+            s.support = round(max(scored[(i, n)] for n in s.citations), 4)
             s.supported = scorer.supported(s.support)
-            if not s.supported:
-                s.flags.append("unsupported by its cited source")
+        if s.supported:
+            continue
+        if best is not None and scorer.supported(scored[(i, best)]):
+            if attribute:
+                if s.citations:
+                    notes.append(f"replaced citation {s.citations} by [{best}]")
+                    s.removed = s.citations
+                s.citations, s.attributed = [best], [best]
+                s.chunk_ids = [by_n[best].hit.chunk_id]
+                s.support, s.supported = round(scored[(i, best)], 4), True
+                continue
+            s.suggested = best
+        s.supported = False
+        numbers = parsed[i][1]
+        s.flags.append("unsupported by its cited source" if s.citations else
+                       "uncited" if not numbers else "cites a source that does not exist")
+    _locate_evidence(sentences, [(i, n, claims[i]) for i in claims
+                                 for n in sentences[i].citations], by_n, scorer)
     warnings = []
     if invalid:
         warnings.append(f"dropped citations to sources that do not exist: "
                         f"{sorted(set(invalid))}")
+    attributed = sum(1 for s in sentences if s.attributed)
+    if attributed:
+        warnings.append(f"rag attributed {attributed} sentence(s) to the source that supports "
+                        f"them" + (f" ({'; '.join(notes)})" if notes else ""))
     flagged = [s for s in sentences if s.supported is False]
     if flagged:
         warnings.append(f"{len(flagged)} of {len(sentences)} sentence(s) uncited or unsupported")
@@ -144,8 +160,34 @@ def strip_invalid(answer: str, invalid: Sequence[int]) -> str:
     if not invalid:
         return answer
 
-    def fix(match: re.Match[str]) -> str:
-        keep = [n for n in parse_numbers(match.group(1)) if n not in invalid]
-        return "[" + ", ".join(map(str, keep)) + "]" if keep else ""
+    return _drop(answer, invalid)
 
-    return CITATION.sub(fix, answer)
+
+def with_attributions(answer: str, sentences: Sequence[Sentence]) -> str:
+    """The answer text with rag's changes written in: removed citations taken out of their
+    sentence, attributed ones added before its final punctuation. Each changed sentence's
+    ``text`` is updated to match, so it can still be found in the answer."""
+    out, cursor = [], 0
+    for s in sentences:
+        at = answer.find(s.text, cursor)
+        if at < 0 or not (s.attributed or s.removed):
+            continue
+        new = _drop(s.text, s.removed).rstrip()
+        marks = "".join(f" [{n}]" for n in s.attributed)
+        new = new[:-1] + marks + new[-1] if new[-1:] in ".!?" else new + marks
+        out.append(answer[cursor:at] + new)
+        cursor = at + len(s.text)
+        s.text = new
+    return "".join(out) + answer[cursor:]
+
+
+_SPACED_CITATION = re.compile(r"(\s*)" + CITATION.pattern)
+
+
+def _drop(text: str, numbers: Sequence[int]) -> str:
+    """``text`` without citations to ``numbers``; a marker left empty goes with its space."""
+    def keep(match: re.Match[str]) -> str:
+        kept = [n for n in parse_numbers(match.group(2)) if n not in numbers]
+        return match.group(1) + "[" + ", ".join(map(str, kept)) + "]" if kept else ""
+
+    return _SPACED_CITATION.sub(keep, text)

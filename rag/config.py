@@ -113,6 +113,9 @@ class CitationSettings(_Section):
         "a sentence counts as supported at or above this score (unset: the method's own, "
         "chosen on SciFact train; 0.45 for similarity, 0.5 for an NLI model)"))
     nli_model: str = Field("", description="optional NLI cross-encoder (hub id or folder)")
+    attribute: bool = Field(True, description=(
+        "after generation, cite the source that supports a sentence its own citations do not "
+        "support (marked as attributed by rag, never a passage outside the prompt)"))
 
 
 class UiSettings(_Section):

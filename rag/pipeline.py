@@ -89,7 +89,8 @@ class Pipeline:
         if self._answerer is None:
             self._answerer = Answerer(self.generator, self.scorer,
                                       self.settings.generator.answer_tokens,
-                                      self.settings.retrieval.passage_tokens)
+                                      self.settings.retrieval.passage_tokens,
+                                      self.settings.citations.attribute)
         return self._answerer
 
     def index(

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from rag.citations import check, parse_numbers, split_sentences, strip_invalid
+from rag.citations import (
+    check,
+    parse_numbers,
+    split_sentences,
+    strip_invalid,
+    with_attributions,
+)
 from rag.kb import KBError
 from rag.pipeline import Pipeline
 from rag.prompting import REFUSAL, Source, build_prompt, messages
@@ -86,7 +92,7 @@ def test_check_flags_uncited_invalid_and_unsupported() -> None:
                Source(2, hit("Dogs bark at strangers.", 1))]
     answer = ("Cats purr when content [1]. Dogs bark at strangers [2]. "
               "Elephants fly over the ocean [2]. Bananas are yellow. Cats sleep a lot [7].")
-    report = check(answer, sources, scorer())
+    report = check(answer, sources, scorer(), attribute=False)
     s = report.sentences
     assert s[0].supported and s[0].chunk_ids == ["c0"]
     assert s[1].supported
@@ -96,6 +102,28 @@ def test_check_flags_uncited_invalid_and_unsupported() -> None:
     assert s[4].suggested == 1  # best matching source for an uncited sentence
     assert report.invalid == [7]
     assert "[7]" not in strip_invalid(answer, report.invalid)
+
+
+def test_attribution_cites_the_supporting_source_and_marks_it() -> None:
+    sources = [Source(1, hit("Cats purr when content and sleep most of the day.", 0)),
+               Source(2, hit("Dogs bark at strangers.", 1))]
+    answer = ("Cats purr when content. Dogs bark at strangers [1]. "
+              "Elephants fly over the ocean [2]. Cats sleep most of the day [7].")
+    report = check(answer, sources, scorer())
+    s = report.sentences
+    assert (s[0].citations, s[0].attributed, s[0].model_citations) == ([1], [1], [])
+    assert s[0].supported and s[0].flags == [] and s[0].chunk_ids == ["c0"]
+    assert (s[1].citations, s[1].removed, s[1].model_citations) == ([2], [1], [1])
+    assert s[2].supported is False and s[2].attributed == []  # nothing supports it: flagged
+    assert s[3].attributed == [1]
+    assert all(n in {1, 2} for x in s for n in x.citations)  # only passages in the prompt
+    assert any("attributed 3 sentence(s)" in w and "replaced citation [1] by [2]" in w
+               for w in report.warnings)
+    text = strip_invalid(with_attributions(answer, s), report.invalid)
+    assert text == ("Cats purr when content [1]. Dogs bark at strangers [2]. "
+                    "Elephants fly over the ocean [2]. Cats sleep most of the day [1].")
+    assert [x.text for x in s][:2] == ["Cats purr when content [1].",
+                                       "Dogs bark at strangers [2]."]
 
 
 def test_refusal_is_recognised() -> None:

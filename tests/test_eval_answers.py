@@ -208,3 +208,13 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["eval", "answers", "--dataset", str(good), "--kb", "nope"])
     assert result.exit_code == 1 and "nope" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_scores_without_attribution_use_the_models_own_citations() -> None:
+    answer = make_answer("The base model uses 8 parallel attention heads.")
+    s = answer.sentences[0]
+    s.citations, s.attributed = [1], [1]  # as rag's attribution leaves it
+    with_rag = answer_citation_scores(sentence_scores(answer, scorer()))
+    model = answer_citation_scores(sentence_scores(answer, scorer(), model_only=True))
+    assert with_rag["citation_recall"] == 1.0 and model["citation_recall"] == 0.0
+    assert model["cited_rate"] == 0.0 and model["citation_precision"] == 0.0

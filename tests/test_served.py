@@ -152,3 +152,18 @@ def test_server_dying_mid_stream_is_a_generation_error(server: tuple[str, type[F
 
 def test_model_list_when_the_server_is_down() -> None:
     assert generator("http://127.0.0.1:9/v1").models() == ["rag-llm"]
+
+
+def test_ask_uses_a_running_server_else_the_embedded_engine(
+        server: tuple[str, type[Fake]], capsys: pytest.CaptureFixture[str]) -> None:
+    from rag.cli.common import with_running_server
+    from rag.config import load_settings
+
+    settings = load_settings()
+    up = settings.model_copy(update={"generator": GeneratorSettings(server_url=server[0])})
+    assert with_running_server(up).generator.mode == "served"
+    down = settings.model_copy(update={"generator": GeneratorSettings(
+        server_url="http://127.0.0.1:9/v1")})
+    assert with_running_server(down).generator.mode == "embedded"
+    said = capsys.readouterr().err
+    assert "using the LLM server" in said and "starting the embedded engine" in said

@@ -94,6 +94,16 @@ def test_answer_html_links_citations_and_marks_flagged_sentences() -> None:
             'Dogs &#60;fly&#62;.') in out
 
 
+def test_attributed_citations_are_marked_apart() -> None:
+    sentences = [{"text": "Cats purr [1].", "supported": True, "attributed": [1]}]
+    out = render.answer_html("t1", "Cats purr [1].", sentences, SOURCES)
+    assert '<a class="cite attributed" href="#sources-t1" title="cited by rag after generation' \
+        in out
+    plain = render.answer_html("t1", "Cats purr [1].", [{"text": "Cats purr [1].",
+                                                        "supported": True}], SOURCES)
+    assert "attributed" not in plain
+
+
 def test_passage_html_merges_and_escapes() -> None:
     out = render.passage_html("a <b> c d e", [(0, 5), (2, 7), (10, 11)])
     assert out == '<div class="rag-passage"><mark>a &#60;b&#62; c</mark> d <mark>e</mark></div>'

@@ -191,6 +191,11 @@ def show_answer(engine: Engine, kb: str, turn: dict[str, Any]) -> None:
     if flagged:
         st.caption(f":warning: {len(flagged)} of {len(answer['sentences'])} sentence(s) uncited "
                    "or unsupported by their source (underlined; hover for why).")
+    attributed = [s for s in answer["sentences"] if s.get("attributed")]
+    if attributed:
+        st.caption(f"{len(attributed)} citation(s) with a dashed border were added by rag after "
+                   "generation: the model did not write them, the cited passage supports the "
+                   "sentence.")
     for warning in answer["warnings"]:
         st.caption(render.md(f"note: {warning}"))
     st.caption(render.md(render.timings_line(answer["timings"], answer["models"].get("generator"))))

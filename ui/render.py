@@ -16,6 +16,8 @@ Source = dict[str, Any]
 CSS = """<style>
 .rag-answer a.cite { text-decoration: none; font-weight: 600; padding: 0 .15em;
   border-radius: 4px; background: rgba(60, 120, 250, .14); }
+.rag-answer a.cite.attributed { background: none; border: 1.5px dashed rgba(60, 120, 250, .7);
+  font-style: italic; }
 .rag-answer .unsupported { text-decoration: underline wavy #d0342c; text-underline-offset: 4px;
   text-decoration-thickness: 1.5px; }
 .rag-passage { white-space: pre-wrap; font-size: .92em; line-height: 1.5; }
@@ -86,8 +88,14 @@ def timings_line(t: dict[str, Any], model: str | None) -> str:
     return " · ".join(parts + [str(model)])
 
 
-def _cite_links(raw: str, turn: str, by_n: dict[int, Source]) -> str:
-    """``raw`` escaped, with each [n] marker made a link to its source."""
+ATTRIBUTED = ("cited by rag after generation, not by the model: this source supports the "
+              "sentence")
+
+
+def _cite_links(raw: str, turn: str, by_n: dict[int, Source],
+                attributed: Iterable[int] = ()) -> str:
+    """``raw`` escaped, with each [n] marker made a link to its source (dashed when rag, not
+    the model, attributed it)."""
     out, cursor = [], 0
     for match in CITATION.finditer(raw):
         out.append(text(raw[cursor:match.start()]))
@@ -98,6 +106,10 @@ def _cite_links(raw: str, turn: str, by_n: dict[int, Source]) -> str:
                 links.append(str(n))
                 continue
             hover = text(f"{where(src)}: {src.get('snippet', '')}")
+            if n in attributed:
+                links.append(f'<a class="cite attributed" href="#sources-{turn}" '
+                             f'title="{text(ATTRIBUTED)}. {hover}">{n}</a>')
+                continue
             links.append(f'<a class="cite" href="#sources-{turn}" title="{hover}">{n}</a>')
         out.append("&#91;" + ", ".join(links) + "&#93;")
         cursor = match.end()
@@ -129,15 +141,18 @@ def _why(s: dict[str, Any]) -> str:
 
 def answer_html(turn: str, answer: str, sentences: Sequence[dict[str, Any]],
                 sources: Sequence[Source]) -> str:
-    """The answer with clickable/hoverable [n] markers and flagged sentences underlined."""
+    """The answer with clickable/hoverable [n] markers (dashed where rag attributed them) and
+    flagged sentences underlined."""
     by_n = {int(s["n"]): s for s in sources}
     out, cursor = [], 0
     for start, end, s in _locate(answer, sentences):
-        if s.get("supported") is not False:
+        attributed = s.get("attributed") or []
+        if s.get("supported") is not False and not attributed:
             continue
         out.append(_cite_links(answer[cursor:start], turn, by_n))
-        out.append(f'<span class="unsupported" title="{text(_why(s))}">'
-                   f"{_cite_links(answer[start:end], turn, by_n)}</span>")
+        inner = _cite_links(answer[start:end], turn, by_n, attributed)
+        out.append(inner if s.get("supported") is not False else
+                   f'<span class="unsupported" title="{text(_why(s))}">{inner}</span>')
         cursor = end
     out.append(_cite_links(answer[cursor:], turn, by_n))
     return f'<div class="rag-answer">{"".join(out)}</div>'

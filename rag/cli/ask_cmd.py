@@ -9,7 +9,14 @@ import click
 from rich.markup import escape
 
 from rag.answering import Answer
-from rag.cli.common import get_settings, print_json, stdout
+from rag.citations import CITATION
+from rag.cli.common import (
+    get_settings,
+    print_json,
+    stdout,
+    stop_children_on_exit,
+    with_running_server,
+)
 from rag.pipeline import MODES, Pipeline
 
 
@@ -22,6 +29,15 @@ def quiet_vllm() -> None:
 
 
 def print_answer_footer(answer: Answer) -> None:
+    attributed = [s for s in answer.sentences if s.attributed]
+    if attributed:
+        stdout.print("\n[bold]Cited by rag[/] [dim](the model did not write these citations; "
+                     "the passage supports the sentence)[/]")
+        for s in attributed:
+            was = f"; the model cited {s.removed}" if s.removed else ""
+            text = escape(" ".join(CITATION.sub("", s.text).split()))
+            stdout.print(f"  - {text} -> [{', '.join(map(str, s.attributed))}]"
+                         f"[dim]{escape(was)}[/]", highlight=False)
     flagged = {i for i, s in enumerate(answer.sentences) if s.supported is False}
     if flagged:
         stdout.print("\n[bold yellow]Check these sentences:[/]")
@@ -67,7 +83,8 @@ def ask(question: str | None, kb_name: str | None, k: int | None, mode: str | No
     if bool(question) == bool(questions):
         raise click.UsageError("give a QUESTION or --questions FILE")
     quiet_vllm()
-    pipeline = Pipeline(get_settings(), kb_name)
+    stop_children_on_exit()
+    pipeline = Pipeline(with_running_server(get_settings()), kb_name)
     if questions:
         batch = [q.strip() for q in questions.read_text().splitlines() if q.strip()]
         for answer in pipeline.ask_many(batch, k=k, mode=mode, rerank=rerank):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -87,3 +88,45 @@ class IndexProgress:
         self.chunks += count
         elapsed = self.bar.tasks[0].elapsed or 1e-9
         self.bar.update(self.task, chunks=self.chunks, rate=self.chunks / elapsed)
+
+
+def with_running_server(settings: Settings) -> Settings:
+    """Settings that use the LLM server at ``generator.server_url`` when one answers there
+    (started by ``rag serve-llm``): no engine start. Otherwise the embedded engine, said once."""
+    from rag.generation import server_healthy
+
+    g = settings.generator
+    if g.mode == "served":
+        return settings
+    if server_healthy(g.server_url, timeout=1.0):
+        stderr.print(f"[dim]using the LLM server at {g.server_url}[/]", highlight=False)
+        return settings.model_copy(update={"generator": g.model_copy(update={"mode": "served"})})
+    stderr.print(f"[dim]no LLM server at {g.server_url}: starting the embedded engine "
+                 "(about a minute; `rag serve-llm` keeps one running)[/]", highlight=False)
+    return settings
+
+
+def stop_children_on_exit() -> None:
+    """On exit, SIGTERM and Ctrl-C included, stop every process this one started (vLLM's
+    engine core ignores SIGTERM and would outlive a killed ``rag ask``)."""
+    import atexit
+    import signal
+
+    if getattr(stop_children_on_exit, "armed", False):
+        return
+    stop_children_on_exit.armed = True  # type: ignore[attr-defined]
+
+    def stop() -> None:
+        import psutil
+
+        children = psutil.Process().children(recursive=True)
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.terminate()
+        _, alive = psutil.wait_procs(children, timeout=5)
+        for child in alive:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+
+    atexit.register(stop)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -10,7 +10,16 @@ from rich.progress import Progress
 from rich.table import Table
 
 from eval.retrieval import MEASURES, BeirDataset, evaluate, save_results
-from rag.cli.common import IndexProgress, UserError, get_settings, print_json, stderr, stdout
+from rag.cli.common import (
+    IndexProgress,
+    UserError,
+    get_settings,
+    print_json,
+    stderr,
+    stdout,
+    stop_children_on_exit,
+    with_running_server,
+)
 from rag.pipeline import MODES, Pipeline, nli_scorer
 
 
@@ -182,7 +191,8 @@ def eval_answers(dataset: str, kb_name: str | None, split: str, k: int | None, m
     from eval.answers import QuestionSetError, load_questions
     from eval.scifact import SciFact, claim_questions
 
-    settings = get_settings()
+    stop_children_on_exit()
+    settings = with_running_server(get_settings())
     folder = _scifact_folder(dataset, settings.home)
     if folder is not None:
         data = SciFact.load(folder, split)

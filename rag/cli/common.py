@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import logging
 import sys
 from typing import Any
@@ -107,8 +108,8 @@ def with_running_server(settings: Settings) -> Settings:
 
 
 def stop_children_on_exit() -> None:
-    """On exit, SIGTERM and Ctrl-C included, stop every process this one started (vLLM's
-    engine core ignores SIGTERM and would outlive a killed ``rag ask``)."""
+    """On exit, SIGTERM and Ctrl-C included, stop every process this one started (vLLM's engine
+    core ignores SIGTERM and would outlive a killed ``rag ask``)."""
     import atexit
     import signal
 
@@ -128,5 +129,14 @@ def stop_children_on_exit() -> None:
             with contextlib.suppress(psutil.Error):
                 child.kill()
 
+    def on_signal(number: int, _frame: object) -> None:
+        # Exit at once: an exception raised here can land inside vLLM's start-up wait, which
+        # swallows it and waits on for the engine just stopped. Results are already on disk.
+        stop()
+        click.echo(f"error: {'interrupted' if number == signal.SIGINT else 'terminated'}",
+                   err=True)
+        os._exit(128 + number)
+
     atexit.register(stop)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)

@@ -191,8 +191,7 @@ def eval_answers(dataset: str, kb_name: str | None, split: str, k: int | None, m
     from eval.answers import QuestionSetError, load_questions
     from eval.scifact import SciFact, claim_questions
 
-    stop_children_on_exit()
-    settings = with_running_server(get_settings())
+    settings = get_settings()
     folder = _scifact_folder(dataset, settings.home)
     if folder is not None:
         data = SciFact.load(folder, split)
@@ -216,6 +215,8 @@ def eval_answers(dataset: str, kb_name: str | None, split: str, k: int | None, m
         "dataset": str(dataset), "split": split if folder else None, "kb": pipeline.kb.name,
         "questions": len(questions), "config": runs.config_of(pipeline, k, mode)}
     out = output or settings.home / "eval" / f"answers-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    pipeline.settings = with_running_server(settings)  # the LLM is created on first use
+    stop_children_on_exit()
     try:
         with Progress(console=stderr) as bar:
             task = bar.add_task("answering", total=len(questions))

@@ -2,8 +2,9 @@
 
 SciFact dev (claims as questions), the papers question set over ../shared/corpora/papers and the
 docs question set over this repository's docs/. Each run folder is resumable; their summaries
-(metrics with intervals) are collected into bench/results/answer_quality.json. Use a warm LLM
-server (`rag serve-llm`, then RAG_GENERATOR__MODE=served) to avoid one engine start per set.
+(metrics with intervals) are collected into bench/results/answer_quality.json under
+``TAG/SET`` (default tag: the generator's name), so two models' results sit side by side. A
+running `rag serve-llm` of the same model is used, else each set starts the embedded engine.
 """
 
 from __future__ import annotations
@@ -32,17 +33,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=Path, help="folder for the run folders "
                         "(default: $RAG_HOME/eval/bench); existing runs are resumed")
+    parser.add_argument("--tag", help="results key (default: the configured generator)")
+    parser.add_argument("--scifact-limit", type=int, help="only the first N SciFact claims")
     args = parser.parse_args()
+    from rag.config import load_settings
+
+    tag = args.tag or load_settings().generator.model.removeprefix("bundled:")
     home = Path(os.environ.get("RAG_HOME", "~/.rag")).expanduser()
-    runs = args.runs or home / "eval" / "bench"
-    results = {}
+    runs = (args.runs or home / "eval" / "bench") / tag
+    results = json.loads(OUT.read_text()) if OUT.is_file() else {}
     for name, (options, corpus) in SETS.items():
+        if name.startswith("scifact") and args.scifact_limit:
+            options = [*options, "--limit", str(args.scifact_limit)]
         if corpus is not None:
             subprocess.run([*RAG, "index", str(corpus), "--kb", options[-1]], check=True)
         folder = runs / name
         subprocess.run([*RAG, "eval", "answers", *options, "--output", str(folder)], check=True)
         summary = json.loads((folder / "summary.json").read_text())
-        results[name] = {k: summary[k] for k in ("dataset", "kb", "questions", "answered",
+        results[f"{tag}/{name}"] = {k: summary[k] for k in ("dataset", "kb", "questions", "answered",
                                                   "failed", "config", "metrics")}
     OUT.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {OUT}")

@@ -160,10 +160,14 @@ def test_ask_uses_a_running_server_else_the_embedded_engine(
     from rag.config import load_settings
 
     settings = load_settings()
-    up = settings.model_copy(update={"generator": GeneratorSettings(server_url=server[0])})
+    up = settings.model_copy(update={"generator": GeneratorSettings(
+        server_url=server[0], model="rag-llm")})  # the fake serves the model "rag-llm"
     assert with_running_server(up).generator.mode == "served"
+    other = settings.model_copy(update={"generator": GeneratorSettings(server_url=server[0])})
+    assert with_running_server(other).generator.mode == "embedded"  # another model there
     down = settings.model_copy(update={"generator": GeneratorSettings(
         server_url="http://127.0.0.1:9/v1")})
     assert with_running_server(down).generator.mode == "embedded"
-    said = capsys.readouterr().err
-    assert "using the LLM server" in said and "starting the embedded engine" in said
+    said = " ".join(capsys.readouterr().err.split())
+    assert "using the LLM server" in said and "serves rag-llm, other-llm, not bundled:" in said
+    assert "no LLM server at http://127.0.0.1:9/v1" in said

@@ -5,11 +5,14 @@ are exact in either mode."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -144,22 +147,23 @@ class VllmEmbeddedGenerator(_TokenizerMixin):
                 # vLLM keeps one core for the front end by default; on small machines that
                 # halves throughput (measured: see bench/results/generation.json).
                 os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-            try:
-                from vllm import LLM
-            except ImportError as exc:
-                raise ModelLoadError(
-                    "vLLM is not installed: pip install -e '.[cpu]' (or '.[gpu]')") from exc
             s = self.settings
-            try:
-                self._llm = LLM(
-                    model=self.model_path, max_model_len=s.context_window,
-                    dtype=engine_dtype(s.dtype),
-                    enforce_eager=s.enforce_eager, seed=s.seed,
-                    gpu_memory_utilization=s.gpu_memory_utilization, disable_log_stats=True,
-                )
-            except Exception as exc:
-                raise ModelLoadError(
-                    f"vLLM could not load generator {s.model!r}: {_oneline(exc)}") from exc
+            with _engine_noise_to_log(self.home):
+                try:
+                    from vllm import LLM
+                except ImportError as exc:
+                    raise ModelLoadError(
+                        "vLLM is not installed: pip install -e '.[cpu]' (or '.[gpu]')") from exc
+                try:
+                    self._llm = LLM(
+                        model=self.model_path, max_model_len=s.context_window,
+                        dtype=engine_dtype(s.dtype),
+                        enforce_eager=s.enforce_eager, seed=s.seed,
+                        gpu_memory_utilization=s.gpu_memory_utilization, disable_log_stats=True,
+                    )
+                except Exception as exc:
+                    raise ModelLoadError(
+                        f"vLLM could not load generator {s.model!r}: {_oneline(exc)}") from exc
             # Before multiprocessing's own exit hook joins the engine process, which would
             # otherwise wait forever for an engine nobody told to stop.
             atexit.register(self.close)
@@ -329,6 +333,29 @@ def server_healthy(url: str, timeout: float = 2.0) -> bool:
         return httpx.get(f"{base}/health", timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+@contextlib.contextmanager
+def _engine_noise_to_log(home: Path | None) -> Iterator[None]:
+    """Unless logging is verbose, the engine's start-up output (its own log lines, library
+    warnings, progress bars, the NUMA notice of its child processes, which keep the redirected
+    stream) goes to $RAG_HOME/logs/engine.log instead of the user's terminal."""
+    if logging.getLogger().level <= logging.INFO or home is None:
+        yield
+        return
+    path = home / "logs" / "engine.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log_file, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        os.dup2(log_file.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _pick(temperature: float | None, settings: GeneratorSettings) -> float:

@@ -102,6 +102,9 @@ def test_refusal_precision_recall_f1() -> None:
 
 @pytest.fixture
 def docs_pipeline(settings) -> Pipeline:  # type: ignore[no-untyped-def]
+    # Every retrieved passage given (no token budget), so k=1 really answers from one of ten.
+    settings = settings.model_copy(update={"retrieval": settings.retrieval.model_copy(
+        update={"passage_tokens": 0})})
     pipeline = Pipeline(settings, "docs", embedder=HashEmbedder(dim=256, max_tokens=128),
                         generator=ExtractiveGenerator())
     pipeline.index([ROOT / "docs"])

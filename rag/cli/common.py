@@ -50,7 +50,7 @@ def setup_logging(verbose: bool) -> None:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("pypdf", "sentence_transformers", "transformers", "bm25s", "faiss"):
+    for noisy in ("pypdf", "sentence_transformers", "transformers", "bm25s", "faiss", "vllm"):
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.ERROR)
 
 

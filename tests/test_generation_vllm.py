@@ -70,7 +70,16 @@ def test_streaming_matches_final_text(pipeline: Pipeline) -> None:
     answer = pipeline.ask("What is the Burrows-Wheeler transform?", k=2,
                           on_token=pieces.append)
     assert len(pieces) > 3
-    assert "".join(pieces).strip() == answer.text.strip()
+    streamed = "".join(pieces).strip()
+    if not any(s.attributed or s.removed for s in answer.sentences):
+        assert streamed == answer.text.strip()
+    else:  # rag's attribution changed only citation markers of what was streamed
+        from rag.citations import CITATION
+
+        def words(text: str) -> list[str]:
+            return CITATION.sub("", text).replace(" .", ".").split()
+
+        assert words(streamed) == words(answer.text)
     assert answer.timings["first_token_s"] < answer.timings["generate_s"]
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import f1_score, precision_score, recall_score
 
 Row = dict[str, Any]  # one scored answer (JSON)
 Metric = Callable[[Sequence[Row]], float | None]
@@ -26,20 +27,14 @@ def mean_of(key: str) -> Metric:
 
 def refusal(which: str) -> Metric:
     """Precision, recall or F1 of refusing, with unanswerable questions as the positives."""
+    score = {"precision": precision_score, "recall": recall_score, "f1": f1_score}[which]
+
     def metric(rows: Sequence[Row]) -> float | None:
         judged = [r for r in rows if r.get("unanswerable") is not None and "error" not in r]
         if not any(r["unanswerable"] for r in judged):
             return None
-        tp = sum(1 for r in judged if r["refused"] and r["unanswerable"])
-        refused = sum(1 for r in judged if r["refused"])
-        positives = sum(1 for r in judged if r["unanswerable"])
-        precision = tp / refused if refused else 0.0
-        recall = tp / positives
-        if which == "precision":
-            return precision
-        if which == "recall":
-            return recall
-        return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return float(score([bool(r["unanswerable"]) for r in judged],
+                           [bool(r["refused"]) for r in judged], zero_division=0))
 
     return metric
 
@@ -49,15 +44,9 @@ def verdict_macro_f1(rows: Sequence[Row]) -> float | None:
     judged = [r for r in rows if r.get("verdict_gold") is not None]
     if not judged:
         return None
-    labels = sorted({str(r["verdict_gold"]) for r in judged})
-    scores = []
-    for label in labels:
-        tp = sum(1 for r in judged if r["verdict"] == label == r["verdict_gold"])
-        predicted = sum(1 for r in judged if r["verdict"] == label)
-        actual = sum(1 for r in judged if r["verdict_gold"] == label)
-        p, r_ = (tp / predicted if predicted else 0.0), tp / actual
-        scores.append(2 * p * r_ / (p + r_) if p + r_ else 0.0)
-    return sum(scores) / len(scores)
+    return float(f1_score([r["verdict_gold"] for r in judged], [r["verdict"] for r in judged],
+                          labels=sorted({str(r["verdict_gold"]) for r in judged}),
+                          average="macro", zero_division=0))
 
 
 METRICS: dict[str, Metric] = {

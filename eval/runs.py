@@ -59,7 +59,9 @@ def score_answer(answer: Answer, question: Question, qid: str, pipeline: Pipelin
     """Everything measured about one answer, self-contained for the report."""
     sentences = sentence_scores(answer, pipeline.scorer)
     row: Row = {"id": qid, **score(answer, question), **answer_citation_scores(sentences)}
-    model = answer_citation_scores(sentence_scores(answer, pipeline.scorer, model_only=True))
+    changed = any(s.attributed or s.removed for s in answer.sentences)
+    model = (answer_citation_scores(sentence_scores(answer, pipeline.scorer, model_only=True))
+             if changed else answer_citation_scores(sentences))  # same citations: same scores
     row.update({f"model_{k}": v for k, v in model.items() if k != "grounded_rate"})
     claims = [s for s in answer.sentences if "refusal" not in s.flags]
     row["attributed_rate"] = (round(sum(bool(s.attributed) for s in claims) / len(claims), 4)

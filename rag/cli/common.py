@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -128,8 +129,6 @@ def _served_models(url: str, api_key: str) -> list[str]:
 
 
 def _same_model(root: str, configured: str) -> bool:
-    from pathlib import Path
-
     if configured.startswith("bundled:"):  # converted under some $RAG_HOME/models/NAME
         return Path(root).name == configured.removeprefix("bundled:")
     return root == configured or Path(root).expanduser().resolve() == Path(

@@ -117,9 +117,10 @@ def eval_support(dataset: Path, retrain: bool, model_out: Path | None, limit: in
         model = SupportModel.load()
     nli = nli_scorer(settings.citations.nli_model)
     results, curves = {}, {}
+    scorers = support.methods(embed, model, nli)
     with Progress(console=stderr, transient=True) as bar:
-        task = bar.add_task("scoring pairs", total=len(support.methods(embed, model, nli)) * 2)
-        for name, scorer in support.methods(embed, model, nli).items():
+        task = bar.add_task("scoring pairs", total=len(scorers) * 2)
+        for name, scorer in scorers.items():
             train_scored = support.scored(pairs["train"], scorer.scores)
             bar.advance(task)
             curves[name] = support.scored(pairs["dev"], scorer.scores)

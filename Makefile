@@ -13,9 +13,11 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	@# Debian packages the tests use: docker-compose validates docker-compose.yml (no engine needed),
-	@# chromium runs the real-browser UI test (Playwright's own browser download does not work here).
+	@# chromium runs the real-browser UI test (Playwright's own browser download does not work here),
+	@# tesseract reads scanned pages and images (ingest/ocr.py).
 	@missing=""; command -v docker-compose >/dev/null || missing="docker-compose"; \
 	  command -v chromium >/dev/null || missing="$$missing chromium"; \
+	  command -v tesseract >/dev/null || missing="$$missing tesseract-ocr tesseract-ocr-eng"; \
 	  if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
 	      || echo "warning: could not apt-get install$$missing"; fi

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ingest.chunking import Chunker
-from ingest.loaders import LoadError
+from ingest.loaders import LoadError, LoadOptions
 from ingest.parsing import Cancelled, ParseWorker
 from rag.config import IngestSettings
 from rag.kb import KBError, KnowledgeBase
@@ -182,8 +182,10 @@ class Indexer:
         progress = progress or _Silent()
         started = time.perf_counter()
         report = IndexReport()
-        worker = ParseWorker(self.limits.parse_timeout_s, self.limits.max_pages,
-                             self.limits.parse_memory_mb)
+        limits = self.limits
+        options = LoadOptions(limits.max_pages, limits.ocr, limits.ocr_languages,
+                              limits.ocr_page_timeout_s)
+        worker = ParseWorker(limits.parse_timeout_s, options, limits.parse_memory_mb)
         with self.kb.writer():
             scans = [scan(p) for p in paths]
             missing = [s for s in scans if s.missing]

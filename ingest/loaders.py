@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from ingest.ocr import OcrError, Tesseract, ocr_engine, render_for_ocr
 from rag.types import Document, Section
 
 MARKDOWN_EXT = {".md", ".markdown", ".mdx", ".mdown"}
 HTML_EXT = {".html", ".htm", ".xhtml"}
+IMAGE_TYPES = {"image/png", "image/jpeg", "image/tiff", "image/webp", "image/bmp", "image/gif"}
 
 
 class LoadError(Exception):
@@ -35,11 +38,73 @@ class Loader(Protocol):
     def load(self, path: Path, data: bytes) -> Loaded: ...
 
 
+# Compatibility characters that only change how letters are drawn: Latin ligatures (U+FB00-06:
+# to BM25 "\ufb01rst" is not "first"), Hebrew and Arabic presentation forms, full-width forms,
+# no-break and typographic spaces. NFKC maps them to the letters they stand for. Other
+# compatibility characters (superscripts, fractions, circled digits) carry meaning and stay.
+_PRESENTATION = re.compile("[\u00a0\u2000-\u200a\u202f\u205f\ufb00-\ufdff\ufe70-\ufefe"
+                           "\uff01-\uffef]+")
+
+
 def clean(text: str) -> str:
-    """NFC, no NULs, stray control characters or lone surrogates (from broken PDF fonts or JSON
-    escapes; SQLite cannot store them); chunk spans index into this cleaned text."""
+    """NFC with presentation forms unfolded, no NULs, stray control characters or lone
+    surrogates (from broken PDF fonts or JSON escapes; SQLite cannot store them); chunk spans
+    index into this cleaned text."""
     text = unicodedata.normalize("NFC", text.replace("\x00", ""))
+    text = _PRESENTATION.sub(lambda m: unicodedata.normalize("NFKC", m.group()), text)
     return re.sub(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]|[\ud800-\udfff]", _blank, text)
+
+
+_HYPHENATED = re.compile(r"(\w+)-[ \t]*\r?\n[ \t]*(\w+)")
+_COMPOUND = re.compile(r"\b(\w+)-(\w+)\b")
+
+
+_PRIVATE = re.compile("[\ue000-\uf8ff]")
+LIGATURES = ("fi", "fl", "ff", "ffi", "ffl", "ft", "st")
+KNOWN_ZIPF = 1.5  # wordfreq's scale: 1.5 is about once per 30 million words
+
+
+def recover_ligatures(pages: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Private-use code points that a PDF font gives its ligature glyphs (a TeX font with no
+    ToUnicode entry for them: the Attention paper's "fi" is U+E000 to every extractor) mapped back
+    to letters. For each code point, the ligature that turns most of the words it occurs in into
+    known English words (wordfreq) wins, if it explains at least half of at least two words;
+    code points no ligature explains (symbols, math) stay."""
+    codes = {c for page in pages for c in _PRIVATE.findall(page)}
+    if not codes:
+        return pages, {}
+    from wordfreq import zipf_frequency
+
+    found: dict[str, str] = {}
+    for code in sorted(codes):
+        words = {w for page in pages for w in re.findall(f"[^\\W\\d_]*{code}[^\\W\\d_]*", page)
+                 if len(w) > 1}
+        if len(words) < 2:
+            continue
+        share, best = max((sum(zipf_frequency(w.replace(code, lig), "en") >= KNOWN_ZIPF
+                               for w in words) / len(words), lig) for lig in LIGATURES)
+        if share >= 0.5:
+            found[code] = best
+    if found:
+        table = str.maketrans(found)
+        pages = [page.translate(table) for page in pages]
+    return pages, found
+
+
+def dehyphenate(pages: list[str]) -> list[str]:
+    """Words broken at line ends ("transduc-\\ntion") rejoined, in text laid out in lines (PDF
+    pages, OCR). A compound the document also writes with its hyphen inside a line ("self-
+    attention") keeps it; a break before a capital or a digit is not a word break and stays."""
+    compounds = {m.group().lower() for page in pages for m in _COMPOUND.finditer(page)}
+
+    def join(m: re.Match[str]) -> str:
+        left, right = m.group(1), m.group(2)
+        if not (left[-1].isalpha() and right[0].islower()):
+            return m.group()
+        hyphen = "-" if f"{left}-{right}".lower() in compounds else ""
+        return f"{left}{hyphen}{right}"
+
+    return [_HYPHENATED.sub(join, page) for page in pages]
 
 
 def _blank(match: re.Match[str]) -> str:
@@ -70,7 +135,7 @@ def decode_text(data: bytes) -> str:
 
 
 def detect_kind(path: Path, data: bytes) -> str:
-    """pdf, html, markdown, beir, text; raises LoadError for empty or unsupported content."""
+    """pdf, image, html, markdown, beir, text; raises LoadError for empty or unsupported content."""
     if not data.strip():
         raise LoadError("empty file (0 bytes of content)")
     if b"%PDF-" in data[:1024]:
@@ -78,6 +143,8 @@ def detect_kind(path: Path, data: bytes) -> str:
     import filetype
 
     guessed = filetype.guess(data[:8192])
+    if guessed is not None and guessed.mime in IMAGE_TYPES:
+        return "image"
     if guessed is not None:
         raise LoadError(f"unsupported file type: {guessed.mime}")
     head = data[:4096]
@@ -103,67 +170,190 @@ def _looks_like_beir(data: bytes) -> bool:
     return isinstance(row, dict) and "_id" in row and "text" in row
 
 
+@dataclass(frozen=True)
+class LoadOptions:
+    """What the job's settings change in loading (sent to the parser process with each file)."""
+
+    max_pages: int = 0  # 0: no limit
+    ocr: str = "auto"  # auto (when an engine is installed) | tesseract | off
+    ocr_languages: str = "eng"
+    ocr_page_timeout_s: float = 60.0
+
+
+@dataclass
+class _PdfText:
+    """One reader's view of a PDF: text per page (None where extraction failed), and the rest."""
+
+    reader: str
+    texts: list[str | None]
+    title: str = ""
+    outline: list[tuple[int, str]] = field(default_factory=list)
+    images: set[int] = field(default_factory=set)  # pages that show images (1-based)
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+def _read_pypdf(data: bytes) -> _PdfText:
+    import io
+
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise _Encrypted("encrypted PDF: it needs a password (the empty one failed)")
+        pages = list(reader.pages)
+    except _Encrypted:
+        raise
+    except Exception as exc:  # pypdf raises many types on damaged files
+        if "cryptography" in str(exc) or "AES" in str(exc):
+            raise _Encrypted(f"encrypted PDF: cannot decrypt ({exc})") from exc
+        if isinstance(exc, PdfReadError) or "EOF" in str(exc) or "xref" in str(exc):
+            raise LoadError(f"corrupt or truncated PDF: {exc}") from exc
+        raise LoadError(f"unreadable PDF: {exc}") from exc
+    out = _PdfText("pypdf", [], _pdf_title(reader), _outline(reader))
+    for number, page in enumerate(pages, start=1):
+        try:
+            out.texts.append(page.extract_text() or "")
+        except Exception as exc:
+            out.texts.append(None)
+            out.errors[number] = str(exc)
+        if _has_images(page):
+            out.images.add(number)
+    return out
+
+
+class _Encrypted(LoadError):
+    """No other reader can do better without the password."""
+
+
+def _read_pdfium(data: bytes) -> _PdfText:
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+
+    try:
+        pdf = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        raise LoadError(str(exc)) from None
+    try:
+        toc = [(item.page_index + 1, clean(item.title).strip()) for item in pdf.get_toc()
+               if item.page_index is not None]
+        out = _PdfText("pdfium", [], clean(pdf.get_metadata_dict().get("Title", "")).strip(),
+                       sorted(toc, key=lambda pair: pair[0]))
+        for number, page in enumerate(pdf, start=1):
+            out.texts.append(page.get_textpage().get_text_range().replace("\r\n", "\n"))
+            if any(True for _ in page.get_objects([pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=2)):
+                out.images.add(number)
+        return out
+    finally:
+        pdf.close()
+
+
+def _read_pdf(data: bytes) -> tuple[_PdfText, list[str]]:
+    """pypdf's text; pdfium's where pypdf cannot open the file or fails on a page."""
+    try:
+        pdf = _read_pypdf(data)
+    except _Encrypted:
+        raise
+    except LoadError as first:
+        try:
+            return _read_pdfium(data), [f"read with pdfium: pypdf could not ({first})"]
+        except LoadError as second:
+            raise LoadError(f"{first}; pdfium could not read it either ({second})") from None
+    if not pdf.errors:
+        return pdf, []
+    try:
+        other = _read_pdfium(data)
+    except LoadError:
+        return pdf, [f"page {n}: text extraction failed ({e})" for n, e in pdf.errors.items()]
+    for number in pdf.errors:
+        pdf.texts[number - 1] = other.texts[number - 1]
+    return pdf, [f"page(s) {_ranges(sorted(pdf.errors))} read with pdfium (pypdf failed)"]
+
+
+SPARSE_CHARS = 200  # a page with less text than this and images is probably a scan
+
+
 class PdfLoader:
-    """pypdf text per page; outline entries name sections; image-only pages are reported."""
+    """Text per page (pypdf, pdfium as fallback), ligatures unfolded and words broken at line
+    ends rejoined; pages without a usable text layer are OCR'd when an engine is installed;
+    outline entries name sections."""
 
     kind = "pdf"
 
-    def __init__(self, max_pages: int = 0) -> None:
-        self.max_pages = max_pages
+    def __init__(self, options: LoadOptions = LoadOptions(),
+                 alive: Callable[[], None] = lambda: None) -> None:
+        self.options, self.alive = options, alive
 
     def load(self, path: Path, data: bytes) -> Loaded:
-        import io
-
-        from pypdf import PdfReader
-        from pypdf.errors import PdfReadError
-
-        try:
-            reader = PdfReader(io.BytesIO(data))
-            if reader.is_encrypted and not reader.decrypt(""):
-                raise LoadError("encrypted PDF: it needs a password (the empty one failed)")
-            pages = list(reader.pages)
-        except LoadError:
-            raise
-        except Exception as exc:  # pypdf raises many types on damaged files
-            if isinstance(exc, PdfReadError) or "EOF" in str(exc) or "xref" in str(exc):
-                raise LoadError(f"corrupt or truncated PDF: {exc}") from exc
-            if "cryptography" in str(exc) or "AES" in str(exc):
-                raise LoadError(f"encrypted PDF: cannot decrypt ({exc})") from exc
-            raise LoadError(f"unreadable PDF: {exc}") from exc
-        if not pages:
+        pdf, warnings = _read_pdf(data)
+        count = len(pdf.texts)
+        if not count:
             raise LoadError("PDF has no pages")
-        if self.max_pages and len(pages) > self.max_pages:
-            raise LoadError(f"PDF has {len(pages)} pages, over the limit of {self.max_pages} "
+        if self.options.max_pages and count > self.options.max_pages:
+            raise LoadError(f"PDF has {count} pages, over the limit of {self.options.max_pages} "
                             "(ingest.max_pages)")
-        outline = _outline(reader)
-        sections, empty, sparse, warnings = [], [], [], []
-        for number, page in enumerate(pages, start=1):
-            try:
-                text = clean(page.extract_text() or "")
-            except Exception as exc:
-                warnings.append(f"page {number}: text extraction failed ({exc})")
-                continue
-            if not text.strip():
-                empty.append(number)
-                continue
-            if len(text.strip()) < 200 and _has_images(page):
-                sparse.append(number)
-            sections.append(Section(text=text, page=number, title=_section_at(outline, number)))
+        texts = [clean(t) if t is not None else "" for t in pdf.texts]
+        scans = [n for n, t in enumerate(texts, 1) if n not in pdf.errors and (
+            not t.strip() or (len(t.strip()) < SPARSE_CHARS and n in pdf.images))]
+        engine = self._engine()
+        if scans and engine is not None:
+            warnings += self._ocr(data, engine, scans, texts)
+        elif scans:
+            empty = [n for n in scans if not texts[n - 1].strip()]
+            sparse = [n for n in scans if texts[n - 1].strip()]
+            why = ("ingest.ocr is off" if self.options.ocr == "off"
+                   else "no OCR engine installed: apt-get install tesseract-ocr")
+            if empty:
+                warnings.append(f"no text layer on page(s) {_ranges(empty)} (image-only; "
+                                f"skipped: {why})")
+            if sparse:
+                warnings.append(f"page(s) {_ranges(sparse)} are mostly images with little text "
+                                f"(scanned? not OCR'd: {why})")
+        texts, ligatures = recover_ligatures(texts)
+        if ligatures:
+            warnings.append("private-use characters read as ligatures: " + ", ".join(
+                f"U+{ord(c):04X} = {lig!r}" for c, lig in sorted(ligatures.items())))
+        texts = dehyphenate(texts)
+        sections = [Section(text=t, page=n, title=_section_at(pdf.outline, n))
+                    for n, t in enumerate(texts, 1) if t.strip()]
         if not sections:
-            raise LoadError(
-                f"no text layer on any of its {len(pages)} page(s): scanned or image-only PDF "
-                "(OCR is not supported)"
-            )
-        if empty:
-            warnings.append(f"no text layer on page(s) {_ranges(empty)} (image-only; skipped)")
-        if sparse:
-            warnings.append(
-                f"page(s) {_ranges(sparse)} are mostly images with little text (scanned? "
-                "OCR is not supported)"
-            )
-        doc = Document(str(path), _pdf_title(reader) or path.stem, tuple(sections), str(path),
-                       self.kind)
+            raise LoadError(f"no text on any of its {count} page(s): scanned or image-only PDF "
+                            + ("and OCR found no text" if engine else "(no OCR engine installed)"))
+        doc = Document(str(path), pdf.title or path.stem, tuple(sections), str(path), self.kind)
         return Loaded([doc], warnings)
+
+    def _engine(self) -> Tesseract | None:
+        return _engine(self.options)
+
+    def _ocr(self, data: bytes, engine: Tesseract, pages: list[int], texts: list[str]) -> list[str]:
+        """OCR ``pages`` in place of their text layer where it reads more text; a page that
+        fails keeps its text layer and is reported."""
+        import pypdfium2 as pdfium
+
+        done, blank, failed = [], [], []
+        pdf = pdfium.PdfDocument(data)
+        try:
+            for number in pages:
+                try:
+                    page = engine.read(render_for_ocr(pdf[number - 1]))
+                except (OcrError, pdfium.PdfiumError) as exc:
+                    failed.append(f"page {number}: OCR failed ({exc})")
+                    continue
+                finally:
+                    self.alive()
+                if len(page.text.strip()) > len(texts[number - 1].strip()):
+                    texts[number - 1] = clean(page.text)
+                    done.append(number)
+                elif not texts[number - 1].strip():
+                    blank.append(number)
+        finally:
+            pdf.close()
+        notes = [f"OCR ({engine.name}) on page(s) {_ranges(done)}"] if done else []
+        if blank:
+            notes.append(f"page(s) {_ranges(blank)}: no text layer and OCR found no text "
+                         "(blank, or pictures only)")
+        return notes + failed
 
 
 def _has_images(page) -> bool:  # noqa: ANN001 - pypdf.PageObject
@@ -227,6 +417,64 @@ def _ranges(numbers: list[int]) -> str:
         if n is not None:
             start = prev = n
     return ", ".join(out)
+
+
+def _engine(options: LoadOptions) -> Tesseract | None:
+    try:
+        return ocr_engine(options.ocr, options.ocr_languages, options.ocr_page_timeout_s)
+    except OcrError as exc:
+        raise LoadError(str(exc)) from None
+
+
+class ImageLoader:
+    """A picture's text by OCR: PNG, JPEG, WebP, BMP, GIF, and TIFF (a page per frame)."""
+
+    kind = "image"
+    MAX_PIXELS = 100_000_000  # larger is a decompression bomb, not a photo of a page
+
+    def __init__(self, options: LoadOptions = LoadOptions(),
+                 alive: Callable[[], None] = lambda: None) -> None:
+        self.options, self.alive = options, alive
+
+    def load(self, path: Path, data: bytes) -> Loaded:
+        import io
+
+        from PIL import Image, ImageSequence, UnidentifiedImageError
+
+        too_big = LoadError(f"image over the limit of {self.MAX_PIXELS:,} pixels (a "
+                            "decompression bomb, not a photo of a page)")
+        try:
+            image = Image.open(io.BytesIO(data))
+            if image.width * image.height > self.MAX_PIXELS:
+                raise too_big
+            frames = [frame.copy() for frame in ImageSequence.Iterator(image)]
+        except Image.DecompressionBombError:
+            raise too_big from None
+        except UnidentifiedImageError:
+            raise LoadError("unreadable image: damaged, or not a format Pillow reads") from None
+        except OSError as exc:
+            raise LoadError(f"unreadable image: {exc}") from None
+        engine = _engine(self.options)
+        if engine is None:
+            raise LoadError("image file: its text needs OCR, and " + (
+                "ingest.ocr is off" if self.options.ocr == "off"
+                else "no OCR engine is installed (apt-get install tesseract-ocr)"))
+        sections, failed = [], []
+        for number, frame in enumerate(frames, 1):
+            try:
+                text = clean(engine.read(frame).text)
+            except OcrError as exc:
+                failed.append(f"frame {number}: OCR failed ({exc})")
+                continue
+            finally:
+                self.alive()
+            if text.strip():
+                page = number if len(frames) > 1 else None
+                sections.append(Section(text=dehyphenate([text])[0], page=page))
+        if not sections:
+            raise LoadError("; ".join(failed) or "OCR found no text in the image")
+        doc = Document(str(path), path.stem, tuple(sections), str(path), self.kind)
+        return Loaded([doc], failed)
 
 
 class MarkdownLoader:
@@ -361,9 +609,13 @@ LOADERS: dict[str, Loader] = {
 }
 
 
-def load_file(path: Path, data: bytes, max_pages: int = 0) -> Loaded:
-    """Detect the type and parse; raises LoadError with a specific reason."""
+def load_file(path: Path, data: bytes, options: LoadOptions = LoadOptions(),
+              alive: Callable[[], None] = lambda: None) -> Loaded:
+    """Detect the type and parse; raises LoadError with a specific reason. ``alive`` is called
+    after each OCR'd page: a long scan is slow, not stuck."""
     kind = detect_kind(path, data)
-    if kind == "pdf" and max_pages:
-        return PdfLoader(max_pages).load(path, data)
+    if kind == "pdf":
+        return PdfLoader(options, alive).load(path, data)
+    if kind == "image":
+        return ImageLoader(options, alive).load(path, data)
     return LOADERS[kind].load(path, data)

@@ -1,5 +1,6 @@
 """Parsing runs in a child process, so a parser that loops, or a file that makes it explode, is
-stopped after ``ingest.parse_timeout_s`` and reported while the job goes on; a cancel (Ctrl-C, the
+stopped after ``ingest.parse_timeout_s`` without progress (each OCR'd page is progress) and
+reported while the job goes on; a cancel (Ctrl-C, the
 UI's button) stops it at once instead of after the file.
 
 The child is ``python -m ingest.parsing``, a plain subprocess speaking pickles over its pipes:
@@ -23,10 +24,11 @@ import time
 from pathlib import Path
 from typing import IO
 
-from ingest.loaders import Loaded, LoadError, load_file
+from ingest.loaders import Loaded, LoadError, LoadOptions, load_file
 from rag.children import child_env
 
 POLL_S = 0.2
+ALIVE = "alive"
 HEADER = struct.Struct("!Q")
 
 
@@ -51,9 +53,9 @@ def _receive(stream: IO[bytes]) -> object:
 class ParseWorker:
     """One long-lived child process, started on first use and restarted after a kill."""
 
-    def __init__(self, timeout_s: float, max_pages: int, memory_mb: int = 4096) -> None:
+    def __init__(self, timeout_s: float, options: LoadOptions, memory_mb: int = 4096) -> None:
         self.timeout_s = timeout_s
-        self.max_pages = max_pages
+        self.options = options
         self.memory_mb = memory_mb
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -69,7 +71,7 @@ class ParseWorker:
         proc = self._proc
         assert proc.stdin is not None and proc.stdout is not None
         try:
-            _send(proc.stdin, (path, data, self.max_pages))
+            _send(proc.stdin, (path, data, self.options))
         except BrokenPipeError:
             self.close(kill=True)
             raise LoadError("the parser process died before reading the file") from None
@@ -78,23 +80,30 @@ class ParseWorker:
             ready, _, _ = select.select([proc.stdout], [], [],
                                         max(0.0, min(POLL_S, deadline - time.monotonic())))
             if ready:
-                break
+                message = self._receive(proc)
+                if message[0] != ALIVE:
+                    break
+                deadline = time.monotonic() + self.timeout_s
+                continue
             if cancel is not None and cancel.is_set():
                 self.close(kill=True)
                 raise Cancelled("cancelled")
             if time.monotonic() >= deadline:
                 self.close(kill=True)
-                raise LoadError(f"parsing took longer than {self.timeout_s:g} s "
+                raise LoadError(f"parsing made no progress for {self.timeout_s:g} s "
                                 "(ingest.parse_timeout_s); file skipped")
+        ok, value = message
+        if ok:
+            return value  # type: ignore[return-value]
+        raise value  # type: ignore[misc]
+
+    def _receive(self, proc: subprocess.Popen[bytes]) -> tuple[object, object]:
         try:
-            ok, value = _receive(proc.stdout)  # type: ignore[misc]
+            return _receive(proc.stdout)  # type: ignore[arg-type, return-value]
         except (EOFError, pickle.UnpicklingError):
             code = proc.wait()
             self._proc = None
             raise LoadError(f"the parser crashed on this file (exit status {code})") from None
-        if ok:
-            return value  # type: ignore[return-value]
-        raise value  # type: ignore[misc]
 
     def close(self, kill: bool = False) -> None:
         proc, self._proc = self._proc, None
@@ -108,7 +117,8 @@ class ParseWorker:
 
 
 def _serve() -> None:
-    """The child's loop: one (path, data, max_pages) in, one (ok, Loaded or exception) out."""
+    """The child's loop: one (path, data, options) in, one (ok, Loaded or exception) out, with
+    (ALIVE, None) after each OCR'd page before it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     limit = int(os.environ.get("RAG_PARSER_MEMORY_MB", "0")) * 2**20
@@ -118,11 +128,12 @@ def _serve() -> None:
     sys.stdout = sys.stderr  # a chatty library must not corrupt the protocol
     while True:
         try:
-            path, data, max_pages = _receive(stdin)  # type: ignore[misc]
+            path, data, options = _receive(stdin)  # type: ignore[misc]
         except EOFError:
             return
         try:
-            result: tuple[bool, object] = (True, load_file(path, data, max_pages))
+            result: tuple[bool, object] = (
+                True, load_file(path, data, options, lambda: _send(stdout, (ALIVE, None))))
         except MemoryError:
             result = (False, LoadError("parsing needed more memory than ingest.parse_memory_mb "
                                        "allows; file skipped"))

@@ -42,8 +42,14 @@ class IngestSettings(_Section):
     """Per-file limits: a file over one is reported as failed and the job goes on."""
 
     max_file_mb: float = Field(100, gt=0, description="larger files are not read")
-    parse_timeout_s: float = Field(120, gt=0, description="parsing one file (separate process)")
+    parse_timeout_s: float = Field(120, gt=0, description=(
+        "parsing one file (separate process) without progress; each OCR'd page is progress"))
     max_pages: int = Field(5000, ge=1, description="PDFs with more pages are refused")
+    ocr: Literal["auto", "tesseract", "off"] = Field("auto", description=(
+        "OCR of scanned pages and image files; auto: when tesseract is installed"))
+    ocr_languages: str = Field("eng", pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$", description=(
+        "Tesseract language packs, e.g. eng+deu (each needs tesseract-ocr-LANG installed)"))
+    ocr_page_timeout_s: float = Field(60, gt=0, description="one page's OCR; then it is skipped")
     parse_memory_mb: int = Field(
         4096, ge=128, description="address-space limit of the parser process (bombs fail alone)")
 

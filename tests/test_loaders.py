@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from ingest.loaders import LoadError, detect_kind, load_file
+from ingest.loaders import LoadError, LoadOptions, detect_kind, load_file
 from tests.conftest import PAPERS, PDF_EDGE, needs_shared
 
 
-def load(path: Path):  # noqa: ANN201
-    return load_file(path, path.read_bytes())
+def load(path: Path, options: LoadOptions | None = None):  # noqa: ANN201
+    return load_file(path, path.read_bytes(), options or LoadOptions())
 
 
 @pytest.mark.parametrize(
@@ -23,6 +23,7 @@ def load(path: Path):  # noqa: ANN201
         ("corpus.jsonl", b'{"_id": "1", "title": "t", "text": "x"}\n', "beir"),
         ("data.jsonl", b'{"id": 1}\n', "text"),
         ("readme", b"plain words", "text"),
+        ("scan.txt", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "image"),
     ],
 )
 def test_detect_kind_by_content(name: str, data: bytes, kind: str) -> None:
@@ -34,7 +35,7 @@ def test_detect_kind_by_content(name: str, data: bytes, kind: str) -> None:
     [
         (b"", "empty file"),
         (b"  \n\n", "empty file"),
-        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "unsupported file type: image/png"),
+        (b"ID3\x03\x00" + b"\x00" * 64, "unsupported file type: audio/mpeg"),
         (b"PK\x03\x04" + b"\x00" * 64, "unsupported file type: application/zip"),
         (b"\x01\x02\x00\x00\xff" * 20, "unsupported binary file"),
     ],
@@ -98,7 +99,7 @@ def test_encrypted_pdf_reports_password() -> None:
 
 @needs_shared(PDF_EDGE)
 def test_image_only_pages_are_named() -> None:
-    loaded = load(PDF_EDGE / "imagemagick-images.pdf")
+    loaded = load(PDF_EDGE / "imagemagick-images.pdf", LoadOptions(ocr="off"))
     assert any("no text layer on page(s) 4-5" in w for w in loaded.warnings)
 
 
@@ -111,7 +112,7 @@ def test_pdf_outline_names_sections_and_pages_are_numbered() -> None:
 
 @needs_shared(PAPERS)
 def test_scanned_paper_is_flagged() -> None:
-    loaded = load(PAPERS / "Huffman1952.pdf")
+    loaded = load(PAPERS / "Huffman1952.pdf", LoadOptions(ocr="off"))
     joined = " ".join(loaded.warnings)
     assert "no text layer on page(s) 3-4" in joined
     assert "mostly images" in joined

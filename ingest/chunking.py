@@ -38,6 +38,30 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return out
 
 
+# A Markdown table (what the loaders make of Office, CSV and HTML tables): a header row, its
+# |---| rule, then one row per line. Chunks split it between rows only, and a chunk that starts
+# inside it repeats the header, so each row is read (and embedded) under its column names.
+_TABLE = re.compile(r"^\|.*\|[ \t]*\n\|[ \t:|-]*-[ \t:|-]*\|[ \t]*$(?:\n\|.*\|[ \t]*$)*", re.M)
+
+Span = tuple[int, int]
+
+
+def unit_spans(text: str) -> list[tuple[int, int, Span | None]]:
+    """Sentence-like units, and table rows with their table's header span (the header itself
+    is one unit, with None)."""
+    out: list[tuple[int, int, Span | None]] = []
+    pos = 0
+    for table in _TABLE.finditer(text):
+        out += [(pos + a, pos + b, None) for a, b in sentence_spans(text[pos:table.start()])]
+        lines = [m.span() for m in re.finditer(r"[^\n]+", table.group())]
+        header = (table.start(), table.start() + lines[1][1])
+        out.append((*header, None))
+        out += [(table.start() + a, table.start() + b, header) for a, b in lines[2:]]
+        pos = table.end()
+    out += [(pos + a, pos + b, None) for a, b in sentence_spans(text[pos:])]
+    return out
+
+
 # A token is rarely over 12 characters, so a piece of budget * 12 characters holds at least a
 # chunk's worth of tokens; longer runs without a sentence end (a 16 MB one-line file) are cut
 # into such pieces first, so the tokenizer never sees more than one piece at a time.
@@ -88,8 +112,10 @@ class TokenChunker:
         chunks: list[Chunk] = []
         doc_id = doc.id  # hashes the whole document: once, not per chunk
         for section in doc.sections:
-            for start, end in self._pack(section.text, budget, prefix):
+            for start, end, header in self._pack(section.text, budget, prefix):
                 text = section.text[start:end]
+                if header is not None:
+                    text = section.text[header[0]:header[1]] + "\n" + text
                 chunks.append(
                     Chunk(
                         text=text,
@@ -114,15 +140,17 @@ class TokenChunker:
         prefix = title.strip() + "\n"
         return prefix if self._count([prefix])[0] <= self.max_tokens // 4 else ""
 
-    def _units(self, text: str, budget: int) -> list[tuple[int, int, int]]:
-        """(start, end, tokens) per unit; units over budget are split at token offsets."""
-        spans = [p for a, b in sentence_spans(text) for p in _pieces(text, a, b, budget)]
+    def _units(self, text: str, budget: int) -> list[tuple[int, int, int, Span | None]]:
+        """(start, end, tokens, table header) per unit; units over budget are split at token
+        offsets (a table row too, if one row is over the budget)."""
+        spans = [(p, header) for a, b, header in unit_spans(text)
+                 for p in _pieces(text, a, b, budget)]
         counts = [n for i in range(0, len(spans), COUNT_BATCH)
-                  for n in self._count([text[a:b] for a, b in spans[i : i + COUNT_BATCH]])]
+                  for n in self._count([text[a:b] for (a, b), _ in spans[i : i + COUNT_BATCH]])]
         units = []
-        for (a, b), n in zip(spans, counts, strict=True):
+        for ((a, b), header), n in zip(spans, counts, strict=True):
             if n <= budget:
-                units.append((a, b, n))
+                units.append((a, b, n, header))
                 continue
             offsets = self.embedder.tokenizer(
                 text[a:b], add_special_tokens=False, return_offsets_mapping=True
@@ -130,26 +158,32 @@ class TokenChunker:
             step = max(1, budget - self.overlap_tokens)
             for i in range(0, len(offsets), step):
                 window = offsets[i : i + budget]
-                units.append((a + window[0][0], a + window[-1][1], len(window)))
+                units.append((a + window[0][0], a + window[-1][1], len(window), header))
                 if i + budget >= len(offsets):
                     break
         return units
 
-    def _pack(self, text: str, budget: int, prefix: str) -> list[tuple[int, int]]:
+    def _pack(self, text: str, budget: int, prefix: str) -> list[tuple[int, int, Span | None]]:
+        """(start, end, header) per chunk: the header span of the table a chunk starts inside,
+        whose text goes before the chunk's (its tokens count against the budget)."""
         units = self._units(text, budget)
-        out: list[tuple[int, int]] = []
+        tables = {u[3] for u in units if u[3] is not None}
+        headers = {h: self._count([text[h[0]:h[1]] + "\n"])[0] for h in tables}
+        out: list[tuple[int, int, Span | None]] = []
         i = 0
         while i < len(units):
-            j, used = i, 0
+            header = units[i][3]
+            lead = text[header[0]:header[1]] + "\n" if header else ""
+            j, used = i, headers[header] if header else 0
             while j < len(units) and (j == i or used + units[j][2] <= budget):
                 used += units[j][2]
                 j += 1
             # Joining can change tokenisation slightly: verify with the real tokenizer.
-            while j - i > 1 and self._count([prefix + text[units[i][0] : units[j - 1][1]]])[0] > (
-                self.max_tokens
-            ):
+            while j - i > 1 and self._count(
+                [prefix + lead + text[units[i][0] : units[j - 1][1]]]
+            )[0] > self.max_tokens:
                 j -= 1
-            out.append((units[i][0], units[j - 1][1]))
+            out.append((units[i][0], units[j - 1][1], header))
             if j >= len(units):
                 break
             # Next chunk starts with trailing units worth at most overlap_tokens.

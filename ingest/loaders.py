@@ -15,6 +15,13 @@ from rag.types import Document, Section
 
 MARKDOWN_EXT = {".md", ".markdown", ".mdx", ".mdown"}
 HTML_EXT = {".html", ".htm", ".xhtml"}
+PACKAGES = {  # ZIP-based formats, by the MIME type filetype reads from their contents
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": "pptx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+    "application/epub+zip": "epub",
+}
+OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/tiff", "image/webp", "image/bmp", "image/gif"}
 
 
@@ -135,22 +142,30 @@ def decode_text(data: bytes) -> str:
 
 
 def detect_kind(path: Path, data: bytes) -> str:
-    """pdf, image, html, markdown, beir, text; raises LoadError for empty or unsupported content."""
+    """pdf, image, docx, pptx, xlsx, epub, csv, html, markdown, beir, text; raises LoadError
+    for empty or unsupported content."""
     if not data.strip():
         raise LoadError("empty file (0 bytes of content)")
     if b"%PDF-" in data[:1024]:
         return "pdf"
     import filetype
 
+    if data.startswith(OLE2):
+        raise LoadError("password-protected Office file, or an old binary .doc/.xls/.ppt: "
+                        "save it as .docx/.xlsx/.pptx without a password to index it")
     guessed = filetype.guess(data[:8192])
     if guessed is not None and guessed.mime in IMAGE_TYPES:
         return "image"
+    if guessed is not None and guessed.mime in PACKAGES:
+        return PACKAGES[guessed.mime]
+    ext = path.suffix.lower()
+    if guessed is not None and guessed.mime == "application/zip" and ext[1:] in PACKAGES.values():
+        return ext[1:]  # a damaged package: its loader says what is wrong
     if guessed is not None:
         raise LoadError(f"unsupported file type: {guessed.mime}")
     head = data[:4096]
     if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise LoadError("unsupported binary file")
-    ext = path.suffix.lower()
     start = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if ext in HTML_EXT or start.startswith((b"<!doctype html", b"<html")):
         return "html"
@@ -158,6 +173,8 @@ def detect_kind(path: Path, data: bytes) -> str:
         return "beir"
     if ext in MARKDOWN_EXT:
         return "markdown"
+    if ext in {".csv", ".tsv"}:
+        return "csv"
     return "text"
 
 
@@ -484,7 +501,7 @@ class MarkdownLoader:
 
     def load(self, path: Path, data: bytes) -> Loaded:
         text = clean(decode_text(data))
-        return Loaded([_heading_document(path, text, _markdown_headings(text), self.kind)])
+        return Loaded([heading_document(path, text, _markdown_headings(text), self.kind)])
 
 
 def _markdown_headings(text: str) -> list[tuple[int, int, str]]:
@@ -503,7 +520,7 @@ def _markdown_headings(text: str) -> list[tuple[int, int, str]]:
     return headings
 
 
-def _heading_document(
+def heading_document(
     path: Path, text: str, headings: list[tuple[int, int, str]], kind: str
 ) -> Document:
     sections: list[Section] = []
@@ -526,43 +543,72 @@ MARK = "\ue000"  # private-use character marking headings inside extracted HTML 
 
 
 class HtmlLoader:
-    """Main text via BeautifulSoup (boilerplate elements dropped), split into heading sections."""
+    """Main text via BeautifulSoup (boilerplate elements dropped), split into heading sections;
+    tables become Markdown tables."""
 
     kind = "html"
-    DROP = ["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "svg",
-            "template", "iframe"]
 
     def load(self, path: Path, data: bytes) -> Loaded:
-        from bs4 import BeautifulSoup
+        return Loaded([html_document(path, decode_text(data), self.kind)])
 
-        soup = BeautifulSoup(decode_text(data), "lxml")
-        title = soup.title.get_text(" ", strip=True) if soup.title else ""
-        for tag in soup(self.DROP):
-            tag.decompose()
-        main = soup.find("main") or soup.find("article") or soup.body or soup
-        for h in main.find_all(re.compile(r"^h[1-6]$")):
-            heading = h.get_text(" ", strip=True)
-            h.replace_with(f"\n{MARK}{h.name[1]}{MARK}{heading}{MARK}\n")
-        raw = main.get_text("\n")
-        lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in raw.splitlines()]
-        text = clean(re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip())
-        headings, plain, pos, offset = [], [], 0, 0
-        for match in re.finditer(f"{MARK}(\\d){MARK}(.*?){MARK}", text):
-            plain.append(text[pos:match.start()])
-            offset += len(plain[-1])
-            heading = match.group(2)
-            headings.append((offset, int(match.group(1)), heading))
-            plain.append(heading)
-            offset += len(heading)
-            pos = match.end()
-        plain.append(text[pos:])
-        body = "".join(plain)
-        if not body.strip():
-            raise LoadError("HTML page has no text content")
-        doc = _heading_document(path, body, headings, self.kind)
-        if title:
-            doc = Document(doc.source, title, doc.sections, doc.key, doc.kind)
-        return Loaded([doc])
+
+HTML_DROP = ["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "svg",
+             "template", "iframe"]
+
+
+def html_document(path: Path, html: str, kind: str) -> Document:
+    import warnings
+
+    from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML reads well as HTML
+        soup = BeautifulSoup(html, "lxml")
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    for tag in soup(HTML_DROP):
+        tag.decompose()
+    main = soup.find("main") or soup.find("article") or soup.body or soup
+    for table in reversed(main.find_all("table")):  # innermost first
+        rows = [[cell.get_text(" ", strip=True) for cell in tr.find_all(["th", "td"])]
+                for tr in table.find_all("tr")]
+        table.replace_with(f"\n\n{markdown_table(rows)}\n\n")
+    for h in main.find_all(re.compile(r"^h[1-6]$")):
+        heading = h.get_text(" ", strip=True)
+        h.replace_with(f"\n{MARK}{h.name[1]}{MARK}{heading}{MARK}\n")
+    raw = main.get_text("\n")
+    lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in raw.splitlines()]
+    text = clean(re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip())
+    headings, plain, pos, offset = [], [], 0, 0
+    for match in re.finditer(f"{MARK}(\\d){MARK}(.*?){MARK}", text):
+        plain.append(text[pos:match.start()])
+        offset += len(plain[-1])
+        heading = match.group(2)
+        headings.append((offset, int(match.group(1)), heading))
+        plain.append(heading)
+        offset += len(heading)
+        pos = match.end()
+    plain.append(text[pos:])
+    body = "".join(plain)
+    if not body.strip():
+        raise LoadError("HTML page has no text content")
+    doc = heading_document(path, body, headings, kind)
+    return Document(doc.source, title, doc.sections, doc.key, doc.kind) if title else doc
+
+
+def markdown_table(rows: list[list[str]]) -> str:
+    """Rows (the first is the header) as a Markdown table, one row per line: what the chunker
+    keeps whole and heads with its column names. Empty rows are dropped; short rows padded."""
+    def cell(value: str) -> str:
+        return " ".join(clean(str(value)).split()).replace("|", "\\|")
+
+    rows = [[cell(v) for v in row] for row in rows]
+    rows = [row for row in rows if any(row)]
+    if not rows:
+        return ""
+    width = max(len(row) for row in rows)
+    lines = ["| " + " | ".join(row + [""] * (width - len(row))) + " |" for row in rows]
+    lines.insert(1, "|" + " --- |" * width)
+    return "\n".join(lines)
 
 
 class TextLoader:
@@ -618,4 +664,8 @@ def load_file(path: Path, data: bytes, options: LoadOptions = LoadOptions(),
         return PdfLoader(options, alive).load(path, data)
     if kind == "image":
         return ImageLoader(options, alive).load(path, data)
+    if kind not in LOADERS:
+        from ingest.office import OFFICE_LOADERS
+
+        return OFFICE_LOADERS[kind].load(path, data)
     return LOADERS[kind].load(path, data)

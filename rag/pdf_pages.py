@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +62,55 @@ def find_spans(page_text: str, passage: str) -> list[tuple[int, int]]:
     return spans
 
 
+Box = tuple[float, float, float, float]
+
+
+def _pdf_box(rect: Box, left: float, top: float, scale: float) -> Box:
+    x0, y0, x1, y1 = rect
+    return ((x0 - left) * scale, (top - y1) * scale, (x1 - left) * scale, (top - y0) * scale)
+
+
+def _mark(draw, pieces: Sequence[tuple[tuple[int, ...], str]],  # noqa: ANN001 - ImageDraw
+          boxes: Callable[[str], list[Box]]) -> int:
+    """Fills the boxes of each piece in its colour; returns how many pieces were found."""
+    found = 0
+    for colour, piece in pieces:
+        rects = boxes(piece)
+        found += bool(rects)
+        for rect in rects:
+            draw.rectangle(list(rect), fill=colour)
+    return found
+
+
+def _ocr_boxes(pg, scale: float) -> Callable[[str], list[Box]] | None:  # noqa: ANN001
+    """Finds pieces in the page's OCR words (boxes scaled to the rendered image), or None
+    without an OCR engine."""
+    from ingest.ocr import OcrError, ocr_engine, render_for_ocr
+
+    engine = ocr_engine("auto")
+    if engine is None:
+        return None
+    image = render_for_ocr(pg)
+    try:
+        words = engine.read(image).words
+    except OcrError:
+        return None
+    ratio = scale / (image.width / pg.get_size()[0])
+    joined, starts = "", []
+    for word in words:
+        starts.append(len(joined))
+        joined += word.text + " "
+
+    def boxes(piece: str) -> list[Box]:
+        out = []
+        for a, b in find_spans(joined, piece):
+            for word, start in zip(words, starts, strict=True):
+                if start < b and start + len(word.text) > a:
+                    out.append(tuple(v * ratio for v in word.box))
+        return out  # type: ignore[return-value]
+    return boxes
+
+
 def render_page(path: str | Path, page: int, passage: str, evidence: Sequence[str] = (),
                 scale: float = 1.5, max_pixels: int = MAX_PIXELS) -> RenderedPage:
     """PNG of 1-based ``page`` with ``passage`` marked yellow and ``evidence`` sentences orange.
@@ -91,21 +140,26 @@ def render_page(path: str | Path, page: int, passage: str, evidence: Sequence[st
         left, bottom, _, top = pg.get_cropbox()
         overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
         draw = ImageDraw.Draw(overlay)
-        marked, notes = 0, []
-        for colour, pieces in ((PASSAGE, [passage]), (EVIDENCE, list(evidence))):
-            for piece in pieces:
-                spans = find_spans(page_text, piece)
-                marked += bool(spans)
-                for a, b in spans:
-                    for i in range(text.count_rects(a, b - a)):
-                        x0, y0, x1, y1 = text.get_rect(i)
-                        draw.rectangle([(x0 - left) * scale, (top - y1) * scale,
-                                        (x1 - left) * scale, (top - y0) * scale], fill=colour)
+        pieces = [(PASSAGE, passage)] + [(EVIDENCE, e) for e in evidence]
+
+        def layer_boxes(piece: str) -> list[Box]:
+            return [_pdf_box(text.get_rect(i), left, top, scale)
+                    for a, b in find_spans(page_text, piece)
+                    for i in range(text.count_rects(a, b - a))]
+
+        marked = _mark(draw, pieces, layer_boxes)
         wanted = 1 + len(evidence)
-        if not page_text.strip():
-            notes.append("this page has no text layer (a scan?): nothing can be marked")
+        notes = []
+        ocr = None if marked else _ocr_boxes(pg, scale)  # a scan, or a page indexed by OCR
+        if ocr is not None:
+            marked = _mark(draw, pieces, ocr)
+            notes += ["marked on the page's OCR text"] if marked else []
+        if not marked and not page_text.strip() and ocr is None:
+            notes.append("this page has no text layer (a scan?) and no OCR engine is "
+                         "installed: nothing can be marked")
         elif marked < wanted:
-            notes.append("the text layer differs from the indexed text: not every part is marked")
+            notes.append("the page's text differs from the indexed text: not every part is "
+                         "marked")
         out = io.BytesIO()
         Image.alpha_composite(image, overlay).convert("RGB").save(out, format="PNG")
         return RenderedPage(out.getvalue(), image.width, image.height, marked, wanted, notes)

@@ -64,3 +64,22 @@ def test_real_tokenizer_limits(minilm) -> None:  # noqa: ANN001
         n = len(minilm.model.tokenizer(c.embed_text)["input_ids"])  # with [CLS] and [SEP]
         assert n <= limit
     assert max(len(minilm.model.tokenizer(c.embed_text)["input_ids"]) for c in chunks) > limit - 30
+
+
+def test_tables_split_between_rows_and_repeat_their_header() -> None:
+    emb = HashEmbedder(max_tokens=40)
+    header = "| Model | Layers | BLEU |\n| --- | --- | --- |"
+    rows = [f"| model-{i} | {i} | {20 + i}.5 |" for i in range(12)]
+    text = "Results follow. The table lists every model.\n\n" + header + "\n" + "\n".join(rows)
+    chunks = TokenChunker(emb, overlap_tokens=0, prepend_title=False).chunk(doc(text))
+    assert len(chunks) > 2
+    seen = []
+    for c in chunks:
+        assert emb.count_tokens([c.embed_text])[0] <= 40
+        span = text[c.char_start:c.char_end]
+        body = [line for line in span.splitlines() if line.startswith("| model-")]
+        assert all(line in rows for line in body)  # no row is cut
+        seen += body
+        if "| model-" in span and header not in span:
+            assert c.text == header + "\n" + span  # a continued table keeps its column names
+    assert sorted(set(seen)) == sorted(rows)

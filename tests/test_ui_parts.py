@@ -14,12 +14,14 @@ import pypdf
 import pytest
 from click.testing import CliRunner
 
+from ingest.ocr import Tesseract
 from rag.cli.main import cli
 from rag.config import load_settings
 from rag.conversation import clean_rewrite, trim_history
 from rag.feedback import FeedbackStore, feedback_path
 from rag.pdf_pages import PageRenderError, find_spans, render_page
 from tests.conftest import PAPERS, needs_shared
+from tests.documents import image_pdf
 from ui import render
 from ui.jobs import JobRunner
 from ui.launcher import LlmState, plan_llm, streamlit_command
@@ -137,12 +139,29 @@ def test_render_page_marks_the_cited_passage() -> None:
     assert marked > 1000  # yellow-ish pixels under the passage
 
 
-def test_render_page_of_a_scan_says_nothing_can_be_marked(tmp_path: Path) -> None:
-    from PIL import Image
+def test_render_page_of_a_scan_without_ocr_says_nothing_can_be_marked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ingest.ocr
 
-    Image.new("RGB", (200, 300), "white").save(tmp_path / "scan.pdf")  # image only, no text
+    monkeypatch.setattr(ingest.ocr, "ocr_engine", lambda *a: None)
+    (tmp_path / "scan.pdf").write_bytes(image_pdf([["A method for the construction of codes"]]))
     page = render_page(tmp_path / "scan.pdf", 1, "A method for the construction")
     assert page.marked == 0 and "no text layer" in page.notes[0]
+
+
+@pytest.mark.skipif(not Tesseract.available(), reason="tesseract not installed")
+def test_render_page_of_a_scan_marks_the_ocr_words(tmp_path: Path) -> None:
+    from PIL import Image
+
+    (tmp_path / "scan.pdf").write_bytes(image_pdf([["A method for the construction of codes",
+                                                    "Nothing else is marked on this line."]]))
+    page = render_page(tmp_path / "scan.pdf", 1, "A method for the construction of codes")
+    assert page.marked == 1 and page.notes == ["marked on the page's OCR text"]
+    image = Image.open(io.BytesIO(page.png)).convert("RGB")
+    rows = [y for y in range(image.height)
+            if any(r > 240 and g > 150 and b < 200 for r, g, b in
+                   (image.getpixel((x, y)) for x in range(0, image.width, 4)))]
+    assert rows and max(rows) - min(rows) < image.height / 10  # the first line only
 
 
 def test_render_page_errors(tmp_path: Path) -> None:

@@ -1,0 +1,236 @@
+"""Office documents, spreadsheets and e-books: DOCX (headings as sections, tables), PPTX (a
+slide per page), XLSX and CSV (a sheet per section, rows under their header), EPUB (chapters in
+reading order). Each library is imported when its first file comes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from ingest.loaders import (
+    Loaded,
+    LoadError,
+    clean,
+    decode_text,
+    heading_document,
+    html_document,
+    markdown_table,
+)
+from rag.types import Document, Section
+
+MAX_ROWS = 100_000  # per sheet; a bigger one is a database export, indexed up to here
+
+
+def _open_zip(data: bytes, what: str) -> None:
+    """Office and EPUB files are ZIP packages: damaged ones get one clear reason."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as package:
+            if package.testzip() is not None:
+                raise LoadError(f"corrupt {what}: a part of its package is damaged")
+    except zipfile.BadZipFile as exc:
+        raise LoadError(f"corrupt {what}: {exc}") from None
+
+
+class DocxLoader:
+    """Paragraphs and tables in document order; Heading and Title styles name sections."""
+
+    kind = "docx"
+
+    def load(self, path: Path, data: bytes) -> Loaded:
+        _open_zip(data, "DOCX")
+        import docx
+        from docx.table import Table
+        from docx.text.paragraph import Paragraph
+
+        document = docx.Document(io.BytesIO(data))
+        parts: list[str] = []
+        headings: list[tuple[int, int, str]] = []
+        offset = 0
+        for element in document.element.body.iterchildren():
+            tag = element.tag.rsplit("}", 1)[-1]
+            if tag == "p":
+                paragraph = Paragraph(element, document)
+                text = clean(paragraph.text).strip()
+                level = _heading_level(paragraph.style.name if paragraph.style else "")
+                if text and level:
+                    headings.append((offset, level, text))
+            elif tag == "tbl":
+                table = Table(element, document)
+                text = markdown_table([[c.text for c in row.cells] for row in table.rows])
+            else:
+                continue
+            if text:
+                parts.append(text + "\n\n")
+                offset += len(parts[-1])
+        doc = heading_document(path, "".join(parts), headings, self.kind)
+        title = clean(document.core_properties.title or "").strip()
+        return Loaded([Document(doc.source, title, doc.sections, doc.key, doc.kind)
+                       if title else doc])
+
+
+def _heading_level(style: str) -> int:
+    if style == "Title":
+        return 1
+    if style.startswith("Heading "):
+        number = style.removeprefix("Heading ")
+        return int(number) if number.isdigit() else 0
+    return 0
+
+
+class PptxLoader:
+    """A slide per page: its title names the section; text boxes, tables and speaker notes."""
+
+    kind = "pptx"
+
+    def load(self, path: Path, data: bytes) -> Loaded:
+        _open_zip(data, "PPTX")
+        from pptx import Presentation
+
+        deck = Presentation(io.BytesIO(data))
+        sections = []
+        for number, slide in enumerate(deck.slides, 1):
+            title_shape = slide.shapes.title
+            title = clean(title_shape.text_frame.text).strip() if title_shape is not None else ""
+            parts = [t for t in _shape_texts(slide.shapes) if t]
+            if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
+                notes = clean(slide.notes_slide.notes_text_frame.text).strip()
+                parts += [f"Notes: {notes}"] if notes else []
+            if parts:
+                sections.append(Section("\n\n".join(parts), number, title or None))
+        if not sections:
+            raise LoadError("no text on any slide")
+        deck_title = clean(deck.core_properties.title or "").strip()
+        return Loaded([Document(str(path), deck_title or path.stem, tuple(sections), str(path),
+                                self.kind)])
+
+
+def _shape_texts(shapes) -> Iterator[str]:  # noqa: ANN001 - pptx shape collection
+    """Text of each shape from top to bottom, left to right; groups are entered."""
+    def position(shape) -> tuple[int, int]:  # noqa: ANN001
+        return (shape.top or 0, shape.left or 0)
+
+    for shape in sorted(shapes, key=position):
+        if shape.shape_type is not None and shape.shape_type == 6:  # MSO_SHAPE_TYPE.GROUP
+            yield from _shape_texts(shape.shapes)
+        elif getattr(shape, "has_table", False) and shape.has_table:
+            yield markdown_table([[c.text for c in row.cells] for row in shape.table.rows])
+        elif getattr(shape, "has_text_frame", False) and shape.has_text_frame:
+            yield clean(shape.text_frame.text).strip()
+
+
+def _rows_section(rows: Iterator[list[str]], title: str | None) -> tuple[Section | None, bool]:
+    """A sheet's rows (the first non-empty one is the header) as one table section; whether
+    rows past MAX_ROWS were left out."""
+    kept: list[list[str]] = []
+    for row in rows:
+        if len(kept) > MAX_ROWS:
+            return Section(markdown_table(kept), None, title), True
+        if any(cell.strip() for cell in row):
+            kept.append(row)
+    table = markdown_table(kept)
+    return (Section(table, None, title) if table else None), False
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()  # type: ignore[no-any-return]
+    return str(value)
+
+
+class XlsxLoader:
+    """A sheet per section, named after it; rows as a table under the sheet's first row.
+    Formulas give their last computed values."""
+
+    kind = "xlsx"
+
+    def load(self, path: Path, data: bytes) -> Loaded:
+        _open_zip(data, "XLSX")
+        from openpyxl import load_workbook
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # openpyxl warns about styles and extensions it skips
+            book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        sections, cut = [], []
+        try:
+            for sheet in book.worksheets:
+                rows = ([_cell(v) for v in row] for row in sheet.iter_rows(values_only=True))
+                section, over = _rows_section(rows, sheet.title)
+                sections += [section] if section else []
+                cut += [sheet.title] if over else []
+        finally:
+            book.close()
+        if not sections:
+            raise LoadError("no cells with content in any sheet")
+        notes = [f"sheet(s) {', '.join(cut)}: only the first {MAX_ROWS:,} rows indexed"] if cut else []
+        return Loaded([Document(str(path), path.stem, tuple(sections), str(path), self.kind)],
+                      notes)
+
+
+class CsvLoader:
+    """Rows as a table under the header row; the delimiter is detected."""
+
+    kind = "csv"
+
+    def load(self, path: Path, data: bytes) -> Loaded:
+        text = clean(decode_text(data))
+        try:
+            dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(
+                text[:20_000], delimiters=",;\t|")
+        except csv.Error:
+            dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
+        try:
+            section, over = _rows_section(iter(csv.reader(io.StringIO(text), dialect)), None)
+        except csv.Error as exc:
+            raise LoadError(f"malformed CSV: {exc}") from None
+        if section is None:
+            raise LoadError("no cells with content")
+        notes = [f"only the first {MAX_ROWS:,} rows indexed"] if over else []
+        return Loaded([Document(str(path), path.stem, (section,), str(path), self.kind)], notes)
+
+
+class EpubLoader:
+    """Chapters in reading order (the spine), each split at its headings; DRM is refused."""
+
+    kind = "epub"
+
+    def load(self, path: Path, data: bytes) -> Loaded:
+        _open_zip(data, "EPUB")
+        with zipfile.ZipFile(io.BytesIO(data)) as package:
+            if "META-INF/encryption.xml" in package.namelist():
+                raise LoadError("EPUB with DRM or font encryption (META-INF/encryption.xml): "
+                                "its text cannot be read")
+        from ebooklib import ITEM_DOCUMENT, epub
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ebooklib's FutureWarnings about its own options
+            try:
+                book = epub.read_epub(io.BytesIO(data), {"ignore_ncx": True})
+            except Exception as exc:  # ebooklib raises KeyError, EpubException, lxml errors
+                raise LoadError(f"unreadable EPUB: {exc}") from None
+        sections: list[Section] = []
+        for idref, _ in book.spine:
+            item = book.get_item_with_id(idref)
+            if item is None or item.get_type() != ITEM_DOCUMENT:
+                continue
+            try:
+                chapter = html_document(path, item.get_content().decode("utf-8", "replace"),
+                                        self.kind)
+            except LoadError:
+                continue  # a cover or an empty page
+            sections += chapter.sections
+        if not sections:
+            raise LoadError("no text in any chapter")
+        titles = book.get_metadata("DC", "title")
+        title = clean(titles[0][0]).strip() if titles else ""
+        return Loaded([Document(str(path), title or path.stem, tuple(sections), str(path),
+                                self.kind)])
+
+
+OFFICE_LOADERS = {loader.kind: loader for loader in (
+    DocxLoader(), PptxLoader(), XlsxLoader(), CsvLoader(), EpubLoader())}

@@ -248,7 +248,7 @@ class Indexer:
                 report.unchanged += 1
                 return
             st, data = read_regular(path, int(self.limits.max_file_mb * 2**20))
-            digest = hashlib.sha256(data).hexdigest()
+            digest = file_digest(data)
             if known and known.sha256 == digest:
                 store.touch_file(str(path), st.st_size, st.st_mtime_ns)
                 report.unchanged += 1
@@ -295,13 +295,24 @@ class Indexer:
             progress.chunks_done(len(batch))
 
 
+# What a file yields changes with the loaders (OCR, text cleaning, new formats): their version is
+# part of each file's recorded digest, so files indexed by older loaders are read again by the
+# next run; chunks whose text did not change keep their vectors.
+LOADER_VERSION = 2
+
+
+def file_digest(data: bytes) -> str:
+    return f"{LOADER_VERSION}:{hashlib.sha256(data).hexdigest()}"
+
+
 # File systems stamp mtimes with a coarse clock: a file rewritten (same size) within the same
 # tick as it was indexed keeps its mtime. Such "racily clean" records are hashed, as git does.
 RACY_NS = 2_000_000_000
 
 
 def _unchanged(known: FileRecord, st: os.stat_result) -> bool:
-    return (known.size == st.st_size and known.mtime_ns == st.st_mtime_ns
+    return (known.sha256.startswith(f"{LOADER_VERSION}:") and known.size == st.st_size
+            and known.mtime_ns == st.st_mtime_ns
             and st.st_mtime_ns < known.indexed_at * 1e9 - RACY_NS)
 
 

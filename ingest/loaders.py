@@ -67,16 +67,17 @@ _COMPOUND = re.compile(r"\b(\w+)-(\w+)\b")
 
 
 _PRIVATE = re.compile("[\ue000-\uf8ff]")
-LIGATURES = ("fi", "fl", "ff", "ffi", "ffl", "ft", "st")
+LIGATURES = ("fi", "ff", "fl", "ffi", "ffl")  # TeX's f-ligatures, most frequent first
 KNOWN_ZIPF = 1.5  # wordfreq's scale: 1.5 is about once per 30 million words
 
 
 def recover_ligatures(pages: list[str]) -> tuple[list[str], dict[str, str]]:
     """Private-use code points that a PDF font gives its ligature glyphs (a TeX font with no
     ToUnicode entry for them: the Attention paper's "fi" is U+E000 to every extractor) mapped back
-    to letters. For each code point, the ligature that turns most of the words it occurs in into
-    known English words (wordfreq) wins, if it explains at least half of at least two words;
-    code points no ligature explains (symbols, math) stay."""
+    to letters. For each code point, the ligature that turns the most of the words it occurs in
+    into known English words (wordfreq; counted in letters, so long words weigh more than short
+    accidental ones like "stat") wins if it explains at least half; code points no ligature
+    explains (symbols, math) stay."""
     codes = {c for page in pages for c in _PRIVATE.findall(page)}
     if not codes:
         return pages, {}
@@ -86,11 +87,13 @@ def recover_ligatures(pages: list[str]) -> tuple[list[str], dict[str, str]]:
     for code in sorted(codes):
         words = {w for page in pages for w in re.findall(f"[^\\W\\d_]*{code}[^\\W\\d_]*", page)
                  if len(w) > 1}
-        if len(words) < 2:
+        if not words:
             continue
-        share, best = max((sum(zipf_frequency(w.replace(code, lig), "en") >= KNOWN_ZIPF
-                               for w in words) / len(words), lig) for lig in LIGATURES)
-        if share >= 0.5:
+        letters = sum(len(w) for w in words)
+        share = {lig: sum(len(w) for w in words if zipf_frequency(w.replace(code, lig), "en")
+                          >= KNOWN_ZIPF) / letters for lig in LIGATURES}
+        best = max(LIGATURES, key=share.__getitem__)  # ties: the more frequent ligature
+        if share[best] >= 0.5:
             found[code] = best
     if found:
         table = str.maketrans(found)
@@ -313,7 +316,7 @@ class PdfLoader:
         texts = [clean(t) if t is not None else "" for t in pdf.texts]
         scans = [n for n, t in enumerate(texts, 1) if n not in pdf.errors and (
             not t.strip() or (len(t.strip()) < SPARSE_CHARS and n in pdf.images))]
-        engine = self._engine()
+        engine = _engine(self.options)
         if scans and engine is not None:
             warnings += self._ocr(data, engine, scans, texts)
         elif scans:
@@ -340,16 +343,16 @@ class PdfLoader:
         doc = Document(str(path), pdf.title or path.stem, tuple(sections), str(path), self.kind)
         return Loaded([doc], warnings)
 
-    def _engine(self) -> Tesseract | None:
-        return _engine(self.options)
-
     def _ocr(self, data: bytes, engine: Tesseract, pages: list[int], texts: list[str]) -> list[str]:
         """OCR ``pages`` in place of their text layer where it reads more text; a page that
         fails keeps its text layer and is reported."""
         import pypdfium2 as pdfium
 
         done, blank, failed = [], [], []
-        pdf = pdfium.PdfDocument(data)
+        try:
+            pdf = pdfium.PdfDocument(data)
+        except pdfium.PdfiumError as exc:
+            return [f"page(s) {_ranges(pages)}: not OCR'd, pdfium cannot render them ({exc})"]
         try:
             for number in pages:
                 try:

@@ -38,16 +38,25 @@ class Cancelled(Exception):
 
 def _send(stream: IO[bytes], value: object) -> None:
     body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(HEADER.pack(len(body)) + body)
+    data = memoryview(HEADER.pack(len(body)) + body)
+    while data:  # an unbuffered pipe may take part of it
+        data = data[stream.write(data):]
     stream.flush()
 
 
+def _read_exact(stream: IO[bytes], size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        more = stream.read(size - len(data))
+        if not more:
+            raise EOFError
+        data += more
+    return data
+
+
 def _receive(stream: IO[bytes]) -> object:
-    head = stream.read(HEADER.size)
-    if len(head) < HEADER.size:
-        raise EOFError
-    (size,) = HEADER.unpack(head)
-    return pickle.loads(stream.read(size))
+    (size,) = HEADER.unpack(_read_exact(stream, HEADER.size))
+    return pickle.loads(_read_exact(stream, size))
 
 
 class ParseWorker:
@@ -61,8 +70,9 @@ class ParseWorker:
 
     def _start(self) -> subprocess.Popen[bytes]:
         env = child_env(RAG_PARSER_MEMORY_MB=str(self.memory_mb))
+        # unbuffered: select() sees the pipe, so no message may wait unseen in a read buffer
         return subprocess.Popen(
-            [sys.executable, "-m", "ingest.parsing"], stdin=subprocess.PIPE,
+            [sys.executable, "-m", "ingest.parsing"], bufsize=0, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
 
     def load(self, path: Path, data: bytes, cancel: threading.Event | None = None) -> Loaded:

@@ -26,6 +26,7 @@ class Answer:
     finish_reason: str | None = None
     invalid_citations: list[int] = field(default_factory=list)
     standalone_query: str | None = None  # the follow-up rewritten for retrieval, if it was
+    withheld: str | None = None  # the model's answer, when no source supported any of it
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -40,9 +41,9 @@ class Answerer:
     """Prompt building, generation and citation checking; retrieval happens before it."""
 
     def __init__(self, generator: Generator, scorer: SupportScorer, answer_tokens: int,
-                 passage_tokens: int = 0, attribute: bool = True) -> None:
+                 passage_tokens: int = 0, attribute: bool = True, abstain: bool = True) -> None:
         self.generator, self.scorer = generator, scorer
-        self.answer_tokens, self.attribute = answer_tokens, attribute
+        self.answer_tokens, self.attribute, self.abstain = answer_tokens, attribute, abstain
         self.passage_tokens = passage_tokens
 
     def prompt(self, question: str, hits: Sequence[Hit]) -> BuiltPrompt:
@@ -57,6 +58,13 @@ class Answerer:
         truncated = gen.finish_reason == "length"
         report: CitationReport = check(gen.text, built.sources, self.scorer, truncated,
                                        self.attribute)
+        withheld = None
+        if self.abstain and not report.grounded and not report.refused:
+            withheld = gen.text.strip()
+            report = check(REFUSAL, built.sources, self.scorer)
+            report.warnings.append(
+                "rag withheld the model's answer: no passage supports any sentence of it "
+                "(citations.abstain)")
         cited = {n for s in report.sentences for n in s.citations}
         sources = [source_entry(s.n, s.hit, s.n in cited) for s in built.sources]
         warnings = list(extra.get("warnings", [])) + report.warnings  # type: ignore[arg-type]
@@ -75,12 +83,13 @@ class Answerer:
             timings["first_token_s"] = round(gen.first_token_s, 3)
         return Answer(
             question=question,
-            text=strip_invalid(with_attributions(gen.text.strip(), report.sentences),
-                               report.invalid),
+            text=REFUSAL if withheld else strip_invalid(
+                with_attributions(gen.text.strip(), report.sentences), report.invalid),
             sentences=report.sentences, sources=sources, refused=report.refused,
             warnings=warnings, timings=timings,
             models=extra.get("models", {}),  # type: ignore[arg-type]
             finish_reason=gen.finish_reason, invalid_citations=report.invalid,
+            withheld=withheld,
         )
 
     def no_passages(self, question: str, extra: dict[str, object]) -> Answer:

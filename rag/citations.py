@@ -68,6 +68,7 @@ class CitationReport:
     invalid: list[int]
     refused: bool
     warnings: list[str]
+    grounded: bool = True  # some claim is supported by some source (or there is no claim)
 
 
 def check(answer: str, sources: Sequence[Source], scorer: SupportScorer,
@@ -134,7 +135,9 @@ def check(answer: str, sources: Sequence[Source], scorer: SupportScorer,
         warnings.append(f"{len(flagged)} of {len(sentences)} sentence(s) uncited or unsupported")
     if truncated:
         warnings.append("the answer was cut off at the token limit")
-    return CitationReport(sentences, sorted(set(invalid)), refused, warnings)
+    grounded = not claims or any(
+        scorer.supported(max(scored[(i, n)] for n in by_n)) for i in claims if by_n)
+    return CitationReport(sentences, sorted(set(invalid)), refused, warnings, grounded)
 
 
 def _locate_evidence(sentences: list[Sentence], cited: list[tuple[int, int, str]],

@@ -122,6 +122,9 @@ class CitationSettings(_Section):
     attribute: bool = Field(True, description=(
         "after generation, cite the source that supports a sentence its own citations do not "
         "support (marked as attributed by rag, never a passage outside the prompt)"))
+    abstain: bool = Field(True, description=(
+        "answer with the refusal when no passage supports any sentence of the model's answer "
+        "(the model's text is kept in the answer's `withheld` and shown as withheld)"))
 
 
 class UiSettings(_Section):

@@ -90,7 +90,8 @@ class Pipeline:
             self._answerer = Answerer(self.generator, self.scorer,
                                       self.settings.generator.answer_tokens,
                                       self.settings.retrieval.passage_tokens,
-                                      self.settings.citations.attribute)
+                                      self.settings.citations.attribute,
+                                      self.settings.citations.abstain)
         return self._answerer
 
     def index(

@@ -173,9 +173,11 @@ def test_no_passages_refuses_without_generating(asking: Pipeline) -> None:
 
 
 def test_ask_many_batches(asking: Pipeline) -> None:
-    asking.generator.enqueue("A [1].", "B [1].")  # type: ignore[attr-defined]
+    asking.generator.enqueue("Dogs bark at the mailman [1].",  # type: ignore[attr-defined]
+                             "Cats purr and sleep all day [1].")
     answers = asking.ask_many(["dogs?", "cats?"], mode="bm25")
-    assert [a.text for a in answers] == ["A [1].", "B [1]."]
+    assert [a.text for a in answers] == ["Dogs bark at the mailman [1].",
+                                         "Cats purr and sleep all day [1]."]
 
 
 
@@ -233,3 +235,20 @@ def test_removing_every_document_leaves_an_empty_working_kb(asking: Pipeline) ->
     asking.remove([d.path for d in asking.documents()])
     for mode in ("dense", "bm25", "hybrid"):
         assert asking.search("dogs", mode=mode).hits == []
+
+
+def test_an_answer_no_passage_supports_is_withheld(asking: Pipeline) -> None:
+    asking.generator.enqueue(  # type: ignore[attr-defined]
+        "Dogs bark at the mailman [1].", "The moon is made of cheese [1]. It orbits Mars [2].")
+    supported, unsupported = asking.ask_many(["What do dogs bark at?", "Where do fish swim?"],
+                                             k=2, mode="bm25")
+    assert not supported.refused and supported.withheld is None
+    assert unsupported.refused and unsupported.text == REFUSAL
+    assert unsupported.withheld == "The moon is made of cheese [1]. It orbits Mars [2]."
+    assert any("rag withheld the model's answer" in w for w in unsupported.warnings)
+    settings = asking.settings.model_copy(update={
+        "citations": asking.settings.citations.model_copy(update={"abstain": False})})
+    keeping = Pipeline(settings, "t", embedder=asking.embedder, generator=asking.generator)
+    asking.generator.enqueue("The moon is made of cheese [1].")  # type: ignore[attr-defined]
+    kept = keeping.ask("Where do fish swim?", k=2, mode="bm25")
+    assert not kept.refused and kept.sentences[0].supported is False

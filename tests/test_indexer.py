@@ -33,6 +33,24 @@ def test_index_then_rerun_embeds_nothing(fake_pipeline: Pipeline, tmp_path: Path
     assert fake_pipeline.kb.current_id() == snap  # nothing to publish
 
 
+def test_files_read_by_older_loaders_are_read_again(fake_pipeline: Pipeline,
+                                                    tmp_path: Path) -> None:
+    """After an upgrade that changes what files yield (OCR, cleaning), the next run reads every
+    file again; chunks whose text is the same are not embedded again."""
+    import sqlite3
+
+    docs = write_corpus(tmp_path / "docs")
+    fake_pipeline.index([docs])
+    embedded = fake_pipeline.embedder.embedded  # type: ignore[attr-defined]
+    with sqlite3.connect(fake_pipeline.kb.store.path) as db:  # digests as loader version 1 wrote them
+        db.execute("UPDATE chunks SET file_sha = substr(file_sha, 3)")
+        db.execute("UPDATE files SET sha256 = substr(sha256, 3)")
+    again = fake_pipeline.index([docs])
+    assert (again.indexed, again.unchanged, again.chunks_added) == (3, 0, 0)
+    assert fake_pipeline.embedder.embedded == embedded + 1  # type: ignore[attr-defined]
+    assert fake_pipeline.index([docs]).unchanged == 3
+
+
 def test_touched_but_identical_file_is_unchanged(fake_pipeline: Pipeline, tmp_path: Path) -> None:
     docs = write_corpus(tmp_path / "docs")
     fake_pipeline.index([docs])

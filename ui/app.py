@@ -187,6 +187,9 @@ def show_answer(engine: Engine, kb: str, turn: dict[str, Any]) -> None:
             st.markdown(render.text(answer["standalone_query"]), unsafe_allow_html=True)
     st.markdown(render.answer_html(turn["id"], answer["text"], answer["sentences"],
                                    answer["sources"]), unsafe_allow_html=True)
+    if answer.get("withheld"):
+        with st.expander("The model's answer, withheld: no passage supports it"):
+            st.markdown(render.text(answer["withheld"]), unsafe_allow_html=True)
     flagged = [s for s in answer["sentences"] if s.get("supported") is False]
     if flagged:
         st.caption(f":warning: {len(flagged)} of {len(answer['sentences'])} sentence(s) uncited "

@@ -29,6 +29,9 @@ def quiet_vllm() -> None:
 
 
 def print_answer_footer(answer: Answer) -> None:
+    if answer.withheld:
+        stdout.print(f"\n[bold yellow]Withheld:[/] no passage supports the answer above. "
+                     f"{escape(answer.text)}", highlight=False)
     attributed = [s for s in answer.sentences if s.attributed]
     if attributed:
         stdout.print("\n[bold]Cited by rag[/] [dim](the model did not write these citations; "

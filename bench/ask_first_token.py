@@ -1,0 +1,74 @@
+"""Time to the first answer token of `rag ask` while `rag serve-llm` runs: the command as a user
+types it, a new process each time. Measured from the command's start to the first byte of the
+answer on its stdout (Python start, imports, loading the KB and the embedder, retrieval, the
+prompt's prefill on the server), and the server's own first-token time that `rag ask` reports.
+Each question is asked twice in a row with others between (the second time the KB and the
+models are in the page cache, as for any second `rag ask`).
+
+Needs `rag serve-llm` running with the configured model and the KB (default: ``docs``, from this
+repository's docs/). Writes bench/results/ask_first_token.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+OUT = Path(__file__).with_name("results") / "ask_first_token.json"
+QUESTIONS = [
+    "What happens when an indexing job is killed?",
+    "How does rag check citations?",
+    "Which file types can rag index?",
+    "How do I run the chat app on another port?",
+]
+
+
+def ask(question: str, kb: str) -> dict[str, object]:
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli.main", "ask", question, "--kb", kb],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None
+    first = proc.stdout.read(1)
+    first_byte_s = time.perf_counter() - started
+    out, err = proc.communicate(timeout=600)
+    if proc.returncode != 0:
+        raise SystemExit(f"rag ask failed: {err.decode()[-500:]}")
+    text = (first + out).decode()
+    reported = re.search(r"first token ([\d.]+)s", text)
+    prompt = re.search(r"prompt (\d+) tokens", text)
+    return {"question": question, "first_byte_s": round(first_byte_s, 2),
+            "server_first_token_s": float(reported.group(1)) if reported else None,
+            "prompt_tokens": int(prompt.group(1)) if prompt else None,
+            "total_s": round(time.perf_counter() - started, 2),
+            "used_server": "using the LLM server" in err.decode()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--kb", default="docs")
+    args = parser.parse_args()
+    rows = [ask(q, args.kb) | {"round": r} for r in (1, 2) for q in QUESTIONS]
+    for row in rows:
+        print(row, flush=True)
+    second = [r for r in rows if r["round"] == 2]
+    result = {
+        "cpus": os.cpu_count(), "kb": args.kb, "rows": rows,
+        "second_first_byte_median_s": statistics.median(r["first_byte_s"] for r in second),
+        "second_server_first_token_median_s": statistics.median(
+            r["server_first_token_s"] for r in second if r["server_first_token_s"] is not None),
+        "all_used_server": all(r["used_server"] for r in rows),
+    }
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()

@@ -34,10 +34,10 @@ from ui.launcher import ManagedServer, free_port
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).with_name("results") / "answer_latency.json"
 CONFIGS: dict[str, dict[str, int]] = {
-    "k10": {"k": 10, "passage_tokens": 0},  # the default before the passage budget
+    "k10": {"k": 10, "passage_tokens": 0},  # the default where the LLM runs in bf16
     "k3": {"k": 3, "passage_tokens": 0},
     "budget500": {"k": 10, "passage_tokens": 500},
-    "budget750": {"k": 10, "passage_tokens": 750},  # the default
+    "budget750": {"k": 10, "passage_tokens": 750},  # the default where it runs in fp32
 }
 WARM_UP = "What is this collection of documents about?"
 

@@ -65,6 +65,8 @@ class Answerer:
             report.warnings.append(
                 "rag withheld the model's answer: no passage supports any sentence of it "
                 "(citations.abstain)")
+            if truncated:
+                report.warnings.append("the answer was cut off at the token limit")
         cited = {n for s in report.sentences for n in s.citations}
         sources = [source_entry(s.n, s.hit, s.n in cited) for s in built.sources]
         warnings = list(extra.get("warnings", [])) + report.warnings  # type: ignore[arg-type]

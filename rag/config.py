@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
@@ -30,6 +30,8 @@ class EmbedderSettings(_Section):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
     batch_size: int = Field(16, ge=1)
     family: Literal["auto", "e5", "bge", "none"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description=(
+        "auto: bfloat16 on CPUs that compute it natively (AVX512-BF16, AMX), else float32"))
 
 
 class ChunkingSettings(_Section):
@@ -68,10 +70,11 @@ class RetrievalSettings(_Section):
     k: int = Field(10, ge=1)
     candidates: int = Field(100, ge=1, description="hits per retriever before fusion/rerank")
     rrf_k: int = Field(60, ge=1)
-    passage_tokens: int = Field(750, ge=0, description=(
+    passage_tokens: Annotated[int, Field(ge=0)] | Literal["auto"] = Field("auto", description=(
         "answering: the passages given to the LLM stop at this many tokens, best first, at "
-        "most k of them (0: up to k, as many as fit the context window); the prompt is most "
-        "of an answer's time on a CPU (bench/answer_latency.py)"))
+        "most k of them (0: up to k, as many as fit the context window); auto: 750 where the "
+        "generator runs in fp32 on a CPU (prompts at ~150 tokens/s), else 0. The prompt is "
+        "most of an answer's time on a CPU (bench/answer_latency.py)"))
 
 
 class RerankerSettings(_Section):

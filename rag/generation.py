@@ -22,6 +22,7 @@ from typing import Protocol, runtime_checkable
 
 from rag.config import GeneratorSettings
 from rag.embedder import ModelLoadError
+from rag.hardware import native_bf16_cpu
 from rag.models import resolve_generator
 
 log = logging.getLogger(__name__)
@@ -66,17 +67,16 @@ class Generator(Protocol):
 
 
 def engine_dtype(setting: str) -> str:
-    """The dtype vLLM gets. On a CPU without native bfloat16 (AVX2 only) bf16 matrix products
-    are emulated: measured on this project's 2-core AVX2 machine, a 2,600-token prompt took 102 s
-    in bf16 and 24 s in fp32 (bench/results/context_sweep.json)."""
+    """The dtype vLLM gets: bf16 only where the CPU computes it natively (measured on this
+    project's 2-core AVX2 machine, a 2,600-token prompt took 102 s in emulated bf16 and 24 s in
+    fp32)."""
     if setting != "auto":
         return setting
     import torch
 
     if torch.cuda.is_available():
         return "auto"
-    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return "bfloat16" if native else "float32"
+    return "bfloat16" if native_bf16_cpu() else "float32"
 
 
 class _TokenizerMixin:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.config import ConfigError, load_settings
+from rag.config import ConfigError, Settings, load_settings
 
 
 def test_defaults_use_rag_home(rag_home: Path) -> None:
@@ -51,18 +51,43 @@ def test_malformed_toml(rag_home: Path) -> None:
         load_settings()
 
 
-def test_engine_dtype_follows_the_hardware(monkeypatch) -> None:  # noqa: ANN001
-    """bf16 only where it is computed natively; AVX2-only CPUs emulate it (5.6x slower)."""
+def test_native_bf16_reads_the_cpu(monkeypatch) -> None:  # noqa: ANN001
     import torch
 
-    from rag.generation import engine_dtype
+    from rag.hardware import native_bf16_cpu
 
-    assert engine_dtype("float16") == "float16"  # an explicit choice is kept
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-    assert engine_dtype("auto") == "float32"
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
-    assert engine_dtype("auto") == "bfloat16"
+    for avx512_bf16 in (False, True):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        native_bf16_cpu.cache_clear()
+        assert native_bf16_cpu() is avx512_bf16
+    native_bf16_cpu.cache_clear()
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_dtypes_and_passage_budget_follow_the_hardware(monkeypatch, native: bool) -> None:  # noqa: ANN001
+    """bf16 only where it is computed natively; AVX2-only CPUs emulate it (4-5x slower), and
+    there the prompt is cut to a token budget."""
+    import torch
+
+    import rag.embedder
+    import rag.generation
+    from rag.embedder import embedder_dtype
+    from rag.generation import engine_dtype
+    from rag.pipeline import passage_budget
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(rag.generation, "native_bf16_cpu", lambda: native)
+    monkeypatch.setattr(rag.embedder, "native_bf16_cpu", lambda: native)
+    bf16 = "bfloat16" if native else "float32"
+    assert engine_dtype("auto") == bf16
+    assert engine_dtype("float16") == "float16"  # an explicit choice is kept
+    assert embedder_dtype("auto", "cpu") == bf16
+    assert embedder_dtype("auto", "cuda") == "float32"
+    assert embedder_dtype("float32", "cpu") == "float32"
+    settings = Settings()
+    assert passage_budget(settings) == (0 if native else 750)
+    fixed = settings.retrieval.model_copy(update={"passage_tokens": 300})
+    assert passage_budget(settings.model_copy(update={"retrieval": fixed})) == 300
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert engine_dtype("auto") == "auto"

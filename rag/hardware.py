@@ -1,0 +1,15 @@
+"""What this machine's CPU can do fast, for choosing model dtypes."""
+
+from __future__ import annotations
+
+from functools import cache
+
+
+@cache
+def native_bf16_cpu() -> bool:
+    """bfloat16 matrix products in hardware (AVX512-BF16 or AMX). Without them torch and vLLM
+    emulate bf16, which measured 4-5x slower than fp32 on a 2-core AVX2 machine
+    (bench/results/context_sweep.json)."""
+    import torch
+
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())

@@ -52,6 +52,8 @@ lint: setup
 bench: setup
 	$(PY) bench/generation_bench.py
 	$(PY) bench/retrieval_bench.py
+	$(PY) bench/embed_bench.py
+	$(PY) bench/ocr_bench.py
 	$(PY) bench/faiss_bench.py
 	$(PY) bench/indexing_bench.py
 	$(PY) bench/context_sweep.py

@@ -49,7 +49,8 @@ def test_unreachable_model_is_a_clear_error(tmp_path) -> None:  # noqa: ANN001
     ("e5", "query: ", "passage: "), ("bge", BGE_EN_QUERY, ""), ("none", "", "")])
 def test_prefixes_are_applied(family: str, query: str, doc: str) -> None:
     """The bundled weights stand in for an E5/BGE model: same code path, forced family."""
-    emb = SentenceTransformerEmbedder(EmbedderSettings(family=family, device="cpu"))  # type: ignore[arg-type]
+    emb = SentenceTransformerEmbedder(EmbedderSettings(family=family, device="cpu",  # type: ignore[arg-type]
+                                                       dtype="float32"))
     raw = emb.model
     q = emb.embed_query("what is attention")
     d = emb.embed_documents(["attention weighs tokens"])[0]
@@ -59,3 +60,12 @@ def test_prefixes_are_applied(family: str, query: str, doc: str) -> None:
     assert abs(np.linalg.norm(q) - 1) < 1e-5
     if doc:
         assert emb.max_tokens < raw.max_seq_length - 2  # the prefix costs tokens
+
+
+@pytest.mark.integration
+def test_bf16_vectors_are_unit_and_close_to_fp32() -> None:
+    texts = ["attention weighs tokens", "Huffman codes are minimum-redundancy codes."]
+    fp32, bf16 = (SentenceTransformerEmbedder(EmbedderSettings(device="cpu", dtype=dtype))  # type: ignore[arg-type]
+                  .embed_documents(texts) for dtype in ("float32", "bfloat16"))
+    assert np.allclose(np.linalg.norm(bf16, axis=1), 1, atol=1e-5)
+    assert ((fp32 * bf16).sum(axis=1) > 0.99).all()

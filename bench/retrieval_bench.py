@@ -1,4 +1,5 @@
-"""Embedding throughput, indexing time (papers, SciFact) and query latency p50/p95 per mode.
+"""Indexing time (papers, SciFact) and query latency p50/p95 per mode (embedding throughput:
+bench/embed_bench.py).
 
 Uses ../shared beside the checkout when present (the project never needs it to run).
 Writes bench/results/retrieval.json.
@@ -16,8 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from eval.retrieval import BeirDataset
-from ingest.chunking import TokenChunker
-from ingest.loaders import load_file
 from rag.config import load_settings
 from rag.pipeline import MODES, Pipeline
 
@@ -38,17 +37,7 @@ def main() -> None:
                                   "cpus": os.cpu_count()}
 
     pipeline = Pipeline(settings, "papers")
-    embedder = pipeline.embedder
-    chunker = TokenChunker(embedder)
-    chunks = [c for p in sorted(args.papers.glob("*.pdf"))
-              for doc in load_file(p, p.read_bytes()).documents for c in chunker.chunk(doc)]
-    embedder.embed_documents([c.embed_text for c in chunks[:32]])  # warm-up
-    started = time.perf_counter()
-    embedder.embed_documents([c.embed_text for c in chunks])
-    elapsed = time.perf_counter() - started
-    results["embedding"] = {"chunks": len(chunks), "seconds": round(elapsed, 2),
-                            "chunks_per_s": round(len(chunks) / elapsed, 1)}
-    print("embedding", results["embedding"], flush=True)
+    embedder = pipeline.embedder  # throughput per dtype and batch: bench/embed_bench.py
 
     report = pipeline.index([args.papers])
     results["index_papers"] = {"files": report.indexed, "chunks": report.chunks_added,

@@ -150,12 +150,11 @@ class SentenceTransformerEmbedder:
             list(texts),
             prompt=prompt,
             batch_size=self.settings.batch_size,
-            normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
         )
         vecs = np.ascontiguousarray(vecs, dtype=np.float32)
-        # Normalised again in fp32: a bf16 model's own normalisation leaves norms off by ~0.5%.
+        # Normalised here in fp32: a bf16 model's own normalisation leaves norms off by ~0.5%.
         return vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:

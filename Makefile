@@ -54,6 +54,7 @@ bench: setup
 	$(PY) bench/retrieval_bench.py
 	$(PY) bench/embed_bench.py
 	$(PY) bench/ocr_bench.py
+	$(PY) bench/pdf_tables_bench.py
 	$(PY) bench/faiss_bench.py
 	$(PY) bench/indexing_bench.py
 	$(PY) bench/context_sweep.py

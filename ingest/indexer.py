@@ -184,7 +184,7 @@ class Indexer:
         report = IndexReport()
         limits = self.limits
         options = LoadOptions(limits.max_pages, limits.ocr, limits.ocr_languages,
-                              limits.ocr_page_timeout_s)
+                              limits.ocr_page_timeout_s, limits.pdf_tables)
         worker = ParseWorker(limits.parse_timeout_s, options, limits.parse_memory_mb)
         with self.kb.writer():
             scans = [scan(p) for p in paths]
@@ -295,10 +295,10 @@ class Indexer:
             progress.chunks_done(len(batch))
 
 
-# What a file yields changes with the loaders (OCR, text cleaning, new formats): their version is
+# What a file yields changes with the loaders (OCR, text cleaning, new formats, PDF tables): their version is
 # part of each file's recorded digest, so files indexed by older loaders are read again by the
 # next run; chunks whose text did not change keep their vectors.
-LOADER_VERSION = 2
+LOADER_VERSION = 3
 
 
 def file_digest(data: bytes) -> str:

@@ -198,6 +198,7 @@ class LoadOptions:
     ocr: str = "auto"  # auto (when an engine is installed) | tesseract | off
     ocr_languages: str = "eng"
     ocr_page_timeout_s: float = 60.0
+    pdf_tables: bool = True
 
 
 @dataclass
@@ -297,7 +298,7 @@ SPARSE_CHARS = 200  # a page with less text than this and images is probably a s
 class PdfLoader:
     """Text per page (pypdf, pdfium as fallback), ligatures unfolded and words broken at line
     ends rejoined; pages without a usable text layer are OCR'd when an engine is installed;
-    outline entries name sections."""
+    tables between horizontal rules become Markdown tables; outline entries name sections."""
 
     kind = "pdf"
 
@@ -330,6 +331,8 @@ class PdfLoader:
             if sparse:
                 warnings.append(f"page(s) {_ranges(sparse)} are mostly images with little text "
                                 f"(scanned? not OCR'd: {why})")
+        if self.options.pdf_tables:
+            warnings += _tables(data, texts, self.alive)
         texts, ligatures = recover_ligatures(texts)
         if ligatures:
             warnings.append("private-use characters read as ligatures: " + ", ".join(
@@ -374,6 +377,20 @@ class PdfLoader:
             notes.append(f"page(s) {_ranges(blank)}: no text layer and OCR found no text "
                          "(blank, or pictures only)")
         return notes + failed
+
+
+def _tables(data: bytes, texts: list[str], alive: Callable[[], None]) -> list[str]:
+    """Tables on ruled pages put in place of their lines, as Markdown tables (in place)."""
+    from ingest.pdf_tables import find_tables, place, ruled_pages
+
+    try:
+        tables = find_tables(data, ruled_pages(data), alive)
+    except Exception as exc:  # pdfplumber/pdfminer raise many types on odd files
+        return [f"tables not detected ({type(exc).__name__}: {exc}); their text is kept as lines"]
+    for table in tables:
+        texts[table.page - 1] = place(texts[table.page - 1], table)
+    pages = sorted({t.page for t in tables})
+    return [f"{len(tables)} table(s) kept as tables on page(s) {_ranges(pages)}"] if pages else []
 
 
 def _has_images(page) -> bool:  # noqa: ANN001 - pypdf.PageObject

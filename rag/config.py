@@ -52,6 +52,9 @@ class IngestSettings(_Section):
     ocr_languages: str = Field("eng", pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$", description=(
         "Tesseract language packs, e.g. eng+deu (each needs tesseract-ocr-LANG installed)"))
     ocr_page_timeout_s: float = Field(60, gt=0, description="one page's OCR; then it is skipped")
+    pdf_tables: bool = Field(True, description=(
+        "tables between horizontal rules in PDFs indexed as Markdown tables (rows under their "
+        "header); off: as the text layer's lines"))
     parse_memory_mb: int = Field(
         4096, ge=128, description="address-space limit of the parser process (bombs fail alone)")
 

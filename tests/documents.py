@@ -8,18 +8,55 @@ import io
 from PIL import Image, ImageDraw, ImageFont
 
 
+def _escape(line: str) -> bytes:
+    return b"(" + line.encode("latin-1").replace(b"\\", b"\\\\").replace(b"(", b"\\(") \
+        .replace(b")", b"\\)") + b")"
+
+
 def text_pdf(pages: list[str], info: bytes = b"<< /Title (Made by a test) >>") -> bytes:
     """A PDF with one Helvetica text page per item (lines split on newlines)."""
-    n = len(pages)
+    return _pdf([b"BT /F1 11 Tf 14 TL 72 720 Td "
+                 + b"".join(_escape(line) + b" Tj T* " for line in text.split("\n")) + b"ET"
+                 for text in pages], info)
+
+
+def table_pdf(before: list[str], rows: list[list[str]], after: list[str],
+              grid: bool = False) -> bytes:
+    """One page: lines of text, a table (header first) drawn as a typesetter does (booktabs:
+    rules above and below the header and at the end; ``grid``: every row and column ruled),
+    then more lines."""
+    ops, y = [], 720
+    for line in before:
+        ops.append(b"BT /F1 11 Tf 72 %d Td %s Tj ET" % (y, _escape(line)))
+        y -= 14
+    width, height = 110, 16
+    x1 = 72 + width * len(rows[0])
+    top = y - 4
+    rules = [top, top - height] + ([top - height * i for i in range(2, len(rows) + 1)] if grid
+                                   else [top - height * len(rows)])
+    ops += [b"0.5 w 72 %d m %d %d l S" % (r, x1, r) for r in rules]
+    if grid:
+        ops += [b"0.5 w %d %d m %d %d l S" % (x, top, x, rules[-1])
+                for x in range(72, x1 + 1, width)]
+    for i, row in enumerate(rows):
+        base = top - height * (i + 1) + 5
+        ops += [b"BT /F1 10 Tf %d %d Td %s Tj ET" % (75 + width * j, base, _escape(cell))
+                for j, cell in enumerate(row)]
+    y = rules[-1] - 18
+    for line in after:
+        ops.append(b"BT /F1 11 Tf 72 %d Td %s Tj ET" % (y, _escape(line)))
+        y -= 14
+    return _pdf([b"\n".join(ops)])
+
+
+def _pdf(streams: list[bytes], info: bytes = b"<< /Title (Made by a test) >>") -> bytes:
+    """The PDF file around one content stream per page (Helvetica as /F1)."""
+    n = len(streams)
     kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(n))
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
                f"<< /Type /Pages /Kids [{kids}] /Count {n} >>".encode(),
                b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    for i, text in enumerate(pages):
-        shown = b"".join(b"(" + line.encode("latin-1").replace(b"\\", b"\\\\")
-                         .replace(b"(", b"\\(").replace(b")", b"\\)") + b") Tj T* "
-                         for line in text.split("\n"))
-        stream = b"BT /F1 11 Tf 14 TL 72 720 Td " + shown + b"ET"
+    for i, stream in enumerate(streams):
         objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources "
                        f"<< /Font << /F1 3 0 R >> >> /Contents {5 + 2 * i} 0 R >>".encode())
         objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")

@@ -51,6 +51,11 @@ def check_consistent(expect_word: str | None = None) -> int:
     return len(snap)
 
 
+def finds(word: str) -> bool:
+    return bool(Pipeline(load_settings(), "crash", embedder=HashEmbedder()).search(
+        word, mode="bm25").hits)
+
+
 def make_files(folder: Path, word: str, n: int = 30) -> None:
     folder.mkdir(exist_ok=True)
     for i in range(n):
@@ -80,8 +85,7 @@ def test_kill_at_any_moment(tmp_path: Path) -> None:
     check_consistent("banana")
     kb = KnowledgeBase("crash", load_settings())
     assert kb.store.stats()["files"] == 30
-    assert not Pipeline(load_settings(), "crash", embedder=HashEmbedder()).search(
-        "apple", mode="bm25").hits
+    assert not finds("apple")
 
 
 def test_kill_during_first_build_leaves_no_live_index(tmp_path: Path) -> None:
@@ -113,6 +117,9 @@ def test_killed_rebuild_keeps_the_previous_kb(tmp_path: Path) -> None:
     make_files(folder, "apple")
     for fraction in (0.1, 0.3, 0.5, 0.7, 0.9):
         if run_job(folder, duration * fraction, "--rebuild"):
+            break
+        if finds("apple"):  # killed between the publish and the exit: the whole new KB
+            assert check_consistent("apple") == full and not finds("banana")
             break
         assert check_consistent("banana") == full  # the whole previous KB, not a part
     run_job(folder, None, "--rebuild")

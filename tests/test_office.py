@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from ingest.chunking import TokenChunker
 from ingest.loaders import LoadError, load_file
 from rag.testing import HashEmbedder
-from tests.documents import png
+from tests.documents import png, table_pdf
 
 RESULTS = [["Model", "BLEU EN-DE", "BLEU EN-FR", "Training cost (FLOPs)"],
            ["ByteNet", "23.75", "", ""],
@@ -188,21 +188,27 @@ def test_bad_office_files_have_specific_reasons(tmp_path: Path, name: str, data:
 
 @pytest.mark.integration
 def test_a_table_cell_question_retrieves_its_row(tmp_path: Path) -> None:
-    """Indexed with the real embedder, next to other formats: the row comes back in the top 3."""
+    """Indexed with the real embedder, next to other formats (a PDF table too): the row comes
+    back in the top 3."""
     from rag.cli.main import cli
 
     folder = tmp_path / "corpus"
     folder.mkdir()
     for name, data in [("results.docx", docx_bytes()), ("review.pptx", pptx_bytes()),
                        ("stock.xlsx", xlsx_bytes()), ("guide.epub", epub_bytes()),
-                       ("cities.csv", b"city,population\nOslo,709000\nBergen,291000\n")]:
+                       ("cities.csv", b"city,population\nOslo,709000\nBergen,291000\n"),
+                       ("compressors.pdf", table_pdf(
+                           ["Table 3: Comparison with other compression programmes."],
+                           [["Programme", "Total CPU time (s)", "Mean bits per char"],
+                            ["compress", "9.6", "3.63"], ["gzip", "42.6", "2.71"],
+                            ["bzip", "51.1", "2.43"]], ["All runs on the Calgary corpus."]))]:
         (folder / name).write_bytes(data)
     (folder / "notes.txt").write_text("Translation quality is measured with BLEU. Higher BLEU "
                                       "means closer to human references.")
     runner = CliRunner()
     result = runner.invoke(cli, ["index", str(folder), "--kb", "office", "--json"])
     report = json.loads(result.stdout)
-    assert result.exit_code == 0 and report["indexed"] == 6 and not report["failed"]
+    assert result.exit_code == 0 and report["indexed"] == 7 and not report["failed"]
     result = runner.invoke(cli, ["search", "What BLEU score did the big Transformer get on "
                                  "English-German?", "--kb", "office", "-k", "3", "--json"])
     hits = json.loads(result.stdout)["hits"]
@@ -212,6 +218,10 @@ def test_a_table_cell_question_retrieves_its_row(tmp_path: Path) -> None:
     hits = json.loads(result.stdout)["hits"]
     assert any("| Washers | 1200 | B7 |" in h["text"] and h["section"] == "Inventory"
                for h in hits)
+    result = runner.invoke(cli, ["search", "How many bits per character did gzip need?", "--kb",
+                                 "office", "-k", "3", "--json"])
+    hits = json.loads(result.stdout)["hits"]
+    assert any("| gzip | 42.6 | 2.71 |" in h["text"] and h["page"] == 1 for h in hits)
 
 
 def test_png_in_a_folder_is_an_image_kind(tmp_path: Path) -> None:

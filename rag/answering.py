@@ -31,6 +31,14 @@ class Answer:
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Answer:
+        """The Answer that ``to_dict`` gave, also after a JSON round trip (int keys back)."""
+        sentences = [Sentence(**{**s, "evidence": {int(n): span for n, span in
+                                                   s.get("evidence", {}).items()}})
+                     for s in data["sentences"]]
+        return cls(**{**data, "sentences": sentences})
+
 
 def source_entry(n: int, hit: Hit, cited: bool) -> dict[str, object]:
     return {"n": n, "cited": cited, **hit.to_dict(),

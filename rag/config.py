@@ -108,6 +108,9 @@ class GeneratorSettings(_Section):
     timeout_s: float = Field(600.0, gt=0, description=(
         "served: the longest wait for one answer; a batch's answers all wait for the whole batch"))
     retries: int = Field(3, ge=0)
+    ask_worker_idle_s: float = Field(600.0, ge=0, description=(
+        "while an LLM server is used, `rag ask` keeps retrieval loaded in a background process "
+        "(rag/ask_worker.py) that exits after this long without a question; 0: off"))
 
     @model_validator(mode="after")
     def _fits(self) -> GeneratorSettings:

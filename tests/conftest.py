@@ -29,6 +29,8 @@ def rag_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(key)
     home = tmp_path / "rag-home"
     monkeypatch.setenv("RAG_HOME", str(home))
+    # No `rag ask` leaves an ask worker behind (tests/test_ask_worker.py turns it on).
+    monkeypatch.setenv("RAG_GENERATOR__ASK_WORKER_IDLE_S", "0")
     monkeypatch.chdir(tmp_path)
     return home
 

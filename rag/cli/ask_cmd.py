@@ -8,15 +8,19 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
+from rag import ask_worker
 from rag.answering import Answer
 from rag.citations import CITATION
 from rag.cli.common import (
+    UserError,
     get_settings,
     print_json,
+    stderr,
     stdout,
     stop_children_on_exit,
     with_running_server,
 )
+from rag.config import Settings
 from rag.pipeline import MODES, Pipeline
 
 
@@ -87,7 +91,11 @@ def ask(question: str | None, kb_name: str | None, k: int | None, mode: str | No
         raise click.UsageError("give a QUESTION or --questions FILE")
     quiet_vllm()
     stop_children_on_exit()
-    pipeline = Pipeline(with_running_server(get_settings()), kb_name)
+    settings = with_running_server(get_settings())
+    served = settings.generator.mode == "served" and question is not None
+    if served and _ask_worker(settings, kb_name, question, k, mode, rerank, as_json):
+        return
+    pipeline = Pipeline(settings, kb_name)
     if questions:
         batch = [q.strip() for q in questions.read_text().splitlines() if q.strip()]
         for answer in pipeline.ask_many(batch, k=k, mode=mode, rerank=rerank):
@@ -96,12 +104,34 @@ def ask(question: str | None, kb_name: str | None, k: int | None, mode: str | No
     assert question is not None
     if as_json:
         print_json(pipeline.ask(question, k=k, mode=mode, rerank=rerank).to_dict())
-        return
+    else:
+        answer = pipeline.ask(question, k=k, mode=mode, rerank=rerank, on_token=show)
+        sys.stdout.write("\n")
+        print_answer_footer(answer)
+    if served:
+        ask_worker.start(settings, kb_name)  # the next `rag ask` skips the loading
 
-    def show(token: str) -> None:
-        sys.stdout.write(token)
-        sys.stdout.flush()
 
-    answer = pipeline.ask(question, k=k, mode=mode, rerank=rerank, on_token=show)
-    sys.stdout.write("\n")
-    print_answer_footer(answer)
+def show(token: str) -> None:
+    sys.stdout.write(token)
+    sys.stdout.flush()
+
+
+def _ask_worker(settings: Settings, kb_name: str | None, question: str, k: int | None,
+                mode: str | None, rerank: bool | None, as_json: bool) -> bool:
+    """Answered by a running ask worker (True), or there is none (False)."""
+    try:
+        reply = ask_worker.ask(settings, kb_name, question, k, mode, rerank,
+                               None if as_json else show)
+    except ask_worker.WorkerError as exc:
+        raise UserError(str(exc)) from None
+    if reply is None:
+        return False
+    if as_json:
+        print_json(reply)
+    else:
+        sys.stdout.write("\n")
+        print_answer_footer(Answer.from_dict(reply))
+    stderr.print("[dim]searched by the background ask worker (generator.ask_worker_idle_s)[/]",
+                 highlight=False)
+    return True

@@ -1,0 +1,196 @@
+"""A background process that keeps retrieval loaded between `rag ask` commands.
+
+A new `rag ask` spends several seconds importing sentence-transformers (and torch) and loading
+the embedder and the KB before it can search, while an LLM server gives the first token in under
+one. So while an LLM server is used, the first `rag ask` starts this worker
+(and answers by itself, as before); later ones with the same settings and KB send their question
+to it over a Unix socket and print the streamed answer. The worker reloads the KB's newest
+snapshot for each question, answers one question at a time, and exits after
+``generator.ask_worker_idle_s`` without one. Its socket and lock live in ``$RAG_HOME/run``
+(mode 0700): only the same user can talk to it.
+
+Protocol: one JSON line per request (question, k, mode, rerank); replies are JSON lines
+``{"token": ...}`` while generating, then ``{"answer": {...}}`` or ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from rag.config import Settings
+
+MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 108 bytes on Linux
+
+
+class WorkerError(Exception):
+    """The worker answered with an error (the message is the one-line reason)."""
+
+
+def _run_dir(settings: Settings) -> Path:
+    run = settings.home / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    run.chmod(0o700)
+    return run
+
+
+def _key(settings: Settings, kb: str | None) -> str:
+    """Workers are per settings and KB: a changed config or another KB gets its own."""
+    raw = json.dumps([settings.model_dump(mode="json"), kb], sort_keys=True)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def paths(settings: Settings, kb: str | None) -> tuple[Path, Path, Path]:
+    """(socket, lock, settings file) of the worker for these settings and KB."""
+    run = _run_dir(settings)
+    key = _key(settings, kb)
+    return run / f"ask-{key}.sock", run / f"ask-{key}.lock", run / f"ask-{key}.json"
+
+
+def ask(settings: Settings, kb: str | None, question: str, k: int | None, mode: str | None,
+        rerank: bool | None, on_token: Callable[[str], None] | None = None) -> dict | None:
+    """The answer (``Answer.to_dict()``) from a running worker, or None when none is running
+    (the caller answers by itself). Raises WorkerError when the worker reports one."""
+    if settings.generator.ask_worker_idle_s <= 0:
+        return None
+    sock_path, _, _ = paths(settings, kb)
+    if len(str(sock_path)) > MAX_SOCKET_PATH or not sock_path.exists():
+        return None
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.settimeout(1.0)
+        conn.connect(str(sock_path))
+    except OSError:
+        conn.close()
+        return None
+    with conn:
+        conn.settimeout(settings.generator.timeout_s + 60)
+        request = {"question": question, "k": k, "mode": mode, "rerank": rerank}
+        conn.sendall(json.dumps(request).encode() + b"\n")
+        for message in _lines(conn):
+            if "token" in message:
+                if on_token is not None:
+                    on_token(message["token"])
+            elif "answer" in message:
+                return message["answer"]
+            else:
+                raise WorkerError(message.get("error", "the ask worker sent no answer"))
+    raise WorkerError("the ask worker closed the connection before answering")
+
+
+def _lines(conn: socket.socket) -> Iterator[dict]:
+    with conn.makefile("rb") as reader:
+        for line in reader:
+            yield json.loads(line)
+
+
+def start(settings: Settings, kb: str | None) -> bool:
+    """Start a worker for these settings and KB unless one runs or is starting; True if one
+    was started. The worker detaches (a new session, reparented away from this process), so
+    this command's exit does not stop it."""
+    if settings.generator.ask_worker_idle_s <= 0:
+        return False
+    sock_path, lock_path, settings_path = paths(settings, kb)
+    if len(str(sock_path)) > MAX_SOCKET_PATH or _locked(lock_path):
+        return False
+    fd = os.open(settings_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:  # the settings hold the server's API key: 0600
+        json.dump({"settings": settings.model_dump(mode="json"), "kb": kb}, out)
+    log = settings.home / "logs" / "ask-worker.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as err:
+        subprocess.run([sys.executable, "-m", "rag.ask_worker", str(settings_path)],
+                       stdin=subprocess.DEVNULL, stdout=err, stderr=err, check=False,
+                       start_new_session=True, timeout=30)
+    return True
+
+
+def _locked(lock_path: Path) -> bool:
+    """True while a worker holds the lock (it does from start-up to exit)."""
+    with open(lock_path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
+
+
+def serve(settings: Settings, kb: str | None) -> None:
+    """Load the pipeline, then answer connections one at a time until idle for too long."""
+    from rag.pipeline import Pipeline
+
+    sock_path, lock_path, _ = paths(settings, kb)
+    lock = open(lock_path, "a")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return  # another worker for these settings started first
+    pipeline = Pipeline(settings, kb)
+    pipeline.search("warm up", k=1)  # embedder, snapshot, BM25 and FAISS loaded now
+    pipeline.answerer  # noqa: B018 - the support scorer and the server client, loaded now
+    # Bound under a temporary name and renamed: a client never meets a half-started worker.
+    temp = sock_path.with_suffix(".new")
+    temp.unlink(missing_ok=True)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(temp))
+    temp.chmod(0o600)
+    server.listen(8)
+    os.replace(temp, sock_path)
+    server.settimeout(settings.generator.ask_worker_idle_s)
+    try:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                return
+            with conn:
+                _answer(pipeline, conn)
+    finally:
+        server.close()
+        with contextlib.suppress(FileNotFoundError):
+            if sock_path.exists():
+                sock_path.unlink()
+
+
+def _answer(pipeline, conn: socket.socket) -> None:  # noqa: ANN001 - rag.pipeline.Pipeline
+    def send(message: dict) -> None:
+        conn.sendall(json.dumps(message, ensure_ascii=False, default=str).encode() + b"\n")
+
+    try:
+        conn.settimeout(10)
+        with conn.makefile("rb") as reader:
+            request = json.loads(reader.readline())
+        conn.settimeout(None)
+        pipeline.refresh()  # an index run since the last question: its snapshot now
+        answer = pipeline.ask(request["question"], k=request.get("k"), mode=request.get("mode"),
+                              rerank=request.get("rerank"),
+                              on_token=lambda token: send({"token": token}))
+        send({"answer": answer.to_dict()})
+    except OSError:
+        return  # the client went away (Ctrl-C): nothing to send it
+    except Exception as exc:  # reported to the client as its one-line error
+        with contextlib.suppress(OSError):
+            send({"error": str(exc) or type(exc).__name__})
+
+
+def main() -> None:
+    """``python -m rag.ask_worker SETTINGS_FILE``: detach (fork, the parent exits at once so the
+    starting command goes on), then serve."""
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    if os.fork():
+        os._exit(0)
+    settings = Settings(**spec["settings"])  # every field given: no file or env can differ
+    serve(settings, spec["kb"])
+
+
+if __name__ == "__main__":
+    main()

@@ -5,14 +5,11 @@ are exact in either mode."""
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import os
-import sys
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,7 +20,7 @@ from typing import Protocol, runtime_checkable
 from rag.config import GeneratorSettings
 from rag.embedder import ModelLoadError
 from rag.hardware import native_bf16_cpu
-from rag.models import resolve_generator
+from rag.models import noise_to_log, resolve_generator
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +145,7 @@ class VllmEmbeddedGenerator(_TokenizerMixin):
                 # halves throughput (measured: see bench/results/generation.json).
                 os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
             s = self.settings
-            with _engine_noise_to_log(self.home):
+            with noise_to_log(self.home):
                 try:
                     from vllm import LLM
                 except ImportError as exc:
@@ -333,29 +330,6 @@ def server_healthy(url: str, timeout: float = 2.0) -> bool:
         return httpx.get(f"{base}/health", timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-@contextlib.contextmanager
-def _engine_noise_to_log(home: Path | None) -> Iterator[None]:
-    """Unless logging is verbose, the engine's start-up output (its own log lines, library
-    warnings, progress bars, the NUMA notice of its child processes, which keep the redirected
-    stream) goes to $RAG_HOME/logs/engine.log instead of the user's terminal."""
-    if logging.getLogger().level <= logging.INFO or home is None:
-        yield
-        return
-    path = home / "logs" / "engine.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(path, "ab") as log_file, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        os.dup2(log_file.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 def _pick(temperature: float | None, settings: GeneratorSettings) -> float:

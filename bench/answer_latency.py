@@ -27,7 +27,7 @@ import httpx
 
 from eval.answers import load_questions, rate, score
 from rag.config import Settings, load_settings
-from rag.generation import engine_dtype, server_healthy
+from rag.generation.engines import engine_dtype, server_healthy
 from rag.pipeline import Pipeline
 from ui.launcher import ManagedServer, free_port
 
@@ -167,7 +167,7 @@ def main() -> None:
     finally:
         server.stop()
     if not args.no_transformers:
-        from rag.models import resolve_generator
+        from rag.generation.models import resolve_generator
 
         path = resolve_generator(base.generator.model, base.home)
         hf = transformers_batch(path, prompts, args.batch_tokens, engine_dtype(base.generator.dtype))

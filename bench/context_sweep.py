@@ -56,7 +56,7 @@ def timed(fn, *args, **kwargs) -> float:  # noqa: ANN001, ANN002, ANN003
 
 def model_path() -> str:
     from rag.config import load_settings
-    from rag.models import resolve_generator
+    from rag.generation.models import resolve_generator
 
     settings = load_settings()
     return resolve_generator(settings.generator.model, settings.home)
@@ -90,7 +90,7 @@ def served(dtype: str, lengths: list[int], batches: list[int], tokens: int) -> N
     from transformers import AutoTokenizer
 
     from rag.config import load_settings
-    from rag.generation import server_healthy
+    from rag.generation.engines import server_healthy
     from ui.launcher import ManagedServer, free_port
 
     port = free_port()

@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rag.config import IndexSettings
-from rag.vector_index import build_index, tune
+from rag.retrieval.faiss_index import build_index, tune
 
 OUT = Path(__file__).with_name("results") / "faiss.json"
 

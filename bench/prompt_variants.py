@@ -1,10 +1,10 @@
 """Prompt variants for cited answers, measured with `rag eval answers` on a warm LLM server.
 
-Each variant replaces ``rag.prompting.messages`` (what the model is shown; retrieval, passage
+Each variant replaces ``rag.generation.prompting.messages`` (what the model is shown; retrieval, passage
 budget, citation checking and scoring stay as configured) and is run on the papers and docs
 question sets and the first ``--scifact-limit`` SciFact dev claims. The run folders are resumable
 (``--runs``); the key metrics of every variant and set go to bench/results/prompt_variants.json.
-The winner becomes rag.prompting's only prompt; the others stay here, as the record.
+The winner becomes rag.generation.prompting's only prompt; the others stay here, as the record.
 
 Needs ``rag serve-llm`` running with the configured model, and the KBs ``papers`` (from
 ../shared/corpora/papers), ``docs`` (this repository's docs/) and ``beir-scifact``.
@@ -18,14 +18,14 @@ import os
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
-import rag.prompting as prompting
+import rag.generation.prompting as prompting
 from eval import runs
 from eval.answers import load_questions
 from eval.scifact import SciFact, claim_questions
 from rag.cli.common import with_running_server
 from rag.config import load_settings
+from rag.generation.prompting import EXAMPLE_USER, REFUSAL, Messages, Source
 from rag.pipeline import Pipeline
-from rag.prompting import EXAMPLE_USER, REFUSAL, Messages, Source
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from rag.answering import Answer
+from rag.generation.answering import Answer
 
 
 class QuestionSetError(ValueError):

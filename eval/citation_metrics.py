@@ -16,9 +16,9 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-from rag.answering import Answer
-from rag.citations import CITATION
-from rag.support import SupportScorer
+from rag.generation.answering import Answer
+from rag.generation.citations import CITATION
+from rag.generation.support import SupportScorer
 
 MAX_CITATIONS = 3  # ALCE counts at most the first three citations of a sentence
 

@@ -18,7 +18,7 @@ from eval.answers import Question, score
 from eval.citation_metrics import answer_citation_scores, sentence_scores
 from eval.intervals import Row, summarise
 from eval.scifact import verdict_of
-from rag.answering import Answer
+from rag.generation.answering import Answer
 from rag.pipeline import Pipeline
 
 PER_ANSWER = "per_answer.jsonl"

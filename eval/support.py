@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score, roc_curve
 
 from eval.scifact import Pair
-from rag.support import FEATURES, SupportModel, SupportScorer
+from rag.generation.support import FEATURES, SupportModel, SupportScorer
 
 NEGATIVE_KINDS = ("contradiction", "unsupported")
 

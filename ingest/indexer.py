@@ -23,9 +23,9 @@ from ingest.chunking import Chunker
 from ingest.loaders import LoadError, LoadOptions
 from ingest.parsing import Cancelled, ParseWorker
 from rag.config import IngestSettings
-from rag.kb import KBError, KnowledgeBase
 from rag.protocols import Embedder
-from rag.store import FileRecord
+from rag.storage.kb import KBError, KnowledgeBase
+from rag.storage.store import FileRecord
 
 log = logging.getLogger(__name__)
 logging.getLogger("pypdf").setLevel(logging.ERROR)

@@ -10,17 +10,17 @@ from pathlib import Path
 
 from ingest.chunking import TokenChunker
 from ingest.indexer import Indexer, IndexReport, Progress
-from rag.answering import Answer, Answerer
 from rag.config import Settings
-from rag.conversation import rewrite
 from rag.embedder import ModelLoadError, SentenceTransformerEmbedder
-from rag.generation import Generator, engine_dtype, make_generator
-from rag.kb import KBError, KnowledgeBase
+from rag.generation.answering import Answer, Answerer
+from rag.generation.conversation import rewrite
+from rag.generation.engines import Generator, engine_dtype, make_generator
+from rag.generation.support import SupportScorer
 from rag.protocols import Embedder, Reranker, Retriever
-from rag.rerank import CrossEncoderReranker
-from rag.retrieval import Bm25Retriever, DenseRetriever, HybridRetriever
-from rag.store import FileRecord
-from rag.support import SupportScorer
+from rag.retrieval.rerank import CrossEncoderReranker
+from rag.retrieval.retrievers import Bm25Retriever, DenseRetriever, HybridRetriever
+from rag.storage.kb import KBError, KnowledgeBase
+from rag.storage.store import FileRecord
 from rag.types import Hit
 
 MODES = ("dense", "bm25", "hybrid")

@@ -97,7 +97,7 @@ class ScriptedGenerator:
         return [self.name, "fake-other"]
 
     def _next(self, prompt: str, temperature: float | None, model: str | None):  # noqa: ANN202
-        from rag.generation import Generation
+        from rag.generation.engines import Generation
 
         self.prompts.append(prompt)
         self.options.append((temperature, model))
@@ -111,7 +111,7 @@ class ScriptedGenerator:
 
     def stream(self, prompt: str, max_tokens: int, temperature: float | None = None,
                model: str | None = None):  # noqa: ANN201
-        from rag.generation import Generation
+        from rag.generation.engines import Generation
 
         whole = self._next(prompt, temperature, model)
         words = re.findall(r"\S+\s*", whole.text)
@@ -135,8 +135,8 @@ class ExtractiveGenerator(ScriptedGenerator):
 
     def _next(self, prompt: str, temperature: float | None, model: str | None):  # noqa: ANN202
         from ingest.chunking import sentence_spans
-        from rag.prompting import REFUSAL
-        from rag.support import content_words
+        from rag.generation.prompting import REFUSAL
+        from rag.generation.support import content_words
 
         last = prompt[prompt.rindex("<user>"):]
         question = content_words(re.findall(r"Question: (.*)", last)[-1])

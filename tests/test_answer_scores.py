@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from eval.answers import QuestionSetError, fact_found, load_questions, normalise, rate, score
-from rag.answering import Answer
-from rag.citations import Sentence
+from rag.generation.answering import Answer
+from rag.generation.citations import Sentence
 
 PAPERS_SET = Path(__file__).resolve().parents[1] / "eval" / "questions" / "papers.jsonl"
 

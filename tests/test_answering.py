@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from rag.citations import (
+from rag.generation.citations import (
     check,
     parse_numbers,
     split_sentences,
     strip_invalid,
     with_attributions,
 )
-from rag.kb import KBError
+from rag.generation.prompting import REFUSAL, Source, build_prompt, messages
+from rag.generation.support import SupportScorer
 from rag.pipeline import Pipeline
-from rag.prompting import REFUSAL, Source, build_prompt, messages
-from rag.support import SupportScorer
+from rag.storage.kb import KBError
 from rag.testing import HashEmbedder, ScriptedGenerator
 from rag.types import Chunk, Hit
 from tests.test_indexer import write_corpus

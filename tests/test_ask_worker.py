@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.answering import Answer
-from rag.citations import Sentence
+from rag.generation.answering import Answer
+from rag.generation.citations import Sentence
 from tests.conftest import link_models
 
 IDLE_S = 20

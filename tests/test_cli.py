@@ -144,7 +144,7 @@ def test_storage_errors_are_one_line(fake_embedder: None, tmp_path: Path,
     def full(*args: object, **kwargs: object) -> None:
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr("rag.store.ChunkStore.add_vectors", full)
+    monkeypatch.setattr("rag.storage.store.ChunkStore.add_vectors", full)
     err = one_line_error(*run("index", str(docs), "--kb", "s")[::2])
     assert "disk is full" in err
     monkeypatch.undo()
@@ -155,6 +155,6 @@ def test_storage_errors_are_one_line(fake_embedder: None, tmp_path: Path,
     from rag.testing import HashEmbedder
 
     monkeypatch.setattr("rag.pipeline.SentenceTransformerEmbedder", lambda settings: HashEmbedder())
-    monkeypatch.setattr("rag.snapshot_build.save_index", faiss_full)
+    monkeypatch.setattr("rag.storage.snapshot_build.save_index", faiss_full)
     err = one_line_error(*run("index", str(docs), "--kb", "s")[::2])
     assert "No space left" in err and "previous index stays live" in err

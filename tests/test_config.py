@@ -71,13 +71,13 @@ def test_dtypes_and_passage_budget_follow_the_hardware(monkeypatch, native: bool
     import torch
 
     import rag.embedder
-    import rag.generation
+    import rag.generation.engines
     from rag.embedder import embedder_dtype
-    from rag.generation import engine_dtype
+    from rag.generation.engines import engine_dtype
     from rag.pipeline import passage_budget
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(rag.generation, "native_bf16_cpu", lambda: native)
+    monkeypatch.setattr(rag.generation.engines, "native_bf16_cpu", lambda: native)
     monkeypatch.setattr(rag.embedder, "native_bf16_cpu", lambda: native)
     bf16 = "bfloat16" if native else "float32"
     assert engine_dtype("auto") == bf16

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from rag.config import load_settings
-from rag.kb import KnowledgeBase
 from rag.pipeline import Pipeline
+from rag.storage.kb import KnowledgeBase
 from rag.testing import HashEmbedder
 
 JOB = Path(__file__).with_name("crash_job.py")

@@ -14,11 +14,11 @@ from eval.answers import Question, load_questions
 from eval.citation_metrics import answer_citation_scores, sentence_scores
 from eval.compare import compare
 from eval.intervals import interval, mean_of, paired_difference, refusal, summarise
-from rag.answering import Answer
-from rag.citations import split_sentences
 from rag.cli.main import cli
+from rag.generation.answering import Answer
+from rag.generation.citations import split_sentences
+from rag.generation.support import SupportScorer
 from rag.pipeline import Pipeline
-from rag.support import SupportScorer
 from rag.testing import ExtractiveGenerator, HashEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ def scorer() -> SupportScorer:
 
 
 def make_answer(text: str, refused: bool = False) -> Answer:
-    from rag.citations import Sentence
+    from rag.generation.citations import Sentence
 
     sentences = [Sentence(t, [n for n in c if n in PASSAGES], []) for t, c in split_sentences(text)]
     sources = [{"n": n, "text": t, "cited": any(n in s.citations for s in sentences),
@@ -169,7 +169,7 @@ class FailsOn(ExtractiveGenerator):
     def generate(self, prompts, max_tokens, temperature=None, model=None):  # type: ignore[no-untyped-def]
         self.calls += len(prompts)
         if any(self.word in p.rsplit("Question:", 1)[-1] for p in prompts):
-            from rag.generation import GenerationError
+            from rag.generation.engines import GenerationError
 
             raise GenerationError("the LLM server answered 500")
         return super().generate(prompts, max_tokens, temperature, model)

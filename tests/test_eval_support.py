@@ -20,7 +20,7 @@ from eval.scifact import (
     verdict_of,
 )
 from rag.cli.main import cli
-from rag.support import MODEL_FILE, SupportModel, SupportScorer
+from rag.generation.support import MODEL_FILE, SupportModel, SupportScorer
 from rag.testing import HashEmbedder
 from tests.conftest import SCIFACT, needs_shared
 

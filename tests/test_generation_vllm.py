@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.answering import Answerer
 from rag.config import load_settings
 from rag.embedder import ModelLoadError
-from rag.generation import VllmEmbeddedGenerator
+from rag.generation.answering import Answerer
+from rag.generation.engines import VllmEmbeddedGenerator
 from rag.pipeline import Pipeline
 from tests.conftest import PAPERS, link_models, needs_shared
 
@@ -74,7 +74,7 @@ def test_streaming_matches_final_text(pipeline: Pipeline) -> None:
     if not any(s.attributed or s.removed for s in answer.sentences):
         assert streamed == answer.text.strip()
     else:  # rag's attribution changed only citation markers of what was streamed
-        from rag.citations import CITATION
+        from rag.generation.citations import CITATION
 
         def words(text: str) -> list[str]:
             return CITATION.sub("", text).replace(" .", ".").split()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rag.config import IndexSettings
-from rag.vector_index import build_index, gpu_count, search, tune
+from rag.retrieval.faiss_index import build_index, gpu_count, search, tune
 
 pytestmark = [
     pytest.mark.gpu,

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.kb import KBError
 from rag.pipeline import Pipeline
+from rag.storage.kb import KBError
 from rag.testing import HashEmbedder
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rag.embedder import ModelLoadError
-from rag.models import BUNDLED, Bundled, join_bundled_parts, resolve_generator
+from rag.generation.models import BUNDLED, Bundled, join_bundled_parts, resolve_generator
 
 
 def test_both_bundled_generators_are_offered(tmp_path: Path) -> None:

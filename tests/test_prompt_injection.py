@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.conversation import REWRITE_TOKENS, rewrite
-from rag.prompting import build_prompt, quote
+from rag.generation.conversation import REWRITE_TOKENS, rewrite
+from rag.generation.prompting import build_prompt, quote
 from rag.testing import ScriptedGenerator
 from rag.types import Chunk, Hit
 from tests.conftest import link_models
@@ -62,7 +62,7 @@ def test_hostile_prompt_has_only_the_templates_special_tokens(rag_home: Path,
                                                               models_dir: Path) -> None:
     """With the bundled model's tokenizer: as many control tokens as a clean prompt."""
     from rag.config import load_settings
-    from rag.generation import VllmServedGenerator
+    from rag.generation.engines import VllmServedGenerator
 
     link_models(rag_home, models_dir)
     settings = load_settings()

@@ -14,8 +14,8 @@ import pytest
 
 from ingest.chunking import TokenChunker
 from ingest.loaders import HtmlLoader
-from rag.kb import KBError, KnowledgeBase
 from rag.pipeline import Pipeline
+from rag.storage.kb import KBError, KnowledgeBase
 from rag.testing import HashEmbedder
 
 WORDS = ("river stone light paper music garden winter copper signal forest harbor pencil "

@@ -6,7 +6,7 @@ import pytest
 
 from rag.config import RerankerSettings
 from rag.embedder import ModelLoadError, resolve_model_path
-from rag.rerank import CrossEncoderReranker
+from rag.retrieval.rerank import CrossEncoderReranker
 from rag.types import Chunk, Hit
 
 

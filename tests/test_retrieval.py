@@ -6,7 +6,7 @@ import pytest
 
 from rag.langchain_retriever import KBRetriever
 from rag.pipeline import Pipeline
-from rag.retrieval import rrf
+from rag.retrieval.retrievers import rrf
 from rag.types import Chunk, Hit
 from tests.test_indexer import write_corpus
 

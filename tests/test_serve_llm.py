@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rag.config import load_settings
-from rag.generation import VllmServedGenerator
+from rag.generation.engines import VllmServedGenerator
 from rag.pipeline import Pipeline
 from tests.conftest import link_models, stop_group
 from tests.test_indexer import write_corpus

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from rag.config import GeneratorSettings
-from rag.generation import GenerationError, VllmServedGenerator
+from rag.generation.engines import GenerationError, VllmServedGenerator
 
 
 class Fake(BaseHTTPRequestHandler):

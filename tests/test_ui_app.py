@@ -12,7 +12,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from rag.generation import Generation, GenerationError
+from rag.generation.engines import Generation, GenerationError
 from rag.testing import HashEmbedder, ReverseReranker, ScriptedGenerator
 from tests.test_indexer import write_corpus
 from ui.engine import Engine
@@ -136,7 +136,7 @@ def test_llm_failure_mid_answer_shows_error_and_app_recovers(
 def test_waits_for_the_llm_server_and_says_so(settings, monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:  # noqa: ANN001
     from rag.config import load_settings
-    from rag.generation import VllmServedGenerator
+    from rag.generation.engines import VllmServedGenerator
     from ui.launcher import STATE_ENV, LlmState
 
     dead = "http://127.0.0.1:9/v1"
@@ -281,7 +281,7 @@ def test_access_token_is_required_when_configured(settings, tmp_path: Path,  # n
 def test_server_folders_only_inside_configured_roots(settings, tmp_path: Path,  # noqa: ANN001
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from rag.config import load_settings
-    from rag.kb import KBError
+    from rag.storage.kb import KBError
 
     engine = make_engine(settings)
     at = start(engine, monkeypatch)

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from ingest.ocr import Tesseract
 from rag.cli.main import cli
 from rag.config import load_settings
-from rag.conversation import clean_rewrite, trim_history
 from rag.feedback import FeedbackStore, feedback_path
+from rag.generation.conversation import clean_rewrite, trim_history
 from rag.pdf_pages import PageRenderError, find_spans, render_page
 from tests.conftest import PAPERS, needs_shared
 from tests.documents import image_pdf

@@ -19,10 +19,10 @@ import streamlit as st
 from ingest.indexer import IndexReport
 from rag.config import ConfigError, UiSettings
 from rag.embedder import ModelLoadError
-from rag.generation import GenerationError
-from rag.kb import KBError
+from rag.generation.engines import GenerationError
 from rag.pdf_pages import PageRenderError, render_page
 from rag.pipeline import MODES
+from rag.storage.kb import KBError
 from ui import render
 from ui.engine import Engine
 from ui.jobs import IndexJob

@@ -13,11 +13,11 @@ from ingest.indexer import IndexReport
 from rag.config import Settings, load_settings
 from rag.embedder import SentenceTransformerEmbedder
 from rag.feedback import FeedbackStore, feedback_path
-from rag.generation import Generator, VllmServedGenerator, make_generator
-from rag.kb import KBError, KnowledgeBase, list_kbs
+from rag.generation.engines import Generator, VllmServedGenerator, make_generator
 from rag.pipeline import Pipeline
 from rag.protocols import Embedder, Reranker
-from rag.rerank import CrossEncoderReranker
+from rag.retrieval.rerank import CrossEncoderReranker
+from rag.storage.kb import KBError, KnowledgeBase, list_kbs
 from ui.jobs import IndexJob, JobRunner
 from ui.launcher import read_state
 from ui.uploads import Upload, save_uploads

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rag.config import Settings
-from rag.generation import server_healthy
+from rag.generation.engines import server_healthy
 
 STATE_ENV = "RAG_UI_LLM_STATE"
 MAX_RESTARTS = 5

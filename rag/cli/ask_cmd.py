@@ -9,8 +9,6 @@ import click
 from rich.markup import escape
 
 from rag import ask_worker
-from rag.answering import Answer
-from rag.citations import CITATION
 from rag.cli.common import (
     UserError,
     get_settings,
@@ -21,6 +19,8 @@ from rag.cli.common import (
     with_running_server,
 )
 from rag.config import Settings
+from rag.generation.answering import Answer
+from rag.generation.citations import CITATION
 from rag.pipeline import MODES, Pipeline
 
 

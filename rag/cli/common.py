@@ -96,7 +96,7 @@ def with_running_server(settings: Settings) -> Settings:
     """Settings that use the LLM server at ``generator.server_url`` when one answers there with
     the configured model (a ``rag serve-llm`` left running): no engine start. Otherwise the
     embedded engine, said once."""
-    from rag.generation import server_healthy
+    from rag.generation.engines import server_healthy
 
     g = settings.generator
     if g.mode == "served":

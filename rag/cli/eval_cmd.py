@@ -95,7 +95,7 @@ def eval_support(dataset: Path, retrain: bool, model_out: Path | None, limit: in
     are chosen on train and reported on dev."""
     from eval import support
     from eval.scifact import SciFact, support_pairs
-    from rag.support import MODEL_FILE, SupportModel
+    from rag.generation.support import MODEL_FILE, SupportModel
 
     settings = get_settings()
     pipeline = Pipeline(settings)

@@ -7,7 +7,7 @@ import click
 from rich.table import Table
 
 from rag.cli.common import get_settings, print_json, stdout
-from rag.kb import KnowledgeBase, list_kbs
+from rag.storage.kb import KnowledgeBase, list_kbs
 
 
 @click.group("kb")

@@ -11,8 +11,8 @@ from ingest.parsing import Cancelled
 from rag.cli.common import UserError, setup_logging
 from rag.config import ConfigError
 from rag.embedder import ModelLoadError
-from rag.generation import GenerationError
-from rag.kb import KBError
+from rag.generation.engines import GenerationError
+from rag.storage.kb import KBError
 
 KNOWN_ERRORS = (ConfigError, KBError, ModelLoadError, GenerationError, LoadError, ValueError, OSError,
                 Cancelled)

@@ -8,8 +8,8 @@ from rich.table import Table
 
 from rag.cli.common import get_settings, print_json, stdout
 from rag.embedder import ModelLoadError
-from rag.generation import engine_dtype
-from rag.models import model_facts, resolve_generator
+from rag.generation.engines import engine_dtype
+from rag.generation.models import model_facts, resolve_generator
 
 
 @click.command("models")

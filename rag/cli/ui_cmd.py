@@ -8,7 +8,7 @@ import click
 
 from rag.cli.common import UserError, get_settings, print_json, stdout
 from rag.feedback import RATINGS, FeedbackStore, feedback_path
-from rag.kb import KnowledgeBase
+from rag.storage.kb import KnowledgeBase
 
 
 @click.command("ui")

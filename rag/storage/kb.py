@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.bm25_index import Bm25Index
 from rag.config import Settings
 from rag.protocols import Embedder
-from rag.snapshot_build import build_snapshot
-from rag.store import ChunkStore
-from rag.vector_index import load_index
+from rag.retrieval.bm25_index import Bm25Index
+from rag.retrieval.faiss_index import load_index
+from rag.storage.snapshot_build import build_snapshot
+from rag.storage.store import ChunkStore
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 STORE = "kb.sqlite"

@@ -1,6 +1,6 @@
 """Writes one snapshot's derived indexes (FAISS, BM25, the id list) from a store's current chunks.
 
-Large KBs build in a child process (``python -m rag.snapshot_build``): at 100k chunks the BM25
+Large KBs build in a child process (``python -m rag.storage.snapshot_build``): at 100k chunks the BM25
 build holds the GIL for seconds, and searches served by the same process (the chat app during a
 removal or an indexing job) must not wait for it.
 """
@@ -12,11 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rag.bm25_index import Bm25Index
 from rag.children import child_env
 from rag.config import IndexSettings
-from rag.store import ChunkStore
-from rag.vector_index import build_index, save_index
+from rag.retrieval.bm25_index import Bm25Index
+from rag.retrieval.faiss_index import build_index, save_index
+from rag.storage.store import ChunkStore
 
 OUT_OF_PROCESS_CHUNKS = 20_000  # below this the whole build takes well under a second
 
@@ -34,7 +34,7 @@ def build_snapshot(store: ChunkStore, folder: Path, dim: int, index: IndexSettin
         write_indexes(store, folder, dim, index)
         return
     done = subprocess.run(
-        [sys.executable, "-m", "rag.snapshot_build", str(store.path), str(folder), str(dim),
+        [sys.executable, "-m", "rag.storage.snapshot_build", str(store.path), str(folder), str(dim),
          index.model_dump_json()], capture_output=True, text=True, env=child_env(), check=False)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]

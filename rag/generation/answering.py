@@ -6,10 +6,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from rag.citations import CitationReport, Sentence, check, strip_invalid, with_attributions
-from rag.generation import Generation, Generator
-from rag.prompting import REFUSAL, BuiltPrompt, build_prompt
-from rag.support import SupportScorer
+from rag.generation.citations import CitationReport, Sentence, check, strip_invalid, with_attributions
+from rag.generation.engines import Generation, Generator
+from rag.generation.prompting import REFUSAL, BuiltPrompt, build_prompt
+from rag.generation.support import SupportScorer
 from rag.types import Hit
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from rag.citations import CITATION
-from rag.generation import Generator
-from rag.prompting import REFUSAL, rewrite_messages
-from rag.support import content_words
+from rag.generation.citations import CITATION
+from rag.generation.engines import Generator
+from rag.generation.prompting import REFUSAL, rewrite_messages
+from rag.generation.support import content_words
 
 HISTORY_TURNS = 3  # the last few turns carry the references a follow-up makes
 ANSWER_CHARS = 400  # long answers add tokens, not meaning, to the rewrite prompt

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.kb import Snapshot
 from rag.protocols import Embedder, Retriever
+from rag.retrieval.faiss_index import search as faiss_search
 from rag.types import Hit
-from rag.vector_index import search as faiss_search
+
+if TYPE_CHECKING:  # the storage layer builds snapshots from these indexes
+    from rag.storage.kb import Snapshot
 
 
 def _hits(snap: Snapshot, rows: np.ndarray, scores: np.ndarray, field: str) -> list[Hit]:

@@ -19,8 +19,8 @@ from typing import Protocol, runtime_checkable
 
 from rag.config import GeneratorSettings
 from rag.embedder import ModelLoadError
+from rag.generation.models import noise_to_log, resolve_generator
 from rag.hardware import native_bf16_cpu
-from rag.models import noise_to_log, resolve_generator
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from ingest.chunking import sentence_spans
-from rag.prompting import REFUSAL, Source
-from rag.support import SupportScorer
+from rag.generation.prompting import REFUSAL, Source
+from rag.generation.support import SupportScorer
 
 CITATION = re.compile(r"\[(\s*\d+(?:\s*(?:[,;]|[-–])\s*\d+)*\s*)\]")
 

@@ -1,0 +1,1 @@
+"""Writing cited answers: LLM engines, prompts, citation checking and support scoring."""

@@ -1,0 +1,1 @@
+"""Finding passages: dense (FAISS), BM25, their fusion, reranking."""

@@ -3,7 +3,8 @@
 Each file's new chunks are committed in one SQLite transaction; embeddings are cached by text
 hash and committed per batch, so a killed job redoes little; the live snapshot changes only when
 ``KnowledgeBase.publish`` swaps the pointer at the end. Only regular files are read, each within
-the per-file limits of ``IngestSettings``.
+the per-file limits of ``IngestSettings``. The parser child reads the next file while this
+process chunks and embeds the one before it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ingest.chunking import Chunker
-from ingest.loaders import LoadError, LoadOptions
+from ingest.loaders import Loaded, LoadError, LoadOptions
 from ingest.parsing import Cancelled, ParseWorker
 from rag.config import IngestSettings
 from rag.protocols import Embedder
@@ -164,6 +165,24 @@ def read_regular(path: Path, max_bytes: int) -> tuple[os.stat_result, bytes]:
     return st, data
 
 
+@dataclass
+class _Job:
+    """A changed file between reading and storing."""
+
+    path: Path
+    known: FileRecord | None
+    stat: os.stat_result
+    digest: str
+    data: bytes
+
+
+def _failed(report: IndexReport, path: Path, known: FileRecord | None, exc: Exception) -> None:
+    kept = " (previous version kept in the index)" if known else ""
+    reason = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
+    report.failed.append(Failure(str(path), reason + kept))
+    log.debug("failed %s", path, exc_info=True)
+
+
 class Indexer:
     def __init__(self, kb: KnowledgeBase, embedder: Embedder, chunker: Chunker,
                  limits: IngestSettings | None = None) -> None:
@@ -212,6 +231,7 @@ class Indexer:
                     "chunks; they are re-indexed now")))
             progress.start(sum(len(s.files) for s in scans))
             seen: set[str] = set()
+            parsing: _Job | None = None  # parsed in the child while the previous file embeds
             try:
                 for s in scans:
                     report.skipped.extend(s.skipped)
@@ -221,9 +241,13 @@ class Indexer:
                             raise Cancelled("cancelled")
                         report.files_seen += 1
                         seen.add(str(path))
-                        self._index_file(path, manifest.get(str(path)), report, progress,
-                                         worker, cancel)
-                        progress.file_done(str(path))
+                        job = self._read(path, manifest.get(str(path)), report)
+                        if job is None:
+                            progress.file_done(str(path))
+                        else:
+                            parsing = self._advance(parsing, job, worker, report, progress,
+                                                    cancel)
+                self._advance(parsing, None, worker, report, progress, cancel)
             finally:
                 worker.close(kill=True)
             roots = [s.root for s in scans if prune or not s.missing]
@@ -237,43 +261,71 @@ class Indexer:
         report.seconds = round(time.perf_counter() - started, 3)
         return report
 
-    def _index_file(
-        self, path: Path, known: FileRecord | None, report: IndexReport, progress: Progress,
-        worker: ParseWorker, cancel: threading.Event | None,
-    ) -> None:
-        store = self.kb.store
+    def _read(self, path: Path, known: FileRecord | None, report: IndexReport) -> _Job | None:
+        """The file's bytes when they need parsing; None when unchanged or unreadable (counted
+        in the report)."""
         try:
             st = path.stat()
             if known and _unchanged(known, st):
                 report.unchanged += 1
-                return
+                return None
             st, data = read_regular(path, int(self.limits.max_file_mb * 2**20))
-            digest = file_digest(data)
-            if known and known.sha256 == digest:
-                store.touch_file(str(path), st.st_size, st.st_mtime_ns)
-                report.unchanged += 1
-                return
-            loaded = worker.load(path, data, cancel)
-            del data
+        except (LoadError, OSError) as exc:
+            _failed(report, path, known, exc)
+            return None
+        digest = file_digest(data)
+        if known and known.sha256 == digest:
+            self.kb.store.touch_file(str(path), st.st_size, st.st_mtime_ns)
+            report.unchanged += 1
+            return None
+        return _Job(path, known, st, digest, data)
+
+    def _advance(self, parsing: _Job | None, job: _Job | None, worker: ParseWorker,
+                 report: IndexReport, progress: Progress,
+                 cancel: threading.Event | None) -> _Job | None:
+        """Collect the file being parsed, hand ``job`` to the parser, then chunk, embed and
+        store the collected one while the parser works on ``job``; returns what is parsing."""
+        loaded = None
+        if parsing is not None:
+            try:
+                loaded = worker.result(cancel)
+            except LoadError as exc:
+                _failed(report, parsing.path, parsing.known, exc)
+        if job is not None:
+            try:
+                worker.submit(job.path, job.data)
+            except LoadError as exc:
+                _failed(report, job.path, job.known, exc)
+                job = None
+            else:
+                job.data = b""  # the child has it
+        if parsing is not None:
+            if loaded is not None:
+                self._store(parsing, loaded, report, progress, cancel)
+            progress.file_done(str(parsing.path))
+        return job
+
+    def _store(self, job: _Job, loaded: Loaded, report: IndexReport, progress: Progress,
+               cancel: threading.Event | None) -> None:
+        store = self.kb.store
+        try:
             chunks = [c for doc in loaded.documents for c in self.chunker.chunk(doc)]
             if not chunks:
                 raise LoadError("no text to index")
             self._embed_missing(chunks, progress, cancel)
         except (LoadError, OSError, MemoryError, RuntimeError, ValueError) as exc:
-            kept = " (previous version kept in the index)" if known else ""
-            reason = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
-            report.failed.append(Failure(str(path), reason + kept))
-            log.debug("failed %s", path, exc_info=True)
+            _failed(report, job.path, job.known, exc)
             return
+        path, known, st = job.path, job.known, job.stat
         old_ids = {cid for cid, _ in store.iter_current_chunks(str(path))} if known else set()
         new_ids = {c.id for c in chunks}
         record = FileRecord(
-            path=str(path), sha256=digest, size=st.st_size, mtime_ns=st.st_mtime_ns,
+            path=str(path), sha256=job.digest, size=st.st_size, mtime_ns=st.st_mtime_ns,
             kind=loaded.documents[0].kind, title=loaded.documents[0].title,
             n_docs=len(loaded.documents), n_chunks=len(chunks), warnings=loaded.warnings,
             indexed_at=time.time(),
         )
-        store.replace_file(record, chunks, digest)
+        store.replace_file(record, chunks, job.digest)
         report.indexed += 1
         report.chunks_added += len(new_ids - old_ids)
         report.chunks_removed += len(old_ids - new_ids)
@@ -295,9 +347,9 @@ class Indexer:
             progress.chunks_done(len(batch))
 
 
-# What a file yields changes with the loaders (OCR, text cleaning, new formats, PDF tables): their version is
-# part of each file's recorded digest, so files indexed by older loaders are read again by the
-# next run; chunks whose text did not change keep their vectors.
+# What a file yields changes with the loaders (OCR, text cleaning, new formats, PDF tables): their
+# version is part of each file's recorded digest, so files indexed by older loaders are read again
+# by the next run; chunks whose text did not change keep their vectors.
 LOADER_VERSION = 3
 
 

@@ -76,15 +76,30 @@ class ParseWorker:
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
 
     def load(self, path: Path, data: bytes, cancel: threading.Event | None = None) -> Loaded:
+        self.submit(path, data)
+        return self.result(cancel)
+
+    def submit(self, path: Path, data: bytes) -> None:
+        """Hand one file to the child, which parses it while the caller does other work
+        (embedding the previous file); ``result`` collects it. One file at a time."""
         if self._proc is None or self._proc.poll() is not None:
             self._proc = self._start()
         proc = self._proc
-        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdin is not None
         try:
             _send(proc.stdin, (path, data, self.options))
         except BrokenPipeError:
             self.close(kill=True)
             raise LoadError("the parser process died before reading the file") from None
+
+    def result(self, cancel: threading.Event | None = None) -> Loaded:
+        """The submitted file's documents; LoadError if it cannot be parsed or makes no progress
+        for ``timeout_s`` (counted from now: time spent elsewhere meanwhile is not held
+        against it), Cancelled when ``cancel`` is set."""
+        proc = self._proc
+        if proc is None:
+            raise LoadError("the parser process died before reading the file")
+        assert proc.stdout is not None
         deadline = time.monotonic() + self.timeout_s
         while True:
             ready, _, _ = select.select([proc.stdout], [], [],

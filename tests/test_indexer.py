@@ -156,3 +156,30 @@ def test_hnsw_and_ivf_indexes(settings, tmp_path: Path) -> None:  # noqa: ANN001
         p = Pipeline(s, f"kb-{kind}", embedder=HashEmbedder())
         p.index([docs])
         assert p.search("alpha7 beta7", mode="dense", k=3).hits[0].chunk.text.startswith("Topic 7")
+
+
+def test_the_next_file_parses_while_the_previous_one_embeds(
+        fake_pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parser child is handed file n+1 before file n is embedded; a file that fails to
+    parse in between does not stop the others."""
+    from ingest.parsing import ParseWorker
+
+    docs = write_corpus(tmp_path / "docs")
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 broken")
+    events: list[str] = []
+    submit = ParseWorker.submit
+
+    def recorded(self: ParseWorker, path: Path, data: bytes) -> None:
+        events.append(f"parse {path.name}")
+        submit(self, path, data)
+
+    monkeypatch.setattr(ParseWorker, "submit", recorded)
+    embedder = fake_pipeline.embedder
+    embed = embedder.embed_documents
+    monkeypatch.setattr(embedder, "embed_documents",
+                        lambda texts: events.append(f"embed {texts[0].split()[0]}") or embed(texts))
+    report = fake_pipeline.index([docs])
+    assert report.indexed == 3 and [f.path for f in report.failed] == [str(docs / "broken.pdf")]
+    # Each file goes to the parser before the one before it is embedded.
+    assert events == ["parse broken.pdf", "parse cats.md", "parse dogs.txt", "embed Cats",
+                      "parse fish.html", "embed dogs", "embed fish"]

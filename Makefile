@@ -55,6 +55,7 @@ bench: setup
 	$(PY) bench/embed_bench.py
 	$(PY) bench/ocr_bench.py
 	$(PY) bench/pdf_tables_bench.py
+	$(PY) bench/parse_overlap_bench.py
 	$(PY) bench/faiss_bench.py
 	$(PY) bench/indexing_bench.py
 	$(PY) bench/context_sweep.py

@@ -127,35 +127,32 @@ def without_time(path: Path) -> list[dict]:  # type: ignore[type-arg]
     return rows
 
 
-def test_two_runs_of_one_config_score_bit_identically(docs_pipeline: Pipeline,
-                                                      tmp_path: Path) -> None:
-    run_config(docs_pipeline, tmp_path / "a")
-    run_config(docs_pipeline, tmp_path / "b")
-    assert without_time(tmp_path / "a" / runs.PER_ANSWER) == without_time(
-        tmp_path / "b" / runs.PER_ANSWER)
-    a, b = (json.loads((tmp_path / r / "summary.json").read_text())["metrics"] for r in "ab")
+def test_reruns_score_bit_identically_and_compare_catches_a_worse_config(
+        docs_pipeline: Pipeline, tmp_path: Path) -> None:
+    """Two runs of one config score the same (minus time) and `rag eval compare` passes them;
+    the same questions answered from one passage (k=1) are flagged as a regression. One test,
+    so the two runs are scored once (each run scores every sentence with the real scorer)."""
+    base, rerun = tmp_path / "base", tmp_path / "rerun"
+    run_config(docs_pipeline, base)
+    run_config(docs_pipeline, rerun)
+    run_config(docs_pipeline, tmp_path / "k1", k=1)
+    assert without_time(base / runs.PER_ANSWER) == without_time(rerun / runs.PER_ANSWER)
+    a, b = (json.loads((r / "summary.json").read_text())["metrics"] for r in (base, rerun))
     a.pop("seconds_per_answer"), b.pop("seconds_per_answer")
     assert a == b
-    report = (tmp_path / "a" / "report.html").read_text()
+    report = (base / "report.html").read_text()
     assert "<svg" in report and "citation_recall" in report  # self-contained: nothing fetched
     assert "<script" not in report and " src=" not in report and "<link" not in report
-
-
-def test_compare_passes_a_rerun_and_fails_a_single_passage_config(
-        docs_pipeline: Pipeline, tmp_path: Path) -> None:
-    run_config(docs_pipeline, tmp_path / "base")
-    run_config(docs_pipeline, tmp_path / "rerun")
-    run_config(docs_pipeline, tmp_path / "k1", k=1)
-    assert compare(tmp_path / "base", tmp_path / "rerun")["regressions"] == []
-    worse = compare(tmp_path / "base", tmp_path / "k1")
+    assert compare(base, rerun)["regressions"] == []
+    worse = compare(base, tmp_path / "k1")
     assert worse["regressions"], worse["metrics"]
     runner = CliRunner()
-    ok = runner.invoke(cli, ["eval", "compare", str(tmp_path / "base"), str(tmp_path / "rerun")])
+    ok = runner.invoke(cli, ["eval", "compare", str(base), str(rerun)])
     assert ok.exit_code == 0, ok.output
-    bad = runner.invoke(cli, ["eval", "compare", str(tmp_path / "base"), str(tmp_path / "k1")])
+    bad = runner.invoke(cli, ["eval", "compare", str(base), str(tmp_path / "k1")])
     assert bad.exit_code == 1 and "regression in" in bad.output
-    unknown = runner.invoke(cli, ["eval", "compare", str(tmp_path / "base"),
-                                  str(tmp_path / "k1"), "--metric", "nope"])
+    unknown = runner.invoke(cli, ["eval", "compare", str(base), str(tmp_path / "k1"),
+                                 "--metric", "nope"])
     assert unknown.exit_code == 1 and "unknown metric" in unknown.output
 
 

@@ -164,6 +164,9 @@ def place(text: str, table: PdfTable) -> str:
     lines = text.split("\n")
     best, best_span, start, held = 0, None, None, Counter()
     for i, line in enumerate(lines + ["end"]):
+        if line.startswith("|"):  # a table placed before this one on the page stays whole
+            start = None
+            continue
         tokens = _tokens(line)
         if not tokens and start is not None:  # "...", "·": inside a table, as in any text
             continue

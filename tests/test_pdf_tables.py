@@ -112,3 +112,15 @@ def test_a_failing_table_pass_keeps_the_file(tmp_path: Path,
     assert "Transformer big 28.4 41.8" in loaded.documents[0].sections[0].text
     assert loaded.warnings == ["tables not detected (ValueError: odd stream); their text is "
                                "kept as lines"]
+
+
+def test_a_second_table_never_replaces_the_first() -> None:
+    """Two tables on a page with the same cells: the second replaces its own lines only."""
+    from ingest.pdf_tables import PdfTable, place
+
+    table = PdfTable(1, [["Model", "BLEU"], ["base", "27.3"], ["big", "28.4"]])
+    page = place("Table 1\nModel BLEU\nbase 27.3\nbig 28.4\nTable 2\nModel BLEU\nbase 27.3\n"
+                 "big 28.4\nEnd.", table)
+    page = place(page, table)
+    assert page.split("\n") == ["Table 1", *table.markdown().split("\n"), "Table 2",
+                                *table.markdown().split("\n"), "End."]

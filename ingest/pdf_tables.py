@@ -163,7 +163,7 @@ def place(text: str, table: PdfTable) -> str:
     total = sum(wanted.values())
     lines = text.split("\n")
     best, best_span, start, held = 0, None, None, Counter()
-    for i, line in enumerate(lines + ["end"]):
+    for i, line in enumerate(lines):
         if line.startswith("|"):  # a table placed before this one on the page stays whole
             start = None
             continue

@@ -18,7 +18,6 @@ from rag.cli.common import (
     stop_children_on_exit,
     with_running_server,
 )
-from rag.config import Settings
 from rag.generation.answering import Answer
 from rag.generation.citations import CITATION
 from rag.pipeline import MODES, Pipeline
@@ -93,8 +92,17 @@ def ask(question: str | None, kb_name: str | None, k: int | None, mode: str | No
     stop_children_on_exit()
     settings = with_running_server(get_settings())
     served = settings.generator.mode == "served" and question is not None
-    if served and _ask_worker(settings, kb_name, question, k, mode, rerank, as_json):
-        return
+    if served:
+        try:
+            reply = ask_worker.ask(settings, kb_name, question, k, mode, rerank,
+                                   None if as_json else show)
+        except ask_worker.WorkerError as exc:
+            raise UserError(str(exc)) from None
+        if reply is not None:
+            print_answer(Answer.from_dict(reply), as_json)
+            stderr.print("[dim]searched by the background ask worker "
+                         "(generator.ask_worker_idle_s)[/]", highlight=False)
+            return
     pipeline = Pipeline(settings, kb_name)
     if questions:
         batch = [q.strip() for q in questions.read_text().splitlines() if q.strip()]
@@ -102,12 +110,8 @@ def ask(question: str | None, kb_name: str | None, k: int | None, mode: str | No
             click.echo(json.dumps(answer.to_dict(), ensure_ascii=False, default=str))
         return
     assert question is not None
-    if as_json:
-        print_json(pipeline.ask(question, k=k, mode=mode, rerank=rerank).to_dict())
-    else:
-        answer = pipeline.ask(question, k=k, mode=mode, rerank=rerank, on_token=show)
-        sys.stdout.write("\n")
-        print_answer_footer(answer)
+    print_answer(pipeline.ask(question, k=k, mode=mode, rerank=rerank,
+                              on_token=None if as_json else show), as_json)
     if served:
         ask_worker.start(settings, kb_name)  # the next `rag ask` skips the loading
 
@@ -117,21 +121,10 @@ def show(token: str) -> None:
     sys.stdout.flush()
 
 
-def _ask_worker(settings: Settings, kb_name: str | None, question: str, k: int | None,
-                mode: str | None, rerank: bool | None, as_json: bool) -> bool:
-    """Answered by a running ask worker (True), or there is none (False)."""
-    try:
-        reply = ask_worker.ask(settings, kb_name, question, k, mode, rerank,
-                               None if as_json else show)
-    except ask_worker.WorkerError as exc:
-        raise UserError(str(exc)) from None
-    if reply is None:
-        return False
+def print_answer(answer: Answer, as_json: bool) -> None:
+    """The whole answer as JSON, or (its text already streamed) the footer."""
     if as_json:
-        print_json(reply)
+        print_json(answer.to_dict())
     else:
         sys.stdout.write("\n")
-        print_answer_footer(Answer.from_dict(reply))
-    stderr.print("[dim]searched by the background ask worker (generator.ask_worker_idle_s)[/]",
-                 highlight=False)
-    return True
+        print_answer_footer(answer)

@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 RAG := $(VENV)/bin/rag
-EXTRAS ?= cpu,ui,dev
+EXTRAS ?= cpu,ui,dev,scale
 export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: setup demo ui test test-fast lint bench clean
@@ -58,6 +58,8 @@ bench: setup
 	$(PY) bench/parse_overlap_bench.py
 	$(PY) bench/faiss_bench.py
 	$(PY) bench/indexing_bench.py
+	$(PY) bench/index_backends_bench.py
+	$(PY) bench/ray_runner_bench.py
 	$(PY) bench/context_sweep.py
 	$(PY) bench/answer_latency.py
 	$(PY) bench/answer_quality.py

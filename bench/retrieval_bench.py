@@ -10,28 +10,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
+from common import SHARED, scifact_args
+from common import latency as measure
 
 from eval.retrieval import BeirDataset
 from rag.config import load_settings
 from rag.pipeline import MODES, Pipeline
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-OUT = Path(__file__).with_name("results") / "retrieval.json"
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--papers", type=Path, default=SHARED / "corpora" / "papers")
-    parser.add_argument("--scifact", type=Path, default=SHARED / "datasets" / "scifact")
     parser.add_argument("--queries", type=int, default=100)
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args()
-    os.environ["RAG_HOME"] = tempfile.mkdtemp(prefix="rag-bench-")
+    args = scifact_args(None, "retrieval.json", parser)
     settings = load_settings()
     results: dict[str, object] = {"embedder": settings.embedder.model,
                                   "cpus": os.cpu_count()}
@@ -54,16 +47,7 @@ def main() -> None:
                                     "seconds": report.seconds}
         print("scifact", results["index_scifact"], flush=True)
         queries = list(data.queries.values())[: args.queries]
-        latency = {}
-        for mode in MODES:
-            sf.search(queries[0], mode=mode)
-            times = []
-            for q in queries:
-                t = time.perf_counter()
-                sf.search(q, k=10, mode=mode)
-                times.append((time.perf_counter() - t) * 1000)
-            latency[mode] = {"p50_ms": round(float(np.percentile(times, 50)), 1),
-                             "p95_ms": round(float(np.percentile(times, 95)), 1)}
+        latency = {mode: measure(sf, queries, mode) for mode in MODES}
         results["query_latency_scifact"] = latency
         print("latency", latency, flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,30 +3,34 @@
 Each file's new chunks are committed in one SQLite transaction; embeddings are cached by text
 hash and committed per batch, so a killed job redoes little; the live snapshot changes only when
 ``KnowledgeBase.publish`` swaps the pointer at the end. Only regular files are read, each within
-the per-file limits of ``IngestSettings``. The parser child reads the next file while this
-process chunks and embeds the one before it.
+the per-file limits of ``IngestSettings``. Where files are parsed and embedded is the
+runner's business (ingest/runners: local, ray); committing and publishing stay here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import stat
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+
+import numpy as np
 
 from ingest.chunking import Chunker
-from ingest.loaders import Loaded, LoadError, LoadOptions
-from ingest.parsing import Cancelled, ParseWorker
+from ingest.loaders import LoadError
+from ingest.parsing import Cancelled
+from ingest.reading import LOADER_VERSION, file_digest, not_regular, read_regular
+from ingest.runners import FileJob, FileMeta, Progress, Runner
+from ingest.runners.local import LocalRunner
 from rag.config import IngestSettings
 from rag.protocols import Embedder
 from rag.storage.kb import KBError, KnowledgeBase
 from rag.storage.store import FileRecord
+from rag.types import Chunk
 
 log = logging.getLogger(__name__)
 logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -61,14 +65,6 @@ class IndexReport:
         return asdict(self)
 
 
-class Progress(Protocol):
-    """What a long indexing job tells its user; the CLI draws it with rich."""
-
-    def start(self, files: int) -> None: ...
-    def file_done(self, path: str) -> None: ...
-    def chunks_done(self, count: int) -> None: ...
-
-
 class _Silent:
     def start(self, files: int) -> None: ...
     def file_done(self, path: str) -> None: ...
@@ -85,7 +81,7 @@ class Scan:
     missing: str | None = None
 
     def add(self, path: Path, mode: int) -> None:
-        reason = _not_regular(mode)
+        reason = not_regular(mode)
         if _not_utf8(str(path)):  # SQLite cannot store the name; say so instead of failing later
             path = Path(str(path).encode("utf-8", "replace").decode())
             reason = "file name is not valid UTF-8; rename it to index it"
@@ -93,16 +89,6 @@ class Scan:
             self.skipped.append(Failure(str(path), reason))
         else:
             self.files.append(path)
-
-
-_KINDS = {stat.S_IFIFO: "a named pipe", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device",
-          stat.S_IFBLK: "a device", stat.S_IFDIR: "a folder"}
-
-
-def _not_regular(mode: int) -> str | None:
-    if stat.S_ISREG(mode):
-        return None
-    return f"not a regular file ({_KINDS.get(stat.S_IFMT(mode), 'special file')}); not read"
 
 
 def scan(root: Path) -> Scan:
@@ -144,38 +130,6 @@ def scan(root: Path) -> Scan:
     return out
 
 
-def read_regular(path: Path, max_bytes: int) -> tuple[os.stat_result, bytes]:
-    """The file's bytes, refusing anything that is not a regular file or is over ``max_bytes``;
-    opened non-blocking, so a file swapped for a pipe after the scan cannot hang the job."""
-    fd = os.open(os.path.realpath(path), os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        st = os.fstat(fd)
-        reason = _not_regular(st.st_mode)
-        if reason:
-            raise LoadError(reason)
-        if st.st_size > max_bytes:
-            raise LoadError(f"{st.st_size / 2**20:.1f} MB is over the limit of "
-                            f"{max_bytes / 2**20:g} MB (ingest.max_file_mb); not read")
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read(max_bytes + 1)
-    finally:
-        os.close(fd)
-    if len(data) > max_bytes:
-        raise LoadError(f"grew over the limit of {max_bytes / 2**20:g} MB while being read")
-    return st, data
-
-
-@dataclass
-class _Job:
-    """A changed file between reading and storing."""
-
-    path: Path
-    known: FileRecord | None
-    stat: os.stat_result
-    digest: str
-    data: bytes
-
-
 def _failed(report: IndexReport, path: Path, known: FileRecord | None, exc: Exception) -> None:
     kept = " (previous version kept in the index)" if known else ""
     reason = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
@@ -184,12 +138,17 @@ def _failed(report: IndexReport, path: Path, known: FileRecord | None, exc: Exce
 
 
 class Indexer:
+    """The job: scan, decide what changed, commit each file, remove what is gone, publish. The
+    runner turns changed files into chunks and vectors (ingest/runners)."""
+
     def __init__(self, kb: KnowledgeBase, embedder: Embedder, chunker: Chunker,
-                 limits: IngestSettings | None = None) -> None:
+                 limits: IngestSettings | None = None, runner: Runner | None = None) -> None:
         self.kb = kb
         self.embedder = embedder
         self.chunker = chunker
         self.limits = limits or IngestSettings()
+        self.runner = runner or LocalRunner(chunker)
+        self._report = IndexReport()
 
     def run(
         self, paths: Sequence[Path], *, rebuild: bool = False, prune: bool = False,
@@ -200,11 +159,7 @@ class Indexer:
         only when complete. ``cancel`` (or Ctrl-C) stops the job; the live snapshot stays."""
         progress = progress or _Silent()
         started = time.perf_counter()
-        report = IndexReport()
-        limits = self.limits
-        options = LoadOptions(limits.max_pages, limits.ocr, limits.ocr_languages,
-                              limits.ocr_page_timeout_s, limits.pdf_tables)
-        worker = ParseWorker(limits.parse_timeout_s, options, limits.parse_memory_mb)
+        report = self._report = IndexReport()
         with self.kb.writer():
             scans = [scan(p) for p in paths]
             missing = [s for s in scans if s.missing]
@@ -231,25 +186,8 @@ class Indexer:
                     "chunks; they are re-indexed now")))
             progress.start(sum(len(s.files) for s in scans))
             seen: set[str] = set()
-            parsing: _Job | None = None  # parsed in the child while the previous file embeds
-            try:
-                for s in scans:
-                    report.skipped.extend(s.skipped)
-                    seen.update(f.path for f in s.skipped)  # present, so not deleted from the KB
-                    for path in s.files:
-                        if cancel is not None and cancel.is_set():
-                            raise Cancelled("cancelled")
-                        report.files_seen += 1
-                        seen.add(str(path))
-                        job = self._read(path, manifest.get(str(path)), report)
-                        if job is None:
-                            progress.file_done(str(path))
-                        else:
-                            parsing = self._advance(parsing, job, worker, report, progress,
-                                                    cancel)
-                self._advance(parsing, None, worker, report, progress, cancel)
-            finally:
-                worker.close(kill=True)
+            self.runner.process(self._changed(scans, manifest, seen, progress, cancel), self,
+                                progress, cancel)
             roots = [s.root for s in scans if prune or not s.missing]
             gone = [p for p in manifest if p not in seen and any(_under(p, r) for r in roots)]
             report.chunks_removed += store.remove_files(gone)
@@ -261,9 +199,28 @@ class Indexer:
         report.seconds = round(time.perf_counter() - started, 3)
         return report
 
-    def _read(self, path: Path, known: FileRecord | None, report: IndexReport) -> _Job | None:
+    def _changed(self, scans: list[Scan], manifest: dict[str, FileRecord], seen: set[str],
+                 progress: Progress, cancel: threading.Event | None) -> Iterator[FileJob]:
+        """The files to parse, read one at a time as the runner asks for them."""
+        report = self._report
+        for s in scans:
+            report.skipped.extend(s.skipped)
+            seen.update(f.path for f in s.skipped)  # present, so not deleted from the KB
+            for path in s.files:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("cancelled")
+                report.files_seen += 1
+                seen.add(str(path))
+                job = self._read(path, manifest.get(str(path)))
+                if job is None:
+                    progress.file_done(str(path))
+                else:
+                    yield job
+
+    def _read(self, path: Path, known: FileRecord | None) -> FileJob | None:
         """The file's bytes when they need parsing; None when unchanged or unreadable (counted
         in the report)."""
+        report = self._report
         try:
             st = path.stat()
             if known and _unchanged(known, st):
@@ -278,61 +235,38 @@ class Indexer:
             self.kb.store.touch_file(str(path), st.st_size, st.st_mtime_ns)
             report.unchanged += 1
             return None
-        return _Job(path, known, st, digest, data)
+        return FileJob(path, known, st, digest, data)
 
-    def _advance(self, parsing: _Job | None, job: _Job | None, worker: ParseWorker,
-                 report: IndexReport, progress: Progress,
-                 cancel: threading.Event | None) -> _Job | None:
-        """Collect the file being parsed, hand ``job`` to the parser, then chunk, embed and
-        store the collected one while the parser works on ``job``; returns what is parsing."""
-        loaded = None
-        if parsing is not None:
-            try:
-                loaded = worker.result(cancel)
-            except LoadError as exc:
-                _failed(report, parsing.path, parsing.known, exc)
-        if job is not None:
-            try:
-                worker.submit(job.path, job.data)
-            except LoadError as exc:
-                _failed(report, job.path, job.known, exc)
-                job = None
-            else:
-                job.data = b""  # the child has it
-        if parsing is not None:
-            if loaded is not None:
-                self._store(parsing, loaded, report, progress, cancel)
-            progress.file_done(str(parsing.path))
-        return job
+    # -- the Sink a runner reports to -------------------------------------------------------
+    def failed(self, job: FileJob, exc: Exception) -> None:
+        _failed(self._report, Path(job.path), job.known, exc)
 
-    def _store(self, job: _Job, loaded: Loaded, report: IndexReport, progress: Progress,
-               cancel: threading.Event | None) -> None:
-        store = self.kb.store
-        try:
-            chunks = [c for doc in loaded.documents for c in self.chunker.chunk(doc)]
-            if not chunks:
-                raise LoadError("no text to index")
-            self._embed_missing(chunks, progress, cancel)
-        except (LoadError, OSError, MemoryError, RuntimeError, ValueError) as exc:
-            _failed(report, job.path, job.known, exc)
-            return
-        path, known, st = job.path, job.known, job.stat
-        old_ids = {cid for cid, _ in store.iter_current_chunks(str(path))} if known else set()
+    def commit(self, job: FileJob, chunks: Sequence[Chunk], meta: FileMeta) -> None:
+        store, report = self.kb.store, self._report
+        path, known, st = str(job.path), job.known, job.stat
+        old_ids = {cid for cid, _ in store.iter_current_chunks(path)} if known else set()
         new_ids = {c.id for c in chunks}
         record = FileRecord(
-            path=str(path), sha256=job.digest, size=st.st_size, mtime_ns=st.st_mtime_ns,
-            kind=loaded.documents[0].kind, title=loaded.documents[0].title,
-            n_docs=len(loaded.documents), n_chunks=len(chunks), warnings=loaded.warnings,
-            indexed_at=time.time(),
+            path=path, sha256=job.digest, size=st.st_size, mtime_ns=st.st_mtime_ns,
+            kind=meta.kind, title=meta.title, n_docs=meta.n_docs, n_chunks=len(chunks),
+            warnings=meta.warnings, indexed_at=time.time(),
         )
         store.replace_file(record, chunks, job.digest)
         report.indexed += 1
         report.chunks_added += len(new_ids - old_ids)
         report.chunks_removed += len(old_ids - new_ids)
-        report.warnings.extend(Failure(str(path), w) for w in loaded.warnings)
+        report.warnings.extend(Failure(path, w) for w in meta.warnings)
 
-    def _embed_missing(self, chunks: list, progress: Progress,  # type: ignore[type-arg]
-                       cancel: threading.Event | None) -> None:
+    def previous_hashes(self, job: FileJob) -> set[str]:
+        if job.known is None:
+            return set()
+        return {c.text_hash for _, c in self.kb.store.iter_current_chunks(str(job.path))}
+
+    def add_vectors(self, hashes: Sequence[str], vectors: np.ndarray) -> None:
+        self.kb.store.add_vectors(hashes, vectors)
+
+    def embed_missing(self, chunks: Sequence[Chunk], progress: Progress,
+                      cancel: threading.Event | None) -> None:
         """Embed chunks whose text has no cached vector; commit each batch (resumable)."""
         store = self.kb.store
         by_hash = {c.text_hash: c.embed_text for c in chunks}
@@ -345,16 +279,6 @@ class Indexer:
             batch = todo[i : i + EMBED_BATCH]
             store.add_vectors(batch, self.embedder.embed_documents([by_hash[h] for h in batch]))
             progress.chunks_done(len(batch))
-
-
-# What a file yields changes with the loaders (OCR, text cleaning, new formats, PDF tables): their
-# version is part of each file's recorded digest, so files indexed by older loaders are read again
-# by the next run; chunks whose text did not change keep their vectors.
-LOADER_VERSION = 3
-
-
-def file_digest(data: bytes) -> str:
-    return f"{LOADER_VERSION}:{hashlib.sha256(data).hexdigest()}"
 
 
 # File systems stamp mtimes with a coarse clock: a file rewritten (same size) within the same

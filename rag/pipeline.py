@@ -111,7 +111,14 @@ class Pipeline:
     ) -> IndexReport:
         c = self.settings.chunking
         chunker = TokenChunker(self.embedder, c.max_tokens, c.overlap_tokens, c.prepend_title)
-        return Indexer(self.kb, self.embedder, chunker, self.settings.ingest).run(
+        runner = None
+        jobs = self.settings.jobs
+        if jobs.runner == "ray":
+            from ingest.runners.ray_data import RayRunner, embedder_factory
+
+            runner = RayRunner(embedder_factory(self.embedder), c, self.kb.path / "staging",
+                               jobs.ray_address, jobs.ray_embed_actors)
+        return Indexer(self.kb, self.embedder, chunker, self.settings.ingest, runner).run(
             paths, rebuild=rebuild, prune=prune, progress=progress, cancel=cancel
         )
 

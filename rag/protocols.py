@@ -32,6 +32,14 @@ class VectorIndex(Protocol):
 
 
 @runtime_checkable
+class TextIndex(Protocol):
+    """Keyword (BM25) search over the same rows: (rows, scores) best first, only matches."""
+
+    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def __len__(self) -> int: ...
+
+
+@runtime_checkable
 class Retriever(Protocol):
     """Returns the best hits for a query, best first."""
 

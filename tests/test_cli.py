@@ -35,6 +35,24 @@ def test_bad_config_is_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
     assert code == 1 and err.startswith("error: invalid configuration") and "retrieval.mode" in err
 
 
+def test_config_hides_secrets_and_checks_scale_out_settings(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_INDEX__MILVUS_TOKEN", "root:s3cret")
+    monkeypatch.setenv("RAG_GENERATOR__API_KEY", "k" * 20)
+    code, out, _ = run("config")
+    settings = json.loads(out)
+    assert code == 0 and "s3cret" not in out and "k" * 20 not in out
+    assert settings["index"]["milvus_token"] == "***" and settings["jobs"]["runner"] == "local"
+    monkeypatch.setenv("RAG_INDEX__MILVUS_URI", "milvus.example.com")
+    code, _, err = run("config")
+    assert code == 1 and "index.milvus_uri must be empty (Milvus Lite) or a server URL" in err
+
+
+def test_index_runner_ray_is_an_option() -> None:
+    code, out, _ = run("index", "--help")
+    assert code == 0 and "--runner [local|ray]" in out and "--ray-address" in out
+
+
 def test_eval_rejects_non_beir_folder(tmp_path: Path) -> None:
     code, _, err = run("eval", "retrieval", "--dataset", str(tmp_path))
     assert code == 1 and "not a BEIR dataset" in err

@@ -48,7 +48,7 @@ def config(*profiles: str, **env: str) -> dict:  # type: ignore[type-arg]
 def test_compose_services_images_ports_volumes_healthchecks() -> None:
     cfg = config("gpu", "cpu")
     services = cfg["services"]
-    assert set(services) == {"app", "vllm", "vllm-cpu", "volumes-init"}
+    assert {"app", "vllm", "vllm-cpu", "volumes-init"} <= set(services)
     assert services["vllm"]["image"].startswith("vllm/vllm-openai")
     assert "vllm-cpu" in services["vllm-cpu"]["image"]
     gpu = services["vllm"]["deploy"]["resources"]["reservations"]["devices"][0]
@@ -73,7 +73,7 @@ def test_compose_services_images_ports_volumes_healthchecks() -> None:
         services["volumes-init"]["user"] == "0:0"
     assert app["environment"]["RAG_UI__START_LLM"] == "false"
     assert {v.split(":")[0] for v in app["volumes"]} == {"rag-home", "model-cache"}
-    assert set(cfg["volumes"]) == {"rag-home", "model-cache"}
+    assert {"rag-home", "model-cache"} <= set(cfg["volumes"])
 
 
 def test_profiles_select_gpu_or_cpu_server() -> None:
@@ -81,6 +81,8 @@ def test_profiles_select_gpu_or_cpu_server() -> None:
     assert "profiles" not in services["app"]
     assert services["vllm"]["profiles"] == ["gpu"]
     assert services["vllm-cpu"]["profiles"] == ["cpu"]
+    for name in ("milvus", "milvus-etcd", "milvus-minio", "ray-head"):
+        assert services[name]["profiles"] == ["scale"]
 
 
 def test_compose_needs_an_api_key_and_can_publish_on_purpose() -> None:
@@ -94,3 +96,22 @@ def test_image_runs_as_a_non_root_user() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text().splitlines()
     users = [line.split()[1] for line in dockerfile if line.startswith("USER ")]
     assert users and users[-1] not in {"root", "0"}
+
+
+def test_scale_profile_adds_milvus_and_a_ray_head_sharing_the_data() -> None:
+    services = config("scale", RAG_INDEX_BACKEND="milvus")["services"]
+    assert {"milvus", "milvus-etcd", "milvus-minio", "ray-head"} <= set(services)
+    milvus = services["milvus"]
+    assert milvus["image"].startswith("milvusdb/milvus:v2.5")  # pinned, full-text BM25
+    assert milvus["environment"]["ETCD_ENDPOINTS"] == "milvus-etcd:2379"
+    assert "ports" not in milvus and "19530" in milvus["expose"]
+    app = services["app"]["environment"]
+    assert app["RAG_INDEX__BACKEND"] == "milvus"
+    assert app["RAG_INDEX__MILVUS_URI"] == "http://milvus:19530"
+    head = services["ray-head"]
+    assert head["image"] == services["app"]["image"]  # same rag and Ray versions
+    assert app["RAG_JOBS__RAY_ADDRESS"].startswith("ray-head:")
+    # Ray tasks read the files to index at the app's paths.
+    assert "rag-home:/data/rag" in [f"{v['source']}:{v['target']}" if isinstance(v, dict)
+                                    else v.removesuffix(":rw") for v in head["volumes"]]
+    assert config()["services"]["app"]["environment"]["RAG_INDEX__BACKEND"] == "faiss"

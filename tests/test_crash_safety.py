@@ -42,7 +42,7 @@ def check_consistent(expect_word: str | None = None) -> int:
     snap = kb.snapshot()
     chunks = kb.store.chunks_by_id(snap.ids)
     assert len(chunks) == len(set(snap.ids)), "live snapshot references collected chunks"
-    assert len(snap) == snap.faiss.ntotal  # type: ignore[attr-defined]
+    assert len(snap) == len(snap.dense)
     if expect_word:
         hits = Pipeline(load_settings(), "crash", embedder=HashEmbedder()).search(
             expect_word, mode="bm25").hits

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from eval.retrieval import BeirDataset, evaluate
+from rag.config import IndexSettings
 from rag.pipeline import Pipeline
 from tests.conftest import PAPERS, PDF_EDGE, SCIFACT, needs_shared
 
@@ -65,3 +66,11 @@ def test_scifact_subset_metrics(settings, minilm, tmp_path: Path) -> None:  # no
         assert 0.55 < metrics["nDCG@10"] <= 1.0
     assert results["hybrid"]["nDCG@10"] >= min(results["dense"]["nDCG@10"],
                                                results["bm25"]["nDCG@10"])
+    pytest.importorskip("milvus_lite")
+    # The same KB published on Milvus Lite (no re-embedding) ranks within 0.01 nDCG@10.
+    milvus = Pipeline(settings.model_copy(update={"index": IndexSettings(backend="milvus")}),
+                      "scifact-mini", embedder=minilm)
+    assert milvus.index([data.corpus]).unchanged == 1
+    [on_milvus] = evaluate(milvus, data, ["hybrid"])
+    assert abs(on_milvus.metrics["nDCG@10"] - results["hybrid"]["nDCG@10"]) <= 0.01
+    milvus.kb.close()

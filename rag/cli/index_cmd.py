@@ -19,16 +19,26 @@ from rag.pipeline import Pipeline
 @click.option("--prune", is_flag=True,
               help="Remove the files of PATHs that are missing or empty (by default a missing "
                    "or unmounted folder is an error and nothing is removed).")
+@click.option("--runner", type=click.Choice(["local", "ray"]),
+              help="Where files are parsed and embedded (default: jobs.runner): this process, "
+                   "or Ray Data tasks and actors (pip install 'rag[scale]'; docs/scaling.md).")
+@click.option("--ray-address", metavar="ADDRESS",
+              help="Ray cluster for --runner ray, e.g. ray://head:10001 or auto (default: "
+                   "jobs.ray_address; empty starts a local Ray for this job).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def index(paths: tuple[Path, ...], kb_name: str | None, rebuild: bool, prune: bool,
-          as_json: bool) -> None:
+          runner: str | None, ray_address: str | None, as_json: bool) -> None:
     """Build or update a knowledge base from files and folders.
 
     Unchanged files are skipped, changed ones re-indexed, deleted ones removed. Only regular
     files are read; links out of a folder are not followed. Ctrl-C stops the job and leaves the
     searchable KB as it was. Exits 0 if anything is indexed, 1 if nothing could be.
     """
-    pipeline = Pipeline(get_settings(), kb_name)
+    settings = get_settings()
+    jobs = {k: v for k, v in (("runner", runner), ("ray_address", ray_address)) if v is not None}
+    if jobs:
+        settings = settings.model_copy(update={"jobs": settings.jobs.model_copy(update=jobs)})
+    pipeline = Pipeline(settings, kb_name)
     try:
         with IndexProgress(enabled=sys.stderr.isatty() or not as_json) as progress:
             report = pipeline.index(list(paths), rebuild=rebuild, prune=prune, progress=progress)

@@ -65,7 +65,15 @@ def kb_remove(paths: tuple[str, ...], kb_name: str | None) -> None:
     stdout.print(f"removed {len(absolute)} file(s), {dropped} chunks", highlight=False)
 
 
+SECRETS = ("api_key", "auth_token", "milvus_token")
+
+
 @click.command("config")
 def config_cmd() -> None:
-    """Print the effective configuration (defaults, file and environment merged)."""
-    print_json(get_settings().model_dump(mode="json"))
+    """Print the effective configuration (defaults, file and environment merged); secrets that
+    are set show as "***"."""
+    settings = get_settings().model_dump(mode="json")
+    for section in settings.values():
+        if isinstance(section, dict):
+            section.update({k: "***" for k in SECRETS if section.get(k)})
+    print_json(settings)

@@ -68,10 +68,23 @@ def save_index(index, path: Path) -> None:  # noqa: ANN001
     faiss.write_index(index, str(path))
 
 
-def load_index(path: Path, settings: IndexSettings):  # noqa: ANN201
-    import faiss
+class FaissIndex:
+    """A snapshot's dense index in this process's memory (the VectorIndex of the faiss backend)."""
 
-    return tune(faiss.read_index(str(path)), settings)
+    def __init__(self, index) -> None:  # noqa: ANN001
+        self.index = index
+
+    @classmethod
+    def load(cls, path: Path, settings: IndexSettings) -> FaissIndex:
+        import faiss
+
+        return cls(tune(faiss.read_index(str(path)), settings))
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return search(self.index, queries, k)
 
 
 def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001

@@ -1,4 +1,4 @@
-"""Dense (FAISS), sparse (BM25) and hybrid (reciprocal rank fusion) retrievers over one KB."""
+"""Dense, sparse (BM25) and hybrid (reciprocal rank fusion) retrievers over one KB."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag.protocols import Embedder, Retriever
-from rag.retrieval.faiss_index import search as faiss_search
 from rag.types import Hit
 
 if TYPE_CHECKING:  # the storage layer builds snapshots from these indexes
@@ -39,7 +38,7 @@ class DenseRetriever:
         return self.retrieve_vector(self.embedder.embed_query(query), k)
 
     def retrieve_vector(self, vector: np.ndarray, k: int) -> list[Hit]:
-        rows, scores = faiss_search(self.snap.faiss, vector[None, :], k)
+        rows, scores = self.snap.dense.search(vector[None, :], k)
         return _hits(self.snap, rows[0], scores[0], "dense")
 
 
@@ -48,7 +47,7 @@ class Bm25Retriever:
         self.snap = snap
 
     def retrieve(self, query: str, k: int) -> list[Hit]:
-        rows, scores = self.snap.bm25.search(query, k)
+        rows, scores = self.snap.sparse.search(query, k)
         return _hits(self.snap, rows, scores, "bm25")
 
 

@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from rag.config import Settings
-from rag.protocols import Embedder
-from rag.retrieval.bm25_index import Bm25Index
-from rag.retrieval.faiss_index import load_index
-from rag.storage.snapshot_build import build_snapshot
+from rag.protocols import Embedder, TextIndex, VectorIndex
+from rag.retrieval import milvus_index
+from rag.storage.snapshot_build import backend_of, build_snapshot, read_indexes
 from rag.storage.store import ChunkStore
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -47,8 +46,8 @@ class Snapshot:
 
     id: str
     ids: list[str]
-    faiss: object
-    bm25: Bm25Index
+    dense: VectorIndex
+    sparse: TextIndex
     store: ChunkStore
 
     def __len__(self) -> int:
@@ -128,6 +127,9 @@ class KnowledgeBase:
             )
 
     def close(self) -> None:
+        if self._snapshot is not None:  # a Milvus Lite folder is locked while it is open
+            getattr(self._snapshot.dense, "close", lambda: None)()
+            self._snapshot = None
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -230,7 +232,14 @@ class KnowledgeBase:
 
     @property
     def needs_publish(self) -> bool:
-        return self.store.get_meta("dirty") == "1" or self.current_id() is None
+        """New chunks, no index yet, or an index on another backend than the config's (so
+        `rag index` moves a KB between FAISS and Milvus without embedding again)."""
+        current = self.current_id()
+        if self.store.get_meta("dirty") == "1" or current is None:
+            return True
+        index = self.settings.index
+        wanted = (index.backend, index.milvus_uri if index.backend == "milvus" else "")
+        return backend_of(self.path / "snapshots" / current) != wanted
 
     def publish(self, dim: int) -> str:
         """Build indexes from the store's current chunks, then swap them in atomically."""
@@ -262,6 +271,7 @@ class KnowledgeBase:
         self.store.collect_garbage()
         for old in snaps.iterdir():
             if old.name != snap_id:
+                milvus_index.drop(old, self.settings.index)
                 shutil.rmtree(old, ignore_errors=True)
         self._drop_unused_stores()
         self._snapshot = None
@@ -291,13 +301,10 @@ class KnowledgeBase:
             folder = self.path / "snapshots" / current
             try:
                 ids = json.loads((folder / "ids.json").read_text())
-                self._snapshot = Snapshot(
-                    id=current,
-                    ids=ids,
-                    faiss=load_index(folder / "faiss.index", self.settings.index),
-                    bm25=Bm25Index.load(folder / "bm25", len(ids)),
-                    store=self.store,
-                )
+                dense, sparse = read_indexes(folder, len(ids), self.settings.index)
+                self._snapshot = Snapshot(current, ids, dense, sparse, self.store)
+            except milvus_index.MilvusUnavailable as exc:
+                raise KBError(f"knowledge base {self.name!r}: {exc}") from None
             except (FileNotFoundError, RuntimeError):
                 current = self.current_id() or current
         if self._snapshot is None or self._snapshot.id != current:

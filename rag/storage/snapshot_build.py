@@ -1,4 +1,5 @@
-"""Writes one snapshot's derived indexes (FAISS, BM25, the id list) from a store's current chunks.
+"""Writes and opens one snapshot's derived indexes (the id list, then FAISS + BM25, or a Milvus
+collection with its own BM25) from a store's current chunks.
 
 Large KBs build in a child process (``python -m rag.storage.snapshot_build``): at 100k chunks the BM25
 build holds the GIL for seconds, and searches served by the same process (the chat app during a
@@ -14,8 +15,10 @@ from pathlib import Path
 
 from rag.children import child_env
 from rag.config import IndexSettings
+from rag.protocols import TextIndex, VectorIndex
+from rag.retrieval import milvus_index
 from rag.retrieval.bm25_index import Bm25Index
-from rag.retrieval.faiss_index import build_index, save_index
+from rag.retrieval.faiss_index import FaissIndex, build_index, save_index
 from rag.storage.store import ChunkStore
 
 OUT_OF_PROCESS_CHUNKS = 20_000  # below this the whole build takes well under a second
@@ -23,9 +26,30 @@ OUT_OF_PROCESS_CHUNKS = 20_000  # below this the whole build takes well under a 
 
 def write_indexes(store: ChunkStore, folder: Path, dim: int, index: IndexSettings) -> None:
     ids, texts, vectors = store.current_rows(dim)
-    save_index(build_index(vectors, dim, index), folder / "faiss.index")
-    Bm25Index.build(texts).save(folder / "bm25")
+    full_text = False
+    if index.backend == "milvus":
+        name = milvus_index.collection_name(folder.parent.parent, folder.name.removeprefix(".tmp-"))
+        full_text = milvus_index.write(folder, name, texts, vectors, index)
+    else:
+        save_index(build_index(vectors, dim, index), folder / "faiss.index")
+    if not full_text:
+        Bm25Index.build(texts).save(folder / "bm25")
     (folder / "ids.json").write_text(json.dumps(ids))
+
+
+def read_indexes(folder: Path, size: int, index: IndexSettings) -> tuple[VectorIndex, TextIndex]:
+    """The snapshot's dense and keyword indexes, by what the folder holds (not by the config:
+    a snapshot stays readable until the next publish replaces it)."""
+    if milvus_index.info(folder) is None:
+        return FaissIndex.load(folder / "faiss.index", index), Bm25Index.load(folder / "bm25", size)
+    dense = milvus_index.MilvusIndex(folder, size, index)
+    return dense, dense.text_index() or Bm25Index.load(folder / "bm25", size)
+
+
+def backend_of(folder: Path) -> tuple[str, str]:
+    """(backend, Milvus URI) a snapshot folder was written with."""
+    recorded = milvus_index.info(folder)
+    return ("faiss", "") if recorded is None else ("milvus", str(recorded.get("uri", "")))
 
 
 def build_snapshot(store: ChunkStore, folder: Path, dim: int, index: IndexSettings) -> None:
@@ -33,16 +57,18 @@ def build_snapshot(store: ChunkStore, folder: Path, dim: int, index: IndexSettin
     if store.stats()["chunks"] < OUT_OF_PROCESS_CHUNKS:
         write_indexes(store, folder, dim, index)
         return
-    done = subprocess.run(
-        [sys.executable, "-m", "rag.storage.snapshot_build", str(store.path), str(folder), str(dim),
-         index.model_dump_json()], capture_output=True, text=True, env=child_env(), check=False)
+    done = subprocess.run(  # the settings (a Milvus token) go through stdin, not argv
+        [sys.executable, "-m", "rag.storage.snapshot_build", str(store.path), str(folder), str(dim)],
+        input=index.model_dump_json(), capture_output=True, text=True, env=child_env(),
+        check=False)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
         raise RuntimeError(lines[-1])
 
 
 if __name__ == "__main__":
-    store_path, out, dim_text, settings_json = sys.argv[1:5]
+    store_path, out, dim_text = sys.argv[1:4]
+    settings_json = sys.stdin.read()
     child_store = ChunkStore(Path(store_path), readonly=True)
     try:
         write_indexes(child_store, Path(out), int(dim_text),

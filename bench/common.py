@@ -1,0 +1,37 @@
+"""What the SciFact benchmarks share: their arguments, a throwaway RAG_HOME, and latency."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+RESULTS = Path(__file__).with_name("results")
+
+
+def scifact_args(doc: str | None, out: str, parser: argparse.ArgumentParser | None = None
+                 ) -> argparse.Namespace:
+    """--scifact and --out (bench/results/OUT), parsed; state goes to a new temporary RAG_HOME."""
+    parser = parser or argparse.ArgumentParser(description=doc)
+    parser.add_argument("--scifact", type=Path, default=SHARED / "datasets" / "scifact")
+    parser.add_argument("--out", type=Path, default=RESULTS / out)
+    args = parser.parse_args()
+    os.environ["RAG_HOME"] = tempfile.mkdtemp(prefix="rag-bench-")
+    return args
+
+
+def latency(pipeline, queries: list[str], mode: str) -> dict[str, float]:  # noqa: ANN001
+    """p50/p95 of one search per query (after one warm-up search)."""
+    pipeline.search(queries[0], mode=mode)
+    times = []
+    for q in queries:
+        t = time.perf_counter()
+        pipeline.search(q, k=10, mode=mode)
+        times.append((time.perf_counter() - t) * 1000)
+    return {"p50_ms": round(float(np.percentile(times, 50)), 1),
+            "p95_ms": round(float(np.percentile(times, 95)), 1)}

@@ -1,0 +1,214 @@
+"""One contract for every index backend (FAISS + bm25s, Milvus Lite): the same KB answers the same
+searches, removals and failed publishes the same way."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.config import load_settings
+from rag.pipeline import Pipeline
+from rag.storage.kb import KBError
+from rag.storage.snapshot_build import backend_of
+from rag.testing import HashEmbedder, ReverseReranker
+from tests.test_indexer import write_corpus
+
+# milvus: Milvus Lite (local BM25, as its analyzer has no stemmer); milvus-bm25: Milvus's own
+# full-text BM25; milvus-server: reached over gRPC at a URL as a server is (Milvus Lite serving
+# it), which also drops replaced collections and falls back to local BM25 where the server's
+# analyzer is missing.
+BACKENDS = ["faiss", "milvus", "milvus-bm25", "milvus-server"]
+INDEX: dict[str, dict[str, object]] = {
+    "faiss": {"backend": "faiss"}, "milvus": {"backend": "milvus"},
+    "milvus-bm25": {"backend": "milvus", "milvus_bm25": "milvus"},
+    "milvus-server": {"backend": "milvus"},
+}
+
+
+def make_pipeline(backend: str, kind: str = "flat") -> Pipeline:
+    index = {**INDEX[backend], "kind": kind}
+    if backend == "milvus-server":
+        index["milvus_uri"] = os.environ["RAG_TEST_MILVUS_URI"]
+    return Pipeline(load_settings(index=index), "contract", embedder=HashEmbedder(),
+                    reranker=ReverseReranker())
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    if request.param.startswith("milvus"):
+        pytest.importorskip("pymilvus")
+        pytest.importorskip("milvus_lite")
+    if request.param != "milvus-server":
+        yield request.param
+        return
+    from milvus_lite.server_manager import server_manager_instance
+
+    folder = str(tmp_path / "server.db")
+    monkeypatch.setenv("RAG_TEST_MILVUS_URI", server_manager_instance.start_and_get_uri(folder))
+    yield request.param
+    server_manager_instance.release_server(folder)
+
+
+def written_by(pipeline: Pipeline) -> str:
+    return backend_of(pipeline.kb.path / "snapshots" / pipeline.kb.snapshot().id)[0]
+
+
+@pytest.fixture
+def indexed(backend: str, tmp_path: Path) -> Pipeline:
+    pipeline = make_pipeline(backend)
+    pipeline.index([write_corpus(tmp_path / "docs")])
+    yield pipeline
+    pipeline.kb.close()
+
+
+def test_snapshot_is_written_by_the_configured_backend(indexed: Pipeline, backend: str) -> None:
+    snap = indexed.kb.snapshot()
+    assert written_by(indexed) == INDEX[backend]["backend"]
+    assert len(snap) == len(snap.dense) == len(snap.sparse) == 3
+    assert type(snap.sparse).__name__ == ("MilvusText" if backend == "milvus-bm25" else "Bm25Index")
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_dense_search_matches_exact_inner_products(backend: str, kind: str,
+                                                   tmp_path: Path) -> None:
+    pipeline = make_pipeline(backend, kind)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(40):
+        (docs / f"n{i}.txt").write_text(f"note {i} about topic{i % 7} and item{i}\n")
+    pipeline.index([docs])
+    snap = pipeline.kb.snapshot()
+    _, _, vectors = snap.store.current_rows(pipeline.embedder.dim)
+    queries = pipeline.embedder.embed_documents(["topic3 item10", "note 5", "item39 topic4"])
+    rows, scores = snap.dense.search(queries, 5)
+    for q, query in enumerate(queries):  # the best five scores (ties in any order), each true
+        assert np.allclose(scores[q], np.sort(query @ vectors.T)[::-1][:5], atol=1e-4)
+        assert np.allclose(scores[q], vectors[rows[q]] @ query, atol=1e-4)
+    pipeline.kb.close()
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_modes_find_the_file_with_provenance(indexed: Pipeline, mode: str) -> None:
+    top = indexed.search("Dogs bark at the mailman", k=2, mode=mode).hits[0]
+    assert top.chunk.source.endswith("dogs.txt") and top.chunk.text.startswith("Dogs bark")
+    assert {"dense": top.dense, "bm25": top.bm25, "hybrid": top.fused}[mode] is not None
+
+
+def test_ask_and_retrieval_eval_work_the_same(indexed: Pipeline, backend: str,
+                                              tmp_path: Path) -> None:
+    from eval.retrieval import BeirDataset, evaluate
+    from rag.testing import ExtractiveGenerator
+    from tests.test_eval import tiny_beir
+
+    indexed._generator = ExtractiveGenerator()
+    answer = indexed.ask("Who do dogs bark at?")
+    cited = [s for s in answer.sources if s["cited"]]
+    assert "mailman" in answer.text and not answer.refused
+    assert cited and str(cited[0]["source"]).endswith("dogs.txt")
+    data = BeirDataset.load(tiny_beir(tmp_path / "beir"))
+    beir = Pipeline(indexed.settings, "beir", embedder=HashEmbedder())
+    beir.index([data.corpus])
+    bm25, hybrid = evaluate(beir, data, ["bm25", "hybrid"])
+    # As tests/test_eval.py; Milvus Lite's own BM25 does not stem ("barks" misses "bark").
+    expected = 1 / 3 if backend == "milvus-bm25" else 2 / 3
+    assert bm25.metrics["nDCG@10"] == pytest.approx(expected, abs=1e-4)
+    assert hybrid.per_query["q2"]["nDCG@10"] == 1.0  # (q3's dense scores tie: any order)
+    beir.kb.close()
+
+
+def test_keyword_search_needs_a_matching_term(indexed: Pipeline) -> None:
+    assert indexed.search("zzzqqq", mode="bm25").hits == []
+    hits = indexed.search("mailman", mode="bm25").hits
+    assert [h.chunk.source.rsplit("/", 1)[-1] for h in hits] == ["dogs.txt"]
+    assert hits[0].bm25 > 0
+
+
+def test_removed_files_leave_the_index(indexed: Pipeline, tmp_path: Path) -> None:
+    dogs = str(tmp_path / "docs" / "dogs.txt")
+    assert indexed.remove([dogs]) > 0
+    assert indexed.search("mailman", mode="bm25").hits == []
+    assert all(h.chunk.source != dogs for h in indexed.search("Dogs bark", mode="dense").hits)
+    assert len(indexed.kb.snapshot()) == 2
+    indexed.remove([str(tmp_path / "docs" / n) for n in ("cats.md", "sub/fish.html")])
+    assert len(indexed.kb.snapshot()) == 0  # an empty KB searches, and finds nothing
+    assert indexed.search("cats", mode="hybrid").hits == []
+
+
+def test_a_failed_publish_keeps_the_previous_index(indexed: Pipeline, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import rag.storage.snapshot_build as build
+
+    before = indexed.kb.current_id()
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(build, "write_indexes", broken)
+    (tmp_path / "docs" / "new.txt").write_text("Parrots talk.\n")
+    with pytest.raises(KBError, match="disk on fire; the previous index stays live"):
+        indexed.index([tmp_path / "docs"])
+    assert indexed.kb.current_id() == before
+    assert [p.name for p in (indexed.kb.path / "snapshots").iterdir()] == [before]
+    assert indexed.search("mailman", mode="hybrid").hits[0].chunk.source.endswith("dogs.txt")
+
+
+def test_switching_backend_republishes_without_embedding(backend: str, tmp_path: Path) -> None:
+    other = "milvus" if backend == "faiss" else "faiss"
+    if other == "milvus" and "RAG_TEST_MILVUS_URI" in os.environ:
+        other = "milvus-server"
+    pytest.importorskip("milvus_lite")
+    docs = write_corpus(tmp_path / "docs")
+    first = make_pipeline(other)
+    first.index([docs])
+    first.kb.close()
+    moved = make_pipeline(backend)
+    report = moved.index([docs])
+    assert (report.indexed, report.unchanged) == (0, 3)
+    assert moved.embedder.embedded == 1  # type: ignore[attr-defined] # the compatibility probe
+    assert written_by(moved) == INDEX[backend]["backend"]
+    assert moved.search("mailman", mode="hybrid").hits[0].chunk.source.endswith("dogs.txt")
+    moved.kb.close()
+
+
+def test_milvus_lite_in_use_by_another_process_is_a_clear_error(tmp_path: Path) -> None:
+    pytest.importorskip("milvus_lite")
+    pipeline = make_pipeline("milvus")
+    pipeline.index([write_corpus(tmp_path / "docs")])
+    pipeline.kb.snapshot()  # this process holds the snapshot's Milvus Lite folder
+    code = ("from rag.config import load_settings; from rag.pipeline import Pipeline; "
+            "from rag.testing import HashEmbedder; from rag.storage.kb import KBError\n"
+            "p = Pipeline(load_settings(index={'backend': 'milvus'}), 'contract', "
+            "embedder=HashEmbedder())\n"
+            "try:\n    p.search('dogs')\nexcept KBError as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert "Milvus Lite allows one process per index" in out.stdout, out.stderr[-2000:]
+    pipeline.kb.close()
+
+
+def test_a_server_keeps_only_the_live_snapshots_collection(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("milvus_lite")
+    from milvus_lite.server_manager import server_manager_instance
+    from pymilvus import MilvusClient
+
+    uri = server_manager_instance.start_and_get_uri(str(tmp_path / "server.db"))
+    monkeypatch.setenv("RAG_TEST_MILVUS_URI", uri)
+    pipeline = make_pipeline("milvus-server")
+    docs = write_corpus(tmp_path / "docs")
+    pipeline.index([docs])
+    (docs / "new.txt").write_text("Parrots talk back.\n")
+    pipeline.index([docs])
+    client = MilvusClient(uri=uri)
+    live = pipeline.kb.current_id()
+    assert [c.rsplit("_", 1)[-1] for c in client.list_collections()] == [live]
+    client.close()
+    pipeline.kb.close()
+    server_manager_instance.release_server(str(tmp_path / "server.db"))

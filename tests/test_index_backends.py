@@ -212,3 +212,15 @@ def test_a_server_keeps_only_the_live_snapshots_collection(tmp_path: Path,
     client.close()
     pipeline.kb.close()
     server_manager_instance.release_server(str(tmp_path / "server.db"))
+
+
+def test_two_readers_in_one_process_share_a_milvus_lite_folder(tmp_path: Path) -> None:
+    pytest.importorskip("milvus_lite")
+    first = make_pipeline("milvus")
+    first.index([write_corpus(tmp_path / "docs")])
+    assert first.search("mailman", mode="dense").hits
+    second = make_pipeline("milvus")
+    assert second.search("mailman", mode="dense").hits
+    second.kb.close()  # the first one's searches go on
+    assert first.search("mailman", mode="dense").hits[0].chunk.source.endswith("dogs.txt")
+    first.kb.close()

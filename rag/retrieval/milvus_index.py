@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import math
+import threading
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,6 +87,9 @@ class _Connection:
         self.uri, self.lite = uri, "://" not in uri
         try:
             self.client = MilvusClient(uri=uri, token=token)
+            if self.lite:
+                with _LITE_LOCK:
+                    _LITE_USERS[uri] = _LITE_USERS.get(uri, 0) + 1
         except Exception as exc:  # pymilvus raises its own exception tree for every failure
             if self.lite:
                 raise MilvusUnavailable(
@@ -98,14 +102,26 @@ class _Connection:
         _close(self.client, self.uri if self.lite else None)
 
 
+# Milvus Lite runs one in-process server per folder, shared by every client of this process that
+# opens it; the last one to close stops it (and frees the folder's lock).
+_LITE_USERS: dict[str, int] = {}
+_LITE_LOCK = threading.Lock()
+
+
 def _close(client: object, lite_path: str | None) -> None:
     try:
         client.close()  # type: ignore[attr-defined]
     finally:
         if lite_path is not None:
-            from milvus_lite.server_manager import server_manager_instance
+            with _LITE_LOCK:
+                _LITE_USERS[lite_path] -= 1
+                last = not _LITE_USERS[lite_path]
+                if last:
+                    del _LITE_USERS[lite_path]
+            if last:
+                from milvus_lite.server_manager import server_manager_instance
 
-            server_manager_instance.release_server(lite_path)
+                server_manager_instance.release_server(lite_path)
 
 
 def _uri(folder: Path, settings: IndexSettings) -> str:

@@ -239,7 +239,7 @@ class Indexer:
 
     # -- the Sink a runner reports to -------------------------------------------------------
     def failed(self, job: FileJob, exc: Exception) -> None:
-        _failed(self._report, Path(job.path), job.known, exc)
+        _failed(self._report, job.path, job.known, exc)
 
     def commit(self, job: FileJob, chunks: Sequence[Chunk], meta: FileMeta) -> None:
         store, report = self.kb.store, self._report

@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from ingest.chunking import Chunker
@@ -26,7 +27,7 @@ from rag.types import Chunk
 class FileJob:
     """A changed file between reading and storing."""
 
-    path: os.PathLike[str]
+    path: Path
     known: FileRecord | None
     stat: os.stat_result
     digest: str

@@ -39,7 +39,7 @@ class LocalRunner:
                 sink.failed(parsing, exc)
         if job is not None:
             try:
-                worker.submit(job.path, job.data)  # type: ignore[arg-type]
+                worker.submit(job.path, job.data)
             except LoadError as exc:
                 sink.failed(job, exc)
                 job = None

@@ -86,6 +86,9 @@ class FaissIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return search(self.index, queries, k)
 
+    def close(self) -> None:
+        """Nothing to release: the index is this process's memory."""
+
 
 def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
     """(rows, scores) for each query; rows of -1 (not enough vectors) are dropped by callers."""

@@ -128,7 +128,7 @@ class KnowledgeBase:
 
     def close(self) -> None:
         if self._snapshot is not None:  # a Milvus Lite folder is locked while it is open
-            getattr(self._snapshot.dense, "close", lambda: None)()
+            self._snapshot.dense.close()
             self._snapshot = None
         if self._store is not None:
             self._store.close()

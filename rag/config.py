@@ -83,12 +83,22 @@ class IndexSettings(_Section):
         "keyword search: Milvus's full-text BM25 or the local bm25s index; auto: Milvus's on a "
         "server that supports it (English analyzer with stemming), local with Milvus Lite "
         "(no stemmer there: -0.024 hybrid nDCG@10 on SciFact)"))
+    milvus_bulk_store: str = Field("", description=(
+        "where a Milvus server reads bulk-import files: s3://KEY:SECRET@BUCKET/PREFIX?"
+        "endpoint_override=HOST:PORT&scheme=http (its own bucket: MinIO, S3), or a folder it "
+        "sees (a local-storage server); empty: every load goes through upserts"))
+    milvus_bulk_rows: int = Field(50_000, ge=1, description=(
+        "new chunks from which a publish bulk-imports (with milvus_bulk_store) instead of "
+        "upserting"))
 
     @model_validator(mode="after")
     def _milvus_uri(self) -> IndexSettings:
         if self.milvus_uri and not re.match(r"^(https?|tcp|grpc)://[^\s/]+", self.milvus_uri):
             raise ValueError("index.milvus_uri must be empty (Milvus Lite) or a server URL "
                              "such as http://localhost:19530")
+        if self.milvus_bulk_store and not self.milvus_uri:
+            raise ValueError("index.milvus_bulk_store needs a Milvus server (index.milvus_uri): "
+                             "Milvus Lite has no bulk import")
         return self
 
 

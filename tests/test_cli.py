@@ -38,14 +38,20 @@ def test_bad_config_is_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_config_hides_secrets_and_checks_scale_out_settings(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAG_INDEX__MILVUS_TOKEN", "root:s3cret")
+    monkeypatch.setenv("RAG_INDEX__MILVUS_URI", "http://milvus:19530")
+    monkeypatch.setenv("RAG_INDEX__MILVUS_BULK_STORE", "s3://minio:s3cret@a-bucket/import")
     monkeypatch.setenv("RAG_GENERATOR__API_KEY", "k" * 20)
     code, out, _ = run("config")
     settings = json.loads(out)
     assert code == 0 and "s3cret" not in out and "k" * 20 not in out
     assert settings["index"]["milvus_token"] == "***" and settings["jobs"]["runner"] == "local"
+    assert settings["index"]["milvus_bulk_store"] == "***"
     monkeypatch.setenv("RAG_INDEX__MILVUS_URI", "milvus.example.com")
     code, _, err = run("config")
     assert code == 1 and "index.milvus_uri must be empty (Milvus Lite) or a server URL" in err
+    monkeypatch.setenv("RAG_INDEX__MILVUS_URI", "")
+    code, _, err = run("config")
+    assert code == 1 and "milvus_bulk_store needs a Milvus server" in err
 
 
 def test_index_runner_ray_is_an_option() -> None:

@@ -108,6 +108,9 @@ def test_scale_profile_adds_milvus_and_a_ray_head_sharing_the_data() -> None:
     app = services["app"]["environment"]
     assert app["RAG_INDEX__BACKEND"] == "milvus"
     assert app["RAG_INDEX__MILVUS_URI"] == "http://milvus:19530"
+    bucket = milvus["environment"]["MINIO_BUCKET_NAME"]  # bulk-import files go where Milvus reads
+    assert app["RAG_INDEX__MILVUS_BULK_STORE"].startswith(f"s3://minioadmin:minioadmin@{bucket}/")
+    assert "endpoint_override=milvus-minio:9000" in app["RAG_INDEX__MILVUS_BULK_STORE"]
     head = services["ray-head"]
     assert head["image"] == services["app"]["image"]  # same rag and Ray versions
     assert app["RAG_JOBS__RAY_ADDRESS"].startswith("ray-head:")

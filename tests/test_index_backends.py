@@ -193,25 +193,97 @@ def test_milvus_lite_in_use_by_another_process_is_a_clear_error(tmp_path: Path) 
     pipeline.kb.close()
 
 
-def test_a_server_keeps_only_the_live_snapshots_collection(tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A Milvus server URL (Milvus Lite served over gRPC), set for make_pipeline."""
     pytest.importorskip("milvus_lite")
     from milvus_lite.server_manager import server_manager_instance
-    from pymilvus import MilvusClient
 
     uri = server_manager_instance.start_and_get_uri(str(tmp_path / "server.db"))
     monkeypatch.setenv("RAG_TEST_MILVUS_URI", uri)
+    yield uri
+    server_manager_instance.release_server(str(tmp_path / "server.db"))
+
+
+def rows_in(uri: str, generation: int | None = None) -> int:
+    """Rows of the server's one collection (of one generation)."""
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=uri)
+    try:
+        [name] = client.list_collections()
+        where = "born >= 0" if generation is None else f"born == {generation}"
+        return int(client.query(name, filter=where, output_fields=["count(*)"])[0]["count(*)"])
+    finally:
+        client.close()
+
+
+def sources(pipeline: Pipeline, query: str) -> set[str]:
+    return {h.chunk.source.rsplit("/", 1)[-1] for mode in ("dense", "bm25")
+            for h in pipeline.search(query, k=10, mode=mode).hits}
+
+
+@pytest.fixture
+def served(server: str, tmp_path: Path) -> Iterator[tuple[Pipeline, Path]]:
+    """A KB indexed into the server, and its folder."""
     pipeline = make_pipeline("milvus-server")
     docs = write_corpus(tmp_path / "docs")
     pipeline.index([docs])
-    (docs / "new.txt").write_text("Parrots talk back.\n")
-    pipeline.index([docs])
-    client = MilvusClient(uri=uri)
-    live = pipeline.kb.current_id()
-    assert [c.rsplit("_", 1)[-1] for c in client.list_collections()] == [live]
-    client.close()
+    yield pipeline, docs
     pipeline.kb.close()
-    server_manager_instance.release_server(str(tmp_path / "server.db"))
+
+
+def test_a_server_collection_takes_only_the_difference(
+        server: str, served: tuple[Pipeline, Path]) -> None:
+    pipeline, docs = served
+    first = rows_in(server)
+    (docs / "new.txt").write_text("Parrots talk back.\n")
+    (docs / "dogs.txt").unlink()
+    pipeline.index([docs])
+    # One collection for the KB: the unchanged chunks stay as written (generation 1), the new
+    # file's chunk is upserted (generation 2), the removed file's is deleted.
+    assert rows_in(server) == len(pipeline.kb.snapshot()) == first
+    assert (rows_in(server, 1), rows_in(server, 2)) == (first - 1, 1)
+    assert "new.txt" in sources(pipeline, "Parrots talk") and "dogs.txt" not in sources(
+        pipeline, "Dogs bark at the mailman")
+
+
+def test_a_killed_publish_leaves_rows_no_snapshot_sees(
+        server: str, served: tuple[Pipeline, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import rag.storage.kb as kb
+
+    pipeline, docs = served
+    live = pipeline.kb.current_id()
+    (docs / "new.txt").write_text("Parrots talk back.\n")
+
+    def killed(folder: Path) -> None:  # the collection took the new rows, the swap never came
+        raise OSError("killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(kb, "_fsync_tree", killed)
+        with pytest.raises(KBError, match="killed; the previous index stays live"):
+            pipeline.index([docs])
+    assert pipeline.kb.current_id() == live and rows_in(server) == 4
+    assert "new.txt" not in sources(pipeline, "Parrots talk")
+    pipeline.index([docs])  # deletes the orphan rows first, then adds them again
+    assert rows_in(server) == len(pipeline.kb.snapshot()) == 4
+    assert "new.txt" in sources(pipeline, "Parrots talk")
+
+
+def test_deletes_a_killed_job_missed_are_redone(
+        server: str, served: tuple[Pipeline, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.retrieval import milvus_index
+
+    pipeline, docs = served
+    with monkeypatch.context() as patch:  # killed after the swap, before the deletes
+        patch.setattr(milvus_index, "finish", lambda *args: None)
+        pipeline.remove([str(docs / "dogs.txt")])
+    assert rows_in(server) == 3 and len(pipeline.kb.snapshot()) == 2
+    assert "dogs.txt" not in sources(pipeline, "Dogs bark at the mailman")
+    (docs / "new.txt").write_text("Parrots talk back.\n")
+    pipeline.index([docs])  # dogs.txt is still in the folder: its chunks come back, once
+    assert rows_in(server) == len(pipeline.kb.snapshot()) == 4
+    assert {"dogs.txt", "new.txt"} <= sources(pipeline, "Dogs bark at the mailman. Parrots talk")
 
 
 def test_two_readers_in_one_process_share_a_milvus_lite_folder(tmp_path: Path) -> None:

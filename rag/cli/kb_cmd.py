@@ -65,7 +65,7 @@ def kb_remove(paths: tuple[str, ...], kb_name: str | None) -> None:
     stdout.print(f"removed {len(absolute)} file(s), {dropped} chunks", highlight=False)
 
 
-SECRETS = ("api_key", "auth_token", "milvus_token")
+SECRETS = ("api_key", "auth_token", "milvus_token", "milvus_bulk_store")
 
 
 @click.command("config")

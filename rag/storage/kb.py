@@ -249,7 +249,9 @@ class KnowledgeBase:
         try:
             snaps.mkdir(exist_ok=True)
             tmp.mkdir()
-            build_snapshot(self.store, tmp, dim, self.settings.index)
+            live = self.current_id()  # a rebuild's new vectors never go on from the live ones
+            build_snapshot(self.store, tmp, dim, self.settings.index,
+                           snaps / live if live and not self._rebuilding else None)
             (tmp / "store").write_text(self.store.path.name)
             _fsync_tree(tmp)
         except (OSError, RuntimeError) as exc:  # disk full, read-only: FAISS raises RuntimeError
@@ -271,8 +273,9 @@ class KnowledgeBase:
         self.store.collect_garbage()
         for old in snaps.iterdir():
             if old.name != snap_id:
-                milvus_index.drop(old, self.settings.index)
+                milvus_index.drop(old, snaps / snap_id, self.settings.index)
                 shutil.rmtree(old, ignore_errors=True)
+        milvus_index.finish(snaps / snap_id, self.settings.index)
         self._drop_unused_stores()
         self._snapshot = None
         return snap_id
@@ -301,7 +304,7 @@ class KnowledgeBase:
             folder = self.path / "snapshots" / current
             try:
                 ids = json.loads((folder / "ids.json").read_text())
-                dense, sparse = read_indexes(folder, len(ids), self.settings.index)
+                dense, sparse = read_indexes(folder, ids, self.settings.index)
                 self._snapshot = Snapshot(current, ids, dense, sparse, self.store)
             except milvus_index.MilvusUnavailable as exc:
                 raise KBError(f"knowledge base {self.name!r}: {exc}") from None

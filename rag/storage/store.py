@@ -209,6 +209,25 @@ class ChunkStore:
         vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32)
         return [r[0] for r in rows], [r[1] for r in rows], vectors.reshape(len(rows), dim)
 
+    def current_texts(self) -> tuple[list[str], list[str]]:
+        """(chunk ids, texts for BM25) of every current chunk, in ``current_rows``' order."""
+        rows = self.db.execute(
+            "SELECT c.chunk_id, c.embed_text " + CURRENT + " ORDER BY c.path, c.ordinal"
+        ).fetchall()
+        return [r[0] for r in rows], [r[1] for r in rows]
+
+    def vectors_of(self, ids: Sequence[str], dim: int) -> np.ndarray:
+        """The stored vectors of these chunks, in their order."""
+        found: dict[str, bytes] = {}
+        for i in range(0, len(ids), 500):
+            part = list(ids[i : i + 500])
+            marks = ",".join("?" * len(part))
+            found.update(self.db.execute(
+                "SELECT c.chunk_id, v.vec FROM chunks c JOIN vectors v ON v.text_hash = c.text_hash"
+                f" WHERE c.chunk_id IN ({marks})", part))
+        return np.frombuffer(b"".join(found[i] for i in ids), dtype=np.float32).reshape(
+            len(ids), dim)
+
     def collect_garbage(self) -> None:
         """Drop chunks no current file uses and vectors no chunk uses (after a publish)."""
         with self.db:

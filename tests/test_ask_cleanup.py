@@ -29,16 +29,18 @@ def test_a_killed_ask_stops_its_engine(sig: int, tmp_path: Path, models_dir: Pat
     rag = [sys.executable, "-m", "rag.cli.main"]
     subprocess.run([*rag, "index", str(docs), "--kb", "t"], env=env, check=True,
                    capture_output=True)
-    proc = subprocess.Popen([*rag, "ask", "Why do cats purr?", "--kb", "t"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    log = tmp_path / "ask.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([*rag, "ask", "Why do cats purr?", "--kb", "t"], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         parent = psutil.Process(proc.pid)
         deadline = time.monotonic() + 600
-        while not parent.children(recursive=True) and time.monotonic() < deadline:
+        while (not parent.children(recursive=True) and proc.poll() is None
+               and time.monotonic() < deadline):
             time.sleep(0.5)
         children = parent.children(recursive=True)
-        assert children, "the engine never started"
+        assert children, f"the engine never started: {log.read_text()[-2000:]}"
         time.sleep(5)  # let the engine core get going
         children = parent.children(recursive=True)
         proc.send_signal(sig)

@@ -19,7 +19,7 @@ from rag.generation.answering import Answer
 from rag.generation.citations import Sentence
 from tests.conftest import link_models
 
-IDLE_S = 20
+IDLE_S = 60  # outlasts a `rag index` between two asks on a loaded machine
 
 
 class FakeLlm(BaseHTTPRequestHandler):

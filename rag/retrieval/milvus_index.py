@@ -182,7 +182,7 @@ def write(folder: Path, name: str, ids: Sequence[str], texts: Sequence[str],
     _record(folder, **record)
     conn = _Connection(_uri(folder, settings), settings.milvus_token)
     try:
-        if reuse and before and live is not None:
+        if reuse and before and live:
             full_text, kind = bool(before.get("bm25")), str(before["index"])
             _forget(conn, collection, generation - 1, live)
             known = set(json.loads((live / "ids.json").read_text()))

@@ -173,17 +173,16 @@ class ChunkStore:
         ).fetchone()[0]
 
     # -- vectors ----------------------------------------------------------------------------
+    def _select_in(self, sql: str, keys: Sequence[str]) -> Iterator[tuple]:  # type: ignore[type-arg]
+        """Rows of ``sql`` (with one ``IN ({marks})``) for all keys, 500 at a time (SQLite's
+        variable limit)."""
+        for i in range(0, len(keys), 500):
+            part = list(keys[i : i + 500])
+            yield from self.db.execute(sql.format(marks=",".join("?" * len(part))), part)
+
     def known_vectors(self, hashes: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for i in range(0, len(hashes), 500):
-            part = hashes[i : i + 500]
-            marks = ",".join("?" * len(part))
-            found.update(
-                r[0] for r in self.db.execute(
-                    f"SELECT text_hash FROM vectors WHERE text_hash IN ({marks})", part
-                )
-            )
-        return found
+        return {r[0] for r in self._select_in(
+            "SELECT text_hash FROM vectors WHERE text_hash IN ({marks})", hashes)}
 
     def add_vectors(self, hashes: Sequence[str], vectors: np.ndarray) -> None:
         with self.db:
@@ -218,13 +217,9 @@ class ChunkStore:
 
     def vectors_of(self, ids: Sequence[str], dim: int) -> np.ndarray:
         """The stored vectors of these chunks, in their order."""
-        found: dict[str, bytes] = {}
-        for i in range(0, len(ids), 500):
-            part = list(ids[i : i + 500])
-            marks = ",".join("?" * len(part))
-            found.update(self.db.execute(
-                "SELECT c.chunk_id, v.vec FROM chunks c JOIN vectors v ON v.text_hash = c.text_hash"
-                f" WHERE c.chunk_id IN ({marks})", part))
+        found: dict[str, bytes] = dict(self._select_in(
+            "SELECT c.chunk_id, v.vec FROM chunks c JOIN vectors v ON v.text_hash = c.text_hash"
+            " WHERE c.chunk_id IN ({marks})", ids))
         return np.frombuffer(b"".join(found[i] for i in ids), dtype=np.float32).reshape(
             len(ids), dim)
 
@@ -240,16 +235,8 @@ class ChunkStore:
 
     # -- reads ------------------------------------------------------------------------------
     def chunks_by_id(self, ids: Sequence[str]) -> dict[str, Chunk]:
-        out: dict[str, Chunk] = {}
-        for i in range(0, len(ids), 500):
-            part = list(ids[i : i + 500])
-            marks = ",".join("?" * len(part))
-            for row in self.db.execute(
-                f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE chunk_id IN ({marks})", part
-            ):
-                cid, chunk = _chunk(row)
-                out[cid] = chunk
-        return out
+        return dict(_chunk(row) for row in self._select_in(
+            f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE chunk_id IN ({{marks}})", ids))
 
     def iter_current_chunks(self, path: str | None = None) -> Iterator[tuple[str, Chunk]]:
         cols = ", ".join("c." + c.strip() for c in CHUNK_COLUMNS.split(","))

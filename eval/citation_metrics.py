@@ -8,16 +8,17 @@ function instead of an NLI model.
   support it has no relevant citation. Per answer: relevant citations / citations (0 if none).
 - grounded: some retrieved passage on its own supports the sentence (cited or not; as
   RAGChecker's "context utilisation" view of faithfulness).
-Refusal sentences are not claims and are left out.
+Refusal sentences are not claims and are left out. A bare answer word ("False.", "Yes.") is
+one claim with the sentence after it (rag.generation.citations.split_sentences), where ALCE's
+NLTK split would count it as a sentence no passage can entail.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 
 from rag.generation.answering import Answer
-from rag.generation.citations import CITATION
+from rag.generation.citations import claim_text, context_of
 from rag.generation.support import SupportScorer
 
 MAX_CITATIONS = 3  # ALCE counts at most the first three citations of a sentence
@@ -44,7 +45,7 @@ def sentence_scores(answer: Answer, scorer: SupportScorer,
     """Every claim sentence of the answer, scored in one batch of support pairs; with
     ``model_only``, by the citations the model wrote (before rag's attribution)."""
     passages = {int(s["n"]): str(s["text"]) for s in answer.sources}  # type: ignore[call-overload]
-    claims = [(re.sub(r"\s+([.,;:!?])", r"\1", CITATION.sub("", s.text)).strip(),
+    claims = [(claim_text(s.text),
                [n for n in (s.model_citations if model_only else s.citations) if n in passages]
                [:MAX_CITATIONS]) for s in answer.sentences if "refusal" not in s.flags]
     pairs: list[tuple[str, str]] = []
@@ -63,7 +64,8 @@ def sentence_scores(answer: Answer, scorer: SupportScorer,
                     ask(i, "without", tuple(c for c in cites if c != n))
         for n in passages:
             ask(i, "any", (n,))
-    got = dict(zip(keys, scorer.scores(pairs), strict=True))
+    context = context_of((str(s.get("title", "")), str(s["text"])) for s in answer.sources)
+    got = dict(zip(keys, scorer.scores(pairs, context), strict=True))
     out = []
     for i, (text, cites) in enumerate(claims):
         joined = got.get((i, "joined", tuple(cites)))

@@ -37,6 +37,12 @@ def test_split_sentences_attaches_trailing_citations() -> None:
     parts = split_sentences("Cats purr [1]. Dogs bark. [2] Fish swim [1, 3].")
     assert [(t.strip(), n) for t, n in parts] == [
         ("Cats purr [1].", [1]), ("Dogs bark. [2]", [2]), ("Fish swim [1, 3].", [1, 3])]
+    # a bare answer word is one claim with the sentence it introduces
+    assert split_sentences("False. The rate rose [3]. Yes.") == [
+        ("False. The rate rose [3].", [3]), ("Yes.", [])]
+    # an initial is not a sentence end, so no citation lands inside the name
+    assert split_sentences("It was named by R. M. Fano [4]. No.") == [
+        ("It was named by R. M. Fano [4].", [4]), ("No.", [])]
 
 
 def test_budget_adds_sources_best_first_and_never_overflows() -> None:
@@ -124,6 +130,39 @@ def test_attribution_cites_the_supporting_source_and_marks_it() -> None:
                     "Elephants fly over the ocean [2]. Cats sleep most of the day [1].")
     assert [x.text for x in s][:2] == ["Cats purr when content [1].",
                                        "Dogs bark at strangers [2]."]
+
+
+def test_a_number_is_cited_to_the_passage_that_states_it() -> None:
+    sources = [Source(1, hit("The feed-forward network sits inside every layer of the encoder.", 0)),
+               Source(2, hit("The feed-forward network has an inner dimension of 2048.", 1))]
+    report = check("The feed-forward network has an inner dimension of 2048 [1].", sources,
+                   scorer(0.3))
+    s = report.sentences[0]
+    assert (s.citations, s.removed, s.supported) == ([2], [1], True)
+    invented = check("The feed-forward network has an inner dimension of 4096 [2].", sources,
+                     scorer(0.3))
+    assert invented.sentences[0].supported is False and not invented.grounded
+
+
+def test_a_bare_answer_word_is_checked_with_its_sentence() -> None:
+    sources = [Source(1, hit("Dogs bark at strangers.", 0))]
+    report = check("No. Dogs bark at strangers.", sources, scorer())
+    (s,) = report.sentences
+    assert (s.text, s.attributed, s.supported) == ("No. Dogs bark at strangers.", [1], True)
+    assert with_attributions("No. Dogs bark at strangers.", report.sentences) == (
+        "No. Dogs bark at strangers [1].")
+
+
+def test_a_name_no_passage_mentions_is_unsupported() -> None:
+    sources = [Source(1, hit("Shannon defined the entropy of a discrete source in 1948.", 0))]
+    assert check("Shannon defined entropy in 1948 [1].", sources, scorer(0.3)).grounded
+    report = check("Shannon received the Turing Award in 1948 [1].", sources, scorer(0.3))
+    assert report.sentences[0].supported is False and not report.grounded
+    # words in `code` are names too, found wherever the passages write them
+    home = [Source(1, hit("Indexes live under RAG_HOME, by default ~/.rag on every machine.", 0))]
+    assert check("Indexes live under `~/.rag` by default [1].", home, scorer(0.3)).grounded
+    assert not check("Indexes live under `/var/lib/rag` by default [1].", home,
+                     scorer(0.3)).grounded
 
 
 def test_refusal_is_recognised() -> None:

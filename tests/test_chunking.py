@@ -17,6 +17,21 @@ def test_sentence_spans_trim_and_cover() -> None:
     assert [text[a:b] for a, b in spans] == ["First one.", "Second one!", "Third para here."]
 
 
+@pytest.mark.parametrize(("text", "units"), [
+    ("Bits was suggested by J. W. Tukey. Next.", ["Bits was suggested by J. W. Tukey.", "Next."]),
+    ("In Proc. IRE, v. 37, No. 1, pp. 10-21 [2]. Then.",
+     ["In Proc. IRE, v. 37, No. 1, pp. 10-21 [2].", "Then."]),
+    ("See Fig. 2 and e.g. BM25. Smith et al. (2019) agree. Ok.",
+     ["See Fig. 2 and e.g. BM25.", "Smith et al. (2019) agree.", "Ok."]),
+    # sentence ends that look like abbreviations
+    ("Of length n. The answer is no. Cited by Smith et al. The end.",
+     ["Of length n.", "The answer is no.", "Cited by Smith et al.", "The end."]),
+    ("Written by J. W. Tukey J.\n\nA new paragraph.", ["Written by J. W. Tukey J.", "A new paragraph."]),
+])
+def test_initials_and_abbreviations_do_not_end_sentences(text: str, units: list[str]) -> None:
+    assert [text[a:b] for a, b in sentence_spans(text)] == units
+
+
 def test_chunks_fit_budget_keep_spans_and_overlap() -> None:
     emb = HashEmbedder(max_tokens=20)
     text = " ".join(f"Sentence number {i} has exactly seven words." for i in range(30))

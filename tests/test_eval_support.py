@@ -119,6 +119,16 @@ def test_numbers_and_negations_lower_support(minilm) -> None:  # type: ignore[no
         ("Aspirin did not lower the risk of stroke by 20%.", passage)])
     assert scorer.supported(right)
     assert number < right and negated < right
+    assert not scorer.supported(number)  # a number the passage does not state
+    # answers seen on the papers questions: an invented library and an invented figure
+    bwt = ("We describe efficient techniques for implementing the Burrows-Wheeler transform "
+           "and its inverse, competitive in speed with Lempel-Ziv coders.")
+    library, memory = scorer.scores([
+        ("The Python library `pybwt` implements the Burrows-Wheeler transform fastest.", bwt),
+        ("The Burrows-Wheeler transform uses 5 to 30K of memory.", bwt)], context=bwt)
+    assert not scorer.supported(library) and not scorer.supported(memory)
+    assert scorer.supported(scorer.scores([
+        ("The Burrows-Wheeler transform can be implemented efficiently.", bwt)], context=bwt)[0])
 
 
 @pytest.mark.integration

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from ingest.chunking import sentence_spans
@@ -45,11 +45,36 @@ def parse_numbers(group: str) -> list[int]:
     return numbers
 
 
+# A bare answer word ("Yes.", "False.") says nothing a passage could state: it is checked and
+# cited with the sentence it introduces ("False. The rate rose [3]." is one claim).
+_BARE_ANSWER = re.compile(r"\W*(?:yes|no|true|false|correct|incorrect)\W*", re.IGNORECASE)
+_BARE_LEAD = re.compile(r"\W*(?:yes|no|true|false|correct|incorrect)\W*?[.!?:;]\s+", re.IGNORECASE)
+
+
+def claim_text(sentence: str) -> str:
+    """What a sentence claims, as the support function reads it: no citation markers, no bare
+    answer word in front."""
+    text = CITATION.sub("", _BARE_LEAD.sub("", sentence, count=1))
+    return re.sub(r"\s+([.,;:!?])", r"\1", text).strip()
+
+
+def _claim_spans(answer: str) -> list[tuple[int, int]]:
+    spans = sentence_spans(answer)
+    out: list[tuple[int, int]] = []
+    start = None  # where a bare answer word waiting for its sentence began
+    for i, (a, b) in enumerate(spans):
+        a = a if start is None else start
+        start = a if i + 1 < len(spans) and _BARE_ANSWER.fullmatch(answer[a:b]) else None
+        if start is None:
+            out.append((a, b))
+    return out
+
+
 def split_sentences(answer: str) -> list[tuple[str, list[int]]]:
     """Sentences with their citation numbers; citations right after a full stop ("... end. [2]")
-    belong to the sentence before them."""
+    belong to the sentence before them, a bare answer word to the sentence after it."""
     out: list[tuple[str, list[int]]] = []
-    for a, b in sentence_spans(answer):
+    for a, b in _claim_spans(answer):
         text = answer[a:b]
         lead = re.match(rf"(?:\s*{CITATION.pattern})+", text)
         if lead and out:
@@ -92,11 +117,12 @@ def check(answer: str, sources: Sequence[Source], scorer: SupportScorer,
         if REFUSAL.rstrip(".").lower() in text.lower():
             s.flags.append("refusal")
         else:
-            claims[len(sentences)] = CITATION.sub("", text).strip()
+            claims[len(sentences)] = claim_text(text)
         sentences.append(s)
     keys = [(i, src.n) for i in claims for src in sources]
+    context = context_of((s.hit.chunk.title, s.hit.chunk.text) for s in sources)
     scored = dict(zip(keys, scorer.scores([(claims[i], by_n[n].hit.chunk.text)
-                                           for i, n in keys]), strict=True))
+                                           for i, n in keys], context), strict=True))
     notes = []
     for i in claims:
         s = sentences[i]
@@ -138,6 +164,12 @@ def check(answer: str, sources: Sequence[Source], scorer: SupportScorer,
     grounded = not claims or any(
         scorer.supported(max(scored[(i, n)] for n in by_n)) for i in claims if by_n)
     return CitationReport(sentences, sorted(set(invalid)), refused, warnings, grounded)
+
+
+def context_of(passages: Iterable[tuple[str, str]]) -> str:
+    """The (title, text) of every passage an answer was written from, as one text: what the
+    support check looks up the names a sentence uses in."""
+    return "\n".join(f"{title}\n{text}" for title, text in passages)
 
 
 def _locate_evidence(sentences: list[Sentence], cited: list[tuple[int, int, str]],

@@ -6,7 +6,9 @@ sentence, content-word overlap, numbers missing from the passage, negation and d
 that disagree), trained on SciFact's train claims by ``rag eval support --train`` and validated
 on its dev claims (eval/support.py; docs/evaluation.md has the numbers). ``similarity`` is the
 earlier score, the mean of cosine and overlap; an NLI cross-encoder, when configured, replaces
-both with its entailment probability.
+both with its entailment probability. Either of the first two is scaled by the share of the
+sentence's numbers the passage states and of its names the retrieved passages mention
+(``specifics_found``): a rule, not a learned weight, measured on questions with invented facts.
 """
 
 from __future__ import annotations
@@ -33,6 +35,18 @@ UP = re.compile(r"\b(?:increas\w*|higher|more|greater|elevat\w*|enhanc\w*|promot
 DOWN = re.compile(r"\b(?:decreas\w*|lower|less|fewer|reduc\w*|inhibit\w*|suppress\w*|"
                   r"downregulat\w*|down-regulat\w*|impair\w*|declin\w*|loss|diminish\w*|"
                   r"prevent\w*|attenuat\w*|block\w*|shorter|smaller|drops?)\b", re.IGNORECASE)
+# A quantity a sentence states: a number standing alone ("2048", "28.4", "10%", "1,000"), not
+# one inside a name ("IL-10", "3-kinase", "MEK 1/2", "P100"; names are checked as names).
+QUANTITY = re.compile(r"(?<![\w./-])\d+(?:[.,]\d+)*(?=%|[\s,;:)\]]|\.(?!\d)|$)")
+DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
+NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty".split())}
+# What names a thing: a capitalised word past the first, a word mixing letters and digits
+# ("GPT-3", "P100s", "BRCA1"), a word inside `code`.
+TOKEN = re.compile(r"[A-Za-z0-9][\w'-]*")
+NAMED = re.compile(r"[a-z][A-Z]|[A-Za-z]\d|\d[A-Za-z]")
+CODE = re.compile(r"`([^`\n]+)`")
 MODEL_FILE = Path(__file__).with_name("support_model.json")
 SIMILARITY_THRESHOLD = 0.45
 NLI_THRESHOLD = 0.5
@@ -67,6 +81,42 @@ def overlap(sentence: str, passage: str) -> float:
 
 def numbers(text: str) -> set[str]:
     return {n.replace(",", "") for n in NUMBER.findall(text)}
+
+
+def _name_key(word: str) -> str:
+    word = word.lower().removesuffix("'s").rstrip("'")
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+
+
+def names(sentence: str) -> set[str]:
+    """The specific things a sentence names (see NAMED), compared case-blind, plural-blind."""
+    tokens = TOKEN.findall(CODE.sub(" ", sentence))
+    named = {_name_key(t) for i, t in enumerate(tokens)
+             if not t.isdigit() and (i > 0 and t[0].isupper() or NAMED.search(t))}
+    return named | {_name_key(t) for code in CODE.findall(sentence) for t in TOKEN.findall(code)
+                    if not t.isdigit()}
+
+
+def name_keys(text: str) -> set[str]:
+    """Every word of ``text`` as ``names`` compares them: what a passage mentions."""
+    return {_name_key(t) for t in TOKEN.findall(text)}
+
+
+def specifics_found(sentence: str, passage: str, mentioned: set[str] | None = None) -> float:
+    """Share of the sentence's quantities that the passage states (among its digits, or as
+    words up to twenty), times the share of the names it uses that are ``mentioned``
+    (``name_keys`` of every passage the answer was written from, and their titles). The learned
+    scorer was trained on SciFact, where answers seldom invent a number or a name; on the papers
+    questions it passed "5 to 30K GPU memory" and "the Python library `pybwt`" (invented), and
+    a number cited to a passage that does not hold it."""
+    wanted = {n.replace(",", "") for n in QUANTITY.findall(sentence)}
+    have = {n.replace(",", "") for n in DIGITS.findall(passage)} | {
+        NUMBER_WORDS[w.lower()] for w in WORD.findall(passage) if w.lower() in NUMBER_WORDS}
+    share = len(wanted & have) / len(wanted) if wanted else 1.0
+    named = names(sentence)
+    if mentioned is not None and named:
+        share *= len(named & mentioned) / len(named)
+    return share
 
 
 def sentences_of(passage: str) -> list[str]:
@@ -126,19 +176,30 @@ class SupportScorer:
     def supported(self, score: float) -> bool:
         return score >= self.threshold
 
-    def scores(self, pairs: list[tuple[str, str]]) -> list[float]:
+    def scores(self, pairs: list[tuple[str, str]], context: str | None = None) -> list[float]:
+        """Support of each (sentence, passage) pair; ``context``: the text of every passage
+        the sentences were written from (with titles), for the names check."""
         if not pairs:
             return []
         if self.nli is not None:
             return [float(s) for s in self.nli(pairs)]
         if self.method == "learned":
             assert self.model is not None
-            return [round(float(p), 6) for p in self.model.predict(self.features(pairs))]
-        lexical = [overlap(s, p) for s, p in pairs]
-        if self.embed is None:
-            return lexical
-        cos = self._cosines(pairs)
-        return [0.5 * float(c) + 0.5 * w for c, w in zip(cos, lexical, strict=True)]
+            raw = [float(p) for p in self.model.predict(self.features(pairs))]
+        else:
+            raw = [overlap(s, p) for s, p in pairs]
+            if self.embed is not None:
+                cos = self._cosines(pairs)
+                raw = [0.5 * float(c) + 0.5 * w for c, w in zip(cos, raw, strict=True)]
+        mentioned = None if context is None else name_keys(context)
+        return [round(self._below_unless_specific(r, specifics_found(s, p, mentioned)), 6)
+                for r, (s, p) in zip(raw, pairs, strict=True)]
+
+    def _below_unless_specific(self, score: float, found: float) -> float:
+        """A pair with a specific missing scores under the threshold, whatever its score, but
+        keeps its order among such pairs (on SciFact dev pairs the rule costs 0.004 AUC this way,
+        0.011 with such pairs scored zero)."""
+        return score if found >= 1.0 else min(score, self.threshold) * (1.0 + found) / 2.0
 
     def _cosines(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Cosine of each pair, every distinct text embedded once (a claim meets many passages)."""

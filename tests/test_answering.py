@@ -12,6 +12,7 @@ from rag.generation.citations import (
     split_sentences,
     strip_invalid,
     with_attributions,
+    without_citations,
 )
 from rag.generation.prompting import REFUSAL, Source, build_prompt, messages
 from rag.generation.support import SupportScorer
@@ -130,6 +131,7 @@ def test_attribution_cites_the_supporting_source_and_marks_it() -> None:
                     "Elephants fly over the ocean [2]. Cats sleep most of the day [1].")
     assert [x.text for x in s][:2] == ["Cats purr when content [1].",
                                        "Dogs bark at strangers [2]."]
+    assert without_citations(s[0].text) == "Cats purr when content."  # as `rag ask` lists it
 
 
 def test_a_number_is_cited_to_the_passage_that_states_it() -> None:

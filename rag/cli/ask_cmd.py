@@ -19,7 +19,7 @@ from rag.cli.common import (
     with_running_server,
 )
 from rag.generation.answering import Answer
-from rag.generation.citations import CITATION
+from rag.generation.citations import without_citations
 from rag.pipeline import MODES, Pipeline
 
 
@@ -41,7 +41,7 @@ def print_answer_footer(answer: Answer) -> None:
                      "the passage supports the sentence)[/]")
         for s in attributed:
             was = f"; the model cited {s.removed}" if s.removed else ""
-            text = escape(" ".join(CITATION.sub("", s.text).split()))
+            text = escape(" ".join(without_citations(s.text).split()))
             stdout.print(f"  - {text} -> [{', '.join(map(str, s.attributed))}]"
                          f"[dim]{escape(was)}[/]", highlight=False)
     flagged = {i for i, s in enumerate(answer.sentences) if s.supported is False}

@@ -219,6 +219,11 @@ def with_attributions(answer: str, sentences: Sequence[Sentence]) -> str:
 _SPACED_CITATION = re.compile(r"(\s*)" + CITATION.pattern)
 
 
+def without_citations(text: str) -> str:
+    """``text`` with every citation marker taken out, with the space before it."""
+    return _SPACED_CITATION.sub("", text)
+
+
 def _drop(text: str, numbers: Sequence[int]) -> str:
     """``text`` without citations to ``numbers``; a marker left empty goes with its space."""
     def keep(match: re.Match[str]) -> str:

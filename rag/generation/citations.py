@@ -47,8 +47,9 @@ def parse_numbers(group: str) -> list[int]:
 
 # A bare answer word ("Yes.", "False.") says nothing a passage could state: it is checked and
 # cited with the sentence it introduces ("False. The rate rose [3]." is one claim).
-_BARE_ANSWER = re.compile(r"\W*(?:yes|no|true|false|correct|incorrect)\W*", re.IGNORECASE)
-_BARE_LEAD = re.compile(r"\W*(?:yes|no|true|false|correct|incorrect)\W*?[.!?:;]\s+", re.IGNORECASE)
+_ANSWER_WORD = r"\W*(?:yes|no|true|false|correct|incorrect)\W*"
+_BARE_ANSWER = re.compile(_ANSWER_WORD, re.IGNORECASE)
+_BARE_LEAD = re.compile(_ANSWER_WORD + r"?[.!?:;]\s+", re.IGNORECASE)
 
 
 def claim_text(sentence: str) -> str:

@@ -6,9 +6,10 @@ sentence, content-word overlap, numbers missing from the passage, negation and d
 that disagree), trained on SciFact's train claims by ``rag eval support --train`` and validated
 on its dev claims (eval/support.py; docs/evaluation.md has the numbers). ``similarity`` is the
 earlier score, the mean of cosine and overlap; an NLI cross-encoder, when configured, replaces
-both with its entailment probability. Either of the first two is scaled by the share of the
-sentence's numbers the passage states and of its names the retrieved passages mention
-(``specifics_found``): a rule, not a learned weight, measured on questions with invented facts.
+both with its entailment probability. Either of the first two is held under its threshold
+when the passage lacks a quantity the sentence states, or no retrieved passage mentions a name
+it uses (``specifics_found``): a rule, not a learned weight, measured on questions with
+invented facts.
 """
 
 from __future__ import annotations

@@ -113,6 +113,7 @@ def score(answer: Answer, question: Question) -> dict[str, object]:
         "first_token_s": answer.timings.get("first_token_s"),
         "generate_s": answer.timings.get("generate_s"),
         "answer": answer.text,
+        "withheld": answer.withheld,
     }
 
 

@@ -51,6 +51,7 @@ def config_of(pipeline: Pipeline, k: int | None, mode: str | None) -> Row:
         "generator": {key: getattr(s.generator, key) for key in (
             "model", "temperature", "seed", "answer_tokens", "context_window", "dtype")},
         "support": {"method": scorer.method, "threshold": scorer.threshold},
+        "gate": None if (gate := pipeline.gate) is None else {"threshold": gate.threshold},
     }
 
 

@@ -15,7 +15,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score, roc_curve
 
-from eval.scifact import Pair
+from eval.scifact import Claim, Pair
+from rag.generation.answerability import ANSWERABLE_LET_THROUGH, GATE_FEATURES, gate_features
 from rag.generation.support import FEATURES, SupportModel, SupportScorer
 
 NEGATIVE_KINDS = ("contradiction", "unsupported")
@@ -94,6 +95,53 @@ def train(scorer: SupportScorer, pairs: Sequence[Pair], embedder: str,
                          0.5, embedder, trained_on)
     chosen = best_threshold(Scored(model.predict(x), y, np.array([p.kind for p in pairs])))
     return replace(model, threshold=chosen)
+
+
+def gate_data(scorer: SupportScorer, claims: Sequence[Claim],
+              passages: Callable[[str], list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """The gate's features for each claim against the passages retrieved for it, and whether
+    the claim is answerable (SUPPORT or REFUTE); claims that retrieve nothing are left out."""
+    rows, labels = [], []
+    for c in claims:
+        found = passages(c.claim)
+        if found:
+            rows.append(gate_features(scorer, c.claim, found))
+            labels.append(c.verdict != "NEI")
+    return np.asarray(rows, dtype=np.float64).reshape(-1, len(GATE_FEATURES)), np.array(labels)
+
+
+def train_gate(x: np.ndarray, answerable: np.ndarray, embedder: str,
+               trained_on: str) -> SupportModel:
+    """A balanced logistic regression; its threshold lets ``ANSWERABLE_LET_THROUGH`` of the
+    answerable training claims through (the gate's errors cost answers, so they are capped)."""
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    fit = LogisticRegression(class_weight="balanced", C=1.0, max_iter=1000)
+    fit.fit((x - mean) / scale, answerable)
+    model = SupportModel(GATE_FEATURES, tuple(np.round(mean, 6)), tuple(np.round(scale, 6)),
+                         tuple(np.round(fit.coef_[0], 6)), round(float(fit.intercept_[0]), 6),
+                         0.5, embedder, trained_on)
+    scores = model.predict(x)[answerable]
+    return replace(model, threshold=round(float(np.quantile(scores, 1 - ANSWERABLE_LET_THROUGH)), 4))
+
+
+def gate_report(model: SupportModel, x: np.ndarray, answerable: np.ndarray,
+                threshold: float | None = None) -> dict[str, Any]:
+    """How the gate sorts claims: AUC (answerable vs not), and what its threshold refuses."""
+    t = model.threshold if threshold is None else threshold
+    scores = model.predict(x)
+    refused = scores < t
+    nei = ~answerable
+    f1 = 2 * (refused & nei).sum() / (refused.sum() + nei.sum()) if nei.any() else None
+    return {
+        "claims": int(len(answerable)), "unanswerable": int(nei.sum()), "threshold": t,
+        "auc": round(float(roc_auc_score(answerable, scores)), 4) if nei.any() and answerable.any()
+        else None,
+        "unanswerable_refused": round(float(refused[nei].mean()), 4) if nei.any() else None,
+        "answerable_refused": round(float(refused[answerable].mean()), 4)
+        if answerable.any() else None,
+        "refusal_f1_gate_alone": None if f1 is None else round(float(f1), 4),
+    }
 
 
 def cached(embed: Callable[[Sequence[str]], np.ndarray]) -> Callable[[Sequence[str]], np.ndarray]:

@@ -180,6 +180,12 @@ class CitationSettings(_Section):
     abstain: bool = Field(True, description=(
         "answer with the refusal when no passage supports any sentence of the model's answer "
         "(the model's text is kept in the answer's `withheld` and shown as withheld)"))
+    gate: bool = Field(True, description=(
+        "answer with the refusal, without generating, when no retrieved passage addresses the "
+        "question (a model trained on SciFact claims; used with the learned support method "
+        "and the embedder it was trained with; rag eval gate measures it)"))
+    gate_threshold: float | None = Field(None, ge=0, le=1, description=(
+        "refuse below this answerability (unset: the gate's own, chosen on SciFact train)"))
 
 
 class UiSettings(_Section):

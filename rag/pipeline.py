@@ -12,6 +12,7 @@ from ingest.chunking import TokenChunker
 from ingest.indexer import Indexer, IndexReport, Progress
 from rag.config import Settings
 from rag.embedder import ModelLoadError, SentenceTransformerEmbedder
+from rag.generation.answerability import AnswerabilityGate
 from rag.generation.answering import Answer, Answerer
 from rag.generation.conversation import rewrite
 from rag.generation.engines import Generator, engine_dtype, make_generator
@@ -96,13 +97,21 @@ class Pipeline:
         return self._scorer
 
     @property
+    def gate(self) -> AnswerabilityGate | None:
+        """The answerability gate, when it is on and was trained with this embedder."""
+        c = self.settings.citations
+        if not c.gate or self.scorer.method != "learned":
+            return None
+        return AnswerabilityGate.shipped(self.scorer, self.embedder.name, c.gate_threshold)
+
+    @property
     def answerer(self) -> Answerer:
         if self._answerer is None:
             self._answerer = Answerer(self.generator, self.scorer,
                                       self.settings.generator.answer_tokens,
                                       passage_budget(self.settings),
                                       self.settings.citations.attribute,
-                                      self.settings.citations.abstain)
+                                      self.settings.citations.abstain, self.gate)
         return self._answerer
 
     def index(
@@ -213,7 +222,7 @@ class Pipeline:
         models = {"embedder": self.embedder.name, "reranker": result.reranker,
                   "generator": model or self.generator.name}
         return result.hits, {"warnings": result.warnings, "timings": result.timings,
-                             "models": models}
+                             "models": models, "query": question}
 
     def rewrite(self, history: Sequence[tuple[str, str]], question: str,
                 model: str | None = None) -> str:

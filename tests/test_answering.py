@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from rag.generation.answerability import GATE_FEATURES, GATE_FILE, AnswerabilityGate
+from rag.generation.answering import Answerer
 from rag.generation.citations import (
     check,
     parse_numbers,
@@ -15,7 +17,7 @@ from rag.generation.citations import (
     without_citations,
 )
 from rag.generation.prompting import REFUSAL, Source, build_prompt, messages
-from rag.generation.support import SupportScorer
+from rag.generation.support import SupportModel, SupportScorer
 from rag.pipeline import Pipeline
 from rag.storage.kb import KBError
 from rag.testing import HashEmbedder, ScriptedGenerator
@@ -293,3 +295,34 @@ def test_an_answer_no_passage_supports_is_withheld(asking: Pipeline) -> None:
     asking.generator.enqueue("The moon is made of cheese [1].")  # type: ignore[attr-defined]
     kept = keeping.ask("Where do fish swim?", k=2, mode="bm25")
     assert not kept.refused and kept.sentences[0].supported is False
+
+
+def test_the_gate_refuses_without_generating_when_no_passage_addresses_the_question() -> None:
+    scorer = SupportScorer(HashEmbedder().embed_documents)
+    # answerability = sigmoid(10 x overlap - 5): on topic when half the query's words are there
+    model = SupportModel(GATE_FEATURES, (0.0, 0.0), (1.0, 1.0), (0.0, 10.0), -5.0, 0.5,
+                         "fake-hash", "test")
+    gen = ScriptedGenerator()
+    answerer = Answerer(gen, scorer, 64, gate=AnswerabilityGate(scorer, model))
+    hits = [hit("Dogs bark at the mailman every day."), hit("Cats purr and sleep.", 1)]
+    gen.enqueue("Dogs bark at the mailman [1].")
+    on_topic, off_topic = answerer.answer_many(
+        ["Do dogs bark at the mailman? True or false?", "Is the moon made of cheese?"],
+        [hits, hits], [{"query": "dogs bark at the mailman"}, {}])
+    assert len(gen.prompts) == 1 and "True or false" in gen.prompts[0]
+    assert not on_topic.refused and "gate_s" in on_topic.timings
+    assert off_topic.refused and off_topic.text == REFUSAL and off_topic.withheld is None
+    assert off_topic.finish_reason == "unaddressed"
+    assert "no retrieved passage addresses the question" in off_topic.warnings[0]
+    assert [s["cited"] for s in off_topic.sources] == [False, False]  # shown, not cited
+    pieces: list[str] = []
+    streamed = answerer.answer_stream("Is the moon made of cheese?", hits, {}, pieces.append)
+    assert streamed.refused and pieces == [REFUSAL] and len(gen.prompts) == 1
+
+
+def test_the_shipped_gate_is_used_only_with_its_own_embedder(asking: Pipeline) -> None:
+    assert asking.gate is None  # trained on MiniLM's cosines; the hash embedder has others
+    model = SupportModel.load(GATE_FILE, GATE_FEATURES)
+    assert model.embedder == "bundled:all-MiniLM-L6-v2" and "SciFact train" in model.trained_on
+    scorer = SupportScorer(HashEmbedder(name=model.embedder).embed_documents)
+    assert AnswerabilityGate.shipped(scorer, model.embedder) is not None

@@ -20,6 +20,12 @@ from eval.scifact import (
     verdict_of,
 )
 from rag.cli.main import cli
+from rag.generation.answerability import (
+    ANSWERABLE_LET_THROUGH,
+    GATE_FEATURES,
+    GATE_FILE,
+    AnswerabilityGate,
+)
 from rag.generation.support import MODEL_FILE, SupportModel, SupportScorer
 from rag.testing import HashEmbedder
 from tests.conftest import SCIFACT, needs_shared
@@ -144,3 +150,49 @@ def test_support_eval_on_scifact_runs_and_writes_its_report(tmp_path: Path) -> N
     assert summary["methods"]["learned"]["dev"]["auc_unsupported"] > 0.5
     assert "<svg" in (out / "report.html").read_text()
     assert SupportModel.load(tmp_path / "m.json").trained_on.startswith("SciFact train")
+
+
+def test_the_gate_lets_through_its_share_of_answerable_training_claims() -> None:
+    rng = np.random.default_rng(0)
+    answerable = np.arange(200) < 120
+    x = np.column_stack([rng.normal(0.6, 0.1, 200) + 0.2 * answerable,
+                         rng.normal(0.5, 0.2, 200) + 0.3 * answerable])
+    model = support.train_gate(x, answerable, "fake-hash", "test")
+    assert model.features == GATE_FEATURES
+    report = support.gate_report(model, x, answerable)
+    assert report["answerable_refused"] <= 1 - ANSWERABLE_LET_THROUGH + 0.01
+    assert report["auc"] > 0.8 and 0 < report["unanswerable_refused"] < 1
+    assert report == support.gate_report(support.train_gate(x, answerable, "fake-hash", "test"),
+                                         x, answerable)  # deterministic
+
+
+@pytest.mark.integration
+def test_the_shipped_gate_tells_questions_its_passages_address(minilm) -> None:  # type: ignore[no-untyped-def]
+    gate = AnswerabilityGate.shipped(SupportScorer(minilm.embed_documents), minilm.name)
+    assert gate is not None
+    passages = [
+        "On the WMT 2014 English-to-German translation task, the big transformer model "
+        "outperforms the best previously reported models by more than 2.0 BLEU, establishing a "
+        "new state-of-the-art BLEU score of 28.4.",
+        "We describe efficient techniques for implementing the Burrows-Wheeler transform and "
+        "its inverse, competitive in speed with Lempel-Ziv coders."]
+    assert gate.addressed(gate.score(
+        "What BLEU score does the Transformer reach on English-to-German translation?", passages))
+    assert not gate.addressed(gate.score("What is the population of Colorado Springs?", passages))
+
+
+@pytest.mark.integration
+def test_gate_eval_trains_and_reports_on_claims(tmp_path: Path) -> None:
+    folder = write_scifact(tmp_path / "sf")
+    (folder / "claims_train.jsonl").write_text((folder / "claims_dev.jsonl").read_text())
+    out = tmp_path / "gate"
+    result = CliRunner().invoke(cli, ["eval", "gate", "--dataset", str(folder), "--kb", "sf",
+                                      "--train", "--model-out", str(tmp_path / "g.json"),
+                                      "--output", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dev"]["claims"] == 4 and summary["dev"]["unanswerable"] == 1
+    assert 0 <= summary["dev"]["answerable_refused"] <= 1
+    model = SupportModel.load(tmp_path / "g.json", GATE_FEATURES)
+    assert model.trained_on.startswith("SciFact train (4 claims")
+    assert GATE_FILE.read_text() != (tmp_path / "g.json").read_text()  # the bundled one untouched

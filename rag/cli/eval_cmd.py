@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.progress import Progress
@@ -20,7 +20,11 @@ from rag.cli.common import (
     stop_children_on_exit,
     with_running_server,
 )
+from rag.config import Settings
 from rag.pipeline import MODES, Pipeline, nli_scorer
+
+if TYPE_CHECKING:
+    from eval.scifact import SciFact
 
 
 @click.group("eval")
@@ -169,6 +173,90 @@ def _scifact_folder(dataset: str, home: Path) -> Path | None:
                     "./datasets/scifact or ../shared/datasets/scifact; pass its path")
 
 
+def _scifact_pipeline(settings: Settings, data: SciFact, kb_name: str | None) -> Pipeline:
+    """A pipeline on the KB that holds the SciFact corpus, indexed first if it is not."""
+    pipeline = Pipeline(settings, kb_name or f"beir-{data.folder.resolve().name}")
+    with IndexProgress() as progress:
+        report = pipeline.index([data.corpus], progress=progress)
+    if report.failed:
+        raise UserError(f"SciFact corpus failed to index: {report.failed[0].reason}")
+    return pipeline
+
+
+@eval_group.command("gate")
+@click.option("--dataset", default="scifact", show_default=True,
+              help="A SciFact folder, or 'scifact' (see eval answers).")
+@click.option("--kb", "kb_name", help="KB holding the SciFact corpus (default: beir-scifact, "
+                                      "indexed from the dataset if needed).")
+@click.option("--train", "retrain", is_flag=True,
+              help="Refit the gate on the train claims and write it (default: the bundled one).")
+@click.option("--model-out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Where --train writes the gate (default: the bundled file).")
+@click.option("-k", type=int, help="Passages per claim (default: retrieval.k).")
+@click.option("--output", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for summary.json.")
+@click.option("--json", "as_json", is_flag=True)
+def eval_gate(dataset: str, kb_name: str | None, retrain: bool, model_out: Path | None,
+              k: int | None, output: Path | None, as_json: bool) -> None:
+    """Validate (and with --train, fit) the answerability gate on SciFact claims: NEI claims
+    are the ones it should refuse. Reports AUC and what its threshold refuses, train and dev."""
+    from eval import support
+    from eval.scifact import SciFact
+    from rag.generation.answerability import GATE_FEATURES, GATE_FILE, gate_passage
+    from rag.generation.support import SupportModel
+
+    settings = get_settings()
+    folder = _scifact_folder(dataset, settings.home)
+    if folder is None:
+        raise UserError(f"--dataset {dataset}: not a SciFact folder (claims_*.jsonl)")
+    splits = {s: SciFact.load(folder, s) for s in ("train", "dev")}
+    pipeline = _scifact_pipeline(settings, splits["dev"], kb_name)
+    scorer = support.SupportScorer(support.cached(pipeline.embedder.embed_documents))
+
+    def passages(claim: str) -> list[str]:
+        return [gate_passage(h.chunk) for h in pipeline.search(claim, k=k).hits]
+
+    data = {}
+    with Progress(console=stderr, transient=True) as bar:
+        task = bar.add_task("retrieving and scoring claims", total=2)
+        for name, split in splits.items():
+            data[name] = support.gate_data(scorer, split.claims, passages)
+            bar.advance(task)
+    if retrain:
+        model = support.train_gate(*data["train"], pipeline.embedder.name,
+                                   f"SciFact train ({len(data['train'][1])} claims, top "
+                                   f"{k or settings.retrieval.k} {settings.retrieval.mode})")
+        target = model_out or GATE_FILE
+        model.save(target)
+        stderr.print(f"wrote {target}")
+    else:
+        model = SupportModel.load(GATE_FILE, GATE_FEATURES)
+        if model.embedder != pipeline.embedder.name:
+            stderr.print(f"warning: the gate was trained with {model.embedder}, not "
+                         f"{pipeline.embedder.name}; rag does not use it with this embedder "
+                         "(refit it with --train)")
+    threshold = settings.citations.gate_threshold
+    summary = {"dataset": str(folder), "kb": pipeline.kb.name, "embedder": pipeline.embedder.name,
+               "gate_embedder": model.embedder, "k": k or settings.retrieval.k,
+               **{name: support.gate_report(model, *xy, threshold) for name, xy in data.items()}}
+    out = output or settings.home / "eval" / f"gate-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if as_json:
+        print_json({**summary, "output": str(out)})
+        return
+    table = Table(title=f"answerability gate on SciFact claims ({out})")
+    for column in ("split", "claims", "NEI", "threshold", "AUC", "NEI refused",
+                   "answerable refused", "refusal F1 (gate alone)"):
+        table.add_column(column, justify="left" if column == "split" else "right")
+    for name in splits:
+        r = summary[name]
+        table.add_row(name, *(str(r[key]) for key in (
+            "claims", "unanswerable", "threshold", "auc", "unanswerable_refused",
+            "answerable_refused", "refusal_f1_gate_alone")))
+    stdout.print(table)
+
+
 @eval_group.command("answers")
 @click.option("--dataset", required=True,
               help="A question set (JSONL: question, answers, doc, unanswerable, reference), "
@@ -197,11 +285,7 @@ def eval_answers(dataset: str, kb_name: str | None, split: str, k: int | None, m
     if folder is not None:
         data = SciFact.load(folder, split)
         questions = claim_questions(data)
-        pipeline = Pipeline(settings, kb_name or f"beir-{folder.resolve().name}")
-        with IndexProgress() as progress:
-            report = pipeline.index([data.corpus], progress=progress)
-        if report.failed:
-            raise UserError(f"SciFact corpus failed to index: {report.failed[0].reason}")
+        pipeline = _scifact_pipeline(settings, data, kb_name)
         name = f"scifact-{split}"
     else:
         try:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
+from rag.generation.answerability import AnswerabilityGate, gate_passage
 from rag.generation.citations import CitationReport, Sentence, check, strip_invalid, with_attributions
 from rag.generation.engines import Generation, Generator
 from rag.generation.prompting import REFUSAL, BuiltPrompt, build_prompt
@@ -49,8 +50,9 @@ class Answerer:
     """Prompt building, generation and citation checking; retrieval happens before it."""
 
     def __init__(self, generator: Generator, scorer: SupportScorer, answer_tokens: int,
-                 passage_tokens: int = 0, attribute: bool = True, abstain: bool = True) -> None:
-        self.generator, self.scorer = generator, scorer
+                 passage_tokens: int = 0, attribute: bool = True, abstain: bool = True,
+                 gate: AnswerabilityGate | None = None) -> None:
+        self.generator, self.scorer, self.gate = generator, scorer, gate
         self.answer_tokens, self.attribute, self.abstain = answer_tokens, attribute, abstain
         self.passage_tokens = passage_tokens
 
@@ -110,26 +112,46 @@ class Answerer:
         answer.warnings.insert(0, "no passages were retrieved for this question")
         return answer
 
+    def declined(self, question: str, built: BuiltPrompt, extra: dict[str, object]) -> Answer | None:
+        """The refusal, without spending a generation, when the answerability gate finds that
+        no passage in the prompt addresses the question (``extra["query"]``: what was searched);
+        None when it does, or there is no gate."""
+        if self.gate is None:
+            return None
+        started = time.perf_counter()
+        query = str(extra.get("query") or question)
+        score = self.gate.score(query, [gate_passage(s.hit.chunk) for s in built.sources])
+        extra.setdefault("timings", {})["gate_s"] = round(time.perf_counter() - started, 3)  # type: ignore[index]
+        if self.gate.addressed(score):
+            return None
+        answer = self.finish(question, built, Generation(REFUSAL, "unaddressed"), extra)
+        answer.warnings.insert(0, (
+            f"rag did not ask the model: no retrieved passage addresses the question "
+            f"(answerability {score:.2f} < {self.gate.threshold}; citations.gate)"))
+        return answer
+
     def answer_many(self, questions: Sequence[str], hits: Sequence[Sequence[Hit]],
                     extras: Sequence[dict[str, object]], temperature: float | None = None,
                     model: str | None = None) -> list[Answer]:
-        """One batched generation for every question that has passages."""
+        """One batched generation for every question that has passages that address it."""
         built = [self.prompt(q, h) if h else None for q, h in zip(questions, hits, strict=True)]
-        todo = [b.text for b in built if b is not None]
+        early = [self.no_passages(q, e) if b is None else self.declined(q, b, e)
+                 for q, b, e in zip(questions, built, extras, strict=True)]
+        todo = [b.text for b, a in zip(built, early, strict=True) if a is None and b is not None]
         gens = iter(self.generator.generate(todo, self.answer_tokens, temperature, model))
-        return [
-            self.finish(q, b, next(gens), e) if b is not None else self.no_passages(q, e)
-            for q, b, e in zip(questions, built, extras, strict=True)
-        ]
+        return [a or self.finish(q, b, next(gens), e)  # type: ignore[arg-type]
+                for q, b, e, a in zip(questions, built, extras, early, strict=True)]
 
     def answer_stream(self, question: str, hits: Sequence[Hit], extra: dict[str, object],
                       on_token: Callable[[str], None], temperature: float | None = None,
                       model: str | None = None) -> Answer:
-        if not hits:
-            answer = self.no_passages(question, extra)
-            on_token(answer.text)
-            return answer
-        built = self.prompt(question, hits)
+        built = self.prompt(question, hits) if hits else None
+        early = self.no_passages(question, extra) if built is None else self.declined(
+            question, built, extra)
+        if early is not None:
+            on_token(early.text)
+            return early
+        assert built is not None
         text, last = [], Generation("")
         for piece in self.generator.stream(built.text, self.answer_tokens, temperature, model):
             if piece.text:

@@ -126,8 +126,9 @@ def sentences_of(passage: str) -> list[str]:
 
 @dataclass(frozen=True)
 class SupportModel:
-    """A logistic regression over ``FEATURES`` (standardised), with the threshold chosen on the
-    training pairs; stored as JSON beside this module and rebuilt by ``rag eval support``."""
+    """A logistic regression over ``features`` (standardised), with the threshold chosen on the
+    training data; stored as JSON beside this module and rebuilt by ``rag eval support`` (the
+    answerability gate's, over two of them, by ``rag eval gate``)."""
 
     features: tuple[str, ...]
     mean: tuple[float, ...]
@@ -146,13 +147,13 @@ class SupportModel:
         path.write_text(json.dumps(asdict(self), indent=1) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, path: Path = MODEL_FILE) -> SupportModel:
+    def load(cls, path: Path = MODEL_FILE, features: tuple[str, ...] = FEATURES) -> SupportModel:
         raw = json.loads(path.read_text(encoding="utf-8"))
         model = cls(**{k: tuple(v) if isinstance(v, list) else v  # type: ignore[arg-type]
                        for k, v in raw.items()})
-        if model.features != FEATURES:
-            raise ValueError(f"{path}: trained on features {model.features}, not {FEATURES}; "
-                             "rebuild it with rag eval support --train")
+        if model.features != features:
+            raise ValueError(f"{path}: trained on features {model.features}, not {features}; "
+                             "rebuild it with rag eval support --train (gate: rag eval gate)")
         return model
 
 

@@ -46,11 +46,14 @@ def ask(question: str, kb: str, worker: bool) -> dict[str, object]:
     if proc.returncode != 0:
         raise SystemExit(f"rag ask failed: {err.decode()[-500:]}")
     text = (first + out).decode()
-    reported = re.search(r"first token ([\d.]+)s", text)
-    prompt = re.search(r"prompt (\d+) tokens", text)
+    # the footer line may wrap anywhere between its words
+    reported = re.search(r"first\s+token\s+([\d.]+)s", text)
+    prompt = re.search(r"prompt\s+(\d+)\s+tokens", text)
+    gate = re.search(r"gate\s+([\d.]+)s", text)
     return {"question": question, "first_byte_s": round(first_byte_s, 2),
             "server_first_token_s": float(reported.group(1)) if reported else None,
             "prompt_tokens": int(prompt.group(1)) if prompt else None,
+            "gate_s": float(gate.group(1)) if gate else None,
             "total_s": round(time.perf_counter() - started, 2),
             "used_server": "using the LLM server" in err.decode(),
             "via_worker": "background ask worker" in err.decode()}

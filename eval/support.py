@@ -81,18 +81,24 @@ def report(train: Scored, dev: Scored, threshold: float | None = None) -> dict[s
     }
 
 
+def _fit(features: tuple[str, ...], x: np.ndarray, y: np.ndarray, embedder: str,
+         trained_on: str) -> SupportModel:
+    """A class-balanced logistic regression on standardised ``x``; threshold 0.5 until set."""
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    fit = LogisticRegression(class_weight="balanced", C=1.0, max_iter=1000)
+    fit.fit((x - mean) / scale, y)
+    return SupportModel(features, tuple(np.round(mean, 6)), tuple(np.round(scale, 6)),
+                        tuple(np.round(fit.coef_[0], 6)), round(float(fit.intercept_[0]), 6),
+                        0.5, embedder, trained_on)
+
+
 def train(scorer: SupportScorer, pairs: Sequence[Pair], embedder: str,
           trained_on: str) -> SupportModel:
     """A balanced logistic regression over the support features of the training pairs."""
     x = scorer.features([(p.claim, p.passage) for p in pairs])
     y = np.array([p.positive for p in pairs])
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale[scale == 0] = 1.0
-    fit = LogisticRegression(class_weight="balanced", C=1.0, max_iter=1000)
-    fit.fit((x - mean) / scale, y)
-    model = SupportModel(FEATURES, tuple(np.round(mean, 6)), tuple(np.round(scale, 6)),
-                         tuple(np.round(fit.coef_[0], 6)), round(float(fit.intercept_[0]), 6),
-                         0.5, embedder, trained_on)
+    model = _fit(FEATURES, x, y, embedder, trained_on)
     chosen = best_threshold(Scored(model.predict(x), y, np.array([p.kind for p in pairs])))
     return replace(model, threshold=chosen)
 
@@ -114,13 +120,7 @@ def train_gate(x: np.ndarray, answerable: np.ndarray, embedder: str,
                trained_on: str) -> SupportModel:
     """A balanced logistic regression; its threshold lets ``ANSWERABLE_LET_THROUGH`` of the
     answerable training claims through (the gate's errors cost answers, so they are capped)."""
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale[scale == 0] = 1.0
-    fit = LogisticRegression(class_weight="balanced", C=1.0, max_iter=1000)
-    fit.fit((x - mean) / scale, answerable)
-    model = SupportModel(GATE_FEATURES, tuple(np.round(mean, 6)), tuple(np.round(scale, 6)),
-                         tuple(np.round(fit.coef_[0], 6)), round(float(fit.intercept_[0]), 6),
-                         0.5, embedder, trained_on)
+    model = _fit(GATE_FEATURES, x, answerable, embedder, trained_on)
     scores = model.predict(x)[answerable]
     return replace(model, threshold=round(float(np.quantile(scores, 1 - ANSWERABLE_LET_THROUGH)), 4))
 
@@ -142,19 +142,6 @@ def gate_report(model: SupportModel, x: np.ndarray, answerable: np.ndarray,
         if answerable.any() else None,
         "refusal_f1_gate_alone": None if f1 is None else round(float(f1), 4),
     }
-
-
-def cached(embed: Callable[[Sequence[str]], np.ndarray]) -> Callable[[Sequence[str]], np.ndarray]:
-    """``embed`` that computes each distinct text once per run (the methods share the pairs)."""
-    memory: dict[str, np.ndarray] = {}
-
-    def embed_once(texts: Sequence[str]) -> np.ndarray:
-        todo = list(dict.fromkeys(t for t in texts if t not in memory))
-        if todo:
-            memory.update(zip(todo, embed(todo), strict=True))
-        return np.stack([memory[t] for t in texts])
-
-    return embed_once
 
 
 def methods(embed: Callable[[Sequence[str]], np.ndarray], model: SupportModel,

@@ -16,7 +16,7 @@ from rag.generation.answerability import AnswerabilityGate
 from rag.generation.answering import Answer, Answerer
 from rag.generation.conversation import rewrite
 from rag.generation.engines import Generator, engine_dtype, make_generator
-from rag.generation.support import SupportScorer
+from rag.generation.support import SupportScorer, remembering
 from rag.protocols import Embedder, Reranker, Retriever
 from rag.retrieval.rerank import CrossEncoderReranker
 from rag.retrieval.retrievers import Bm25Retriever, DenseRetriever, HybridRetriever
@@ -92,7 +92,8 @@ class Pipeline:
         """The sentence-support function that checks answers (and that evaluation uses)."""
         if self._scorer is None:
             c = self.settings.citations
-            self._scorer = SupportScorer(self.embedder.embed_documents, nli_scorer(c.nli_model),
+            self._scorer = SupportScorer(remembering(self.embedder.embed_documents),
+                                         nli_scorer(c.nli_model),
                                          c.support_method, c.support_threshold)
         return self._scorer
 

@@ -26,7 +26,7 @@ from rag.generation.answerability import (
     GATE_FILE,
     AnswerabilityGate,
 )
-from rag.generation.support import MODEL_FILE, SupportModel, SupportScorer
+from rag.generation.support import MODEL_FILE, SupportModel, SupportScorer, remembering
 from rag.testing import HashEmbedder
 from tests.conftest import SCIFACT, needs_shared
 
@@ -91,7 +91,7 @@ def test_auc_threshold_and_training_are_deterministic() -> None:
              Pair("cats purr loudly", "cats never purr", "contradiction"),
              Pair("dogs bark at the mailman", "fish swim in water", "unsupported"),
              Pair("cats purr loudly", "the stock market fell", "unsupported")]
-    embed = support.cached(HashEmbedder().embed_documents)
+    embed = remembering(HashEmbedder().embed_documents, None)
     scored = support.scored(pairs, SupportScorer(embed, method="similarity").scores)
     assert scored.auc() == 1.0 and scored.auc("unsupported") == 1.0
     threshold = support.best_threshold(scored)
@@ -196,3 +196,21 @@ def test_gate_eval_trains_and_reports_on_claims(tmp_path: Path) -> None:
     model = SupportModel.load(tmp_path / "g.json", GATE_FEATURES)
     assert model.trained_on.startswith("SciFact train (4 claims")
     assert GATE_FILE.read_text() != (tmp_path / "g.json").read_text()  # the bundled one untouched
+
+
+def test_remembered_embeddings_are_computed_once_and_bounded() -> None:
+    embedder = HashEmbedder()
+    seen: list[str] = []
+
+    def embed(texts):  # type: ignore[no-untyped-def]
+        seen.extend(texts)
+        return embedder.embed_documents(texts)
+
+    remembered = remembering(embed, size=2)
+    first = remembered(["a b", "c d", "a b"])
+    assert seen == ["a b", "c d"] and np.allclose(first[0], first[2])
+    assert np.allclose(remembered(["c d"]), embedder.embed_documents(["c d"]))
+    assert seen == ["a b", "c d"]  # remembered
+    remembered(["e f"])  # evicts the least recently used: "a b"
+    remembered(["a b", "c d", "e f"])
+    assert seen == ["a b", "c d", "e f", "a b"]

@@ -67,7 +67,8 @@ def print_answer_footer(answer: Answer) -> None:
     t = answer.timings
     stdout.print(
         f"[dim]retrieve {t.get('retrieve_s', 0):.2f}s, rerank {t.get('rerank_s', 0):.2f}s, "
-        f"generate {t.get('generate_s', 0):.2f}s ({t.get('tokens_per_s', 0):.1f} tok/s"
+        + (f"gate {t['gate_s']:.2f}s, " if "gate_s" in t else "")
+        + f"generate {t.get('generate_s', 0):.2f}s ({t.get('tokens_per_s', 0):.1f} tok/s"
         + (f", first token {t['first_token_s']:.2f}s" if "first_token_s" in t else "")
         + f", prompt {t.get('prompt_tokens', 0)} tokens)[/]")
 

@@ -99,7 +99,7 @@ def eval_support(dataset: Path, retrain: bool, model_out: Path | None, limit: in
     are chosen on train and reported on dev."""
     from eval import support
     from eval.scifact import SciFact, support_pairs
-    from rag.generation.support import MODEL_FILE, SupportModel
+    from rag.generation.support import MODEL_FILE, SupportModel, remembering
 
     settings = get_settings()
     pipeline = Pipeline(settings)
@@ -109,7 +109,7 @@ def eval_support(dataset: Path, retrain: bool, model_out: Path | None, limit: in
         if limit:
             data.claims = data.claims[:limit]
         pairs[name] = support_pairs(data)
-    embed = support.cached(pipeline.embedder.embed_documents)
+    embed = remembering(pipeline.embedder.embed_documents, None)
     if retrain:
         stderr.print(f"training on {len(pairs['train'])} SciFact train pairs ...")
         model = support.train(support.SupportScorer(embed, method="similarity"), pairs["train"],
@@ -203,7 +203,7 @@ def eval_gate(dataset: str, kb_name: str | None, retrain: bool, model_out: Path 
     from eval import support
     from eval.scifact import SciFact
     from rag.generation.answerability import GATE_FEATURES, GATE_FILE, gate_passage
-    from rag.generation.support import SupportModel
+    from rag.generation.support import SupportModel, remembering
 
     settings = get_settings()
     folder = _scifact_folder(dataset, settings.home)
@@ -211,7 +211,7 @@ def eval_gate(dataset: str, kb_name: str | None, retrain: bool, model_out: Path 
         raise UserError(f"--dataset {dataset}: not a SciFact folder (claims_*.jsonl)")
     splits = {s: SciFact.load(folder, s) for s in ("train", "dev")}
     pipeline = _scifact_pipeline(settings, splits["dev"], kb_name)
-    scorer = support.SupportScorer(support.cached(pipeline.embedder.embed_documents))
+    scorer = support.SupportScorer(remembering(pipeline.embedder.embed_documents, None))
 
     def passages(claim: str) -> list[str]:
         return [gate_passage(h.chunk) for h in pipeline.search(claim, k=k).hits]

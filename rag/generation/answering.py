@@ -138,7 +138,8 @@ class Answerer:
         early = [self.no_passages(q, e) if b is None else self.declined(q, b, e)
                  for q, b, e in zip(questions, built, extras, strict=True)]
         todo = [b.text for b, a in zip(built, early, strict=True) if a is None and b is not None]
-        gens = iter(self.generator.generate(todo, self.answer_tokens, temperature, model))
+        gens = iter(self.generator.generate(todo, self.answer_tokens, temperature, model)
+                    if todo else [])
         return [a or self.finish(q, b, next(gens), e)  # type: ignore[arg-type]
                 for q, b, e, a in zip(questions, built, extras, early, strict=True)]
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import functools
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -118,6 +120,30 @@ def specifics_found(sentence: str, passage: str, mentioned: set[str] | None = No
     if mentioned is not None and named:
         share *= len(named & mentioned) / len(named)
     return share
+
+
+def remembering(embed: Embed, size: int | None = 4096) -> Embed:
+    """``embed`` that keeps the vectors of the last ``size`` distinct texts (None: all): the
+    answerability gate and the citation check read the same passage sentences, follow-up
+    questions retrieve the same passages, and a claim meets many passages in evaluation."""
+    memory: OrderedDict[str, np.ndarray] = OrderedDict()
+    lock = threading.Lock()
+
+    def embed_remembered(texts: Sequence[str]) -> np.ndarray:
+        with lock:
+            known = {t: memory[t] for t in texts if t in memory}
+        todo = [t for t in dict.fromkeys(texts) if t not in known]
+        if todo:
+            known.update(zip(todo, embed(todo), strict=True))
+        with lock:
+            for t in dict.fromkeys(texts):
+                memory[t] = known[t]
+                memory.move_to_end(t)
+            while size is not None and len(memory) > size:
+                memory.popitem(last=False)
+        return np.stack([known[t] for t in texts])
+
+    return embed_remembered
 
 
 def sentences_of(passage: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +46,9 @@ class SearchResult:
             "warnings": self.warnings,
             "hits": [h.to_dict() for h in self.hits],
         }
+
+
+log = logging.getLogger(__name__)
 
 
 def passage_budget(settings: Settings) -> int:
@@ -101,9 +105,16 @@ class Pipeline:
     def gate(self) -> AnswerabilityGate | None:
         """The answerability gate, when it is on and was trained with this embedder."""
         c = self.settings.citations
-        if not c.gate or self.scorer.method != "learned":
+        if not c.gate:
             return None
-        return AnswerabilityGate.shipped(self.scorer, self.embedder.name, c.gate_threshold)
+        gate = (AnswerabilityGate.shipped(self.scorer, self.embedder.name, c.gate_threshold)
+                if self.scorer.method == "learned" else None)
+        if gate is None:
+            log.warning("the answerability gate is off: it works with the learned support method "
+                        "and the embedder it was trained with, not %s / %s (rag eval gate "
+                        "--train refits it; citations.gate = false silences this)",
+                        self.scorer.method, self.embedder.name)
+        return gate
 
     @property
     def answerer(self) -> Answerer:

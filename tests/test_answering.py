@@ -320,8 +320,12 @@ def test_the_gate_refuses_without_generating_when_no_passage_addresses_the_quest
     assert streamed.refused and pieces == [REFUSAL] and len(gen.prompts) == 1
 
 
-def test_the_shipped_gate_is_used_only_with_its_own_embedder(asking: Pipeline) -> None:
+def test_the_shipped_gate_is_used_only_with_its_own_embedder(
+        asking: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    said: list[str] = []
+    monkeypatch.setattr("rag.pipeline.log.warning", lambda msg, *args: said.append(msg % args))
     assert asking.gate is None  # trained on MiniLM's cosines; the hash embedder has others
+    assert len(said) == 1 and "the answerability gate is off" in said[0] and "fake-hash" in said[0]
     model = SupportModel.load(GATE_FILE, GATE_FEATURES)
     assert model.embedder == "bundled:all-MiniLM-L6-v2" and "SciFact train" in model.trained_on
     scorer = SupportScorer(HashEmbedder(name=model.embedder).embed_documents)

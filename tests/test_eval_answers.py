@@ -130,12 +130,16 @@ def without_time(path: Path) -> list[dict]:  # type: ignore[type-arg]
 def test_reruns_score_bit_identically_and_compare_catches_a_worse_config(
         docs_pipeline: Pipeline, tmp_path: Path) -> None:
     """Two runs of one config score the same (minus time) and `rag eval compare` passes them;
-    the same questions answered from one passage (k=1) are flagged as a regression. One test,
-    so the two runs are scored once (each run scores every sentence with the real scorer)."""
+    the same questions answered by a generator that answers only when a source sentence holds
+    every content word of the question are flagged as a regression (it refuses nearly all:
+    worse whatever docs/ says; a k=1 run used to be the worse one, until a docs/ edit made it
+    as good). One test, so the two runs are scored once (each scores every sentence)."""
     base, rerun = tmp_path / "base", tmp_path / "rerun"
     run_config(docs_pipeline, base)
     run_config(docs_pipeline, rerun)
-    run_config(docs_pipeline, tmp_path / "k1", k=1)
+    strict = Pipeline(docs_pipeline.settings, "docs", embedder=docs_pipeline.embedder,
+                      generator=ExtractiveGenerator(min_overlap=1.0))
+    run_config(strict, tmp_path / "strict")
     assert without_time(base / runs.PER_ANSWER) == without_time(rerun / runs.PER_ANSWER)
     a, b = (json.loads((r / "summary.json").read_text())["metrics"] for r in (base, rerun))
     a.pop("seconds_per_answer"), b.pop("seconds_per_answer")
@@ -144,14 +148,14 @@ def test_reruns_score_bit_identically_and_compare_catches_a_worse_config(
     assert "<svg" in report and "citation_recall" in report  # self-contained: nothing fetched
     assert "<script" not in report and " src=" not in report and "<link" not in report
     assert compare(base, rerun)["regressions"] == []
-    worse = compare(base, tmp_path / "k1")
+    worse = compare(base, tmp_path / "strict")
     assert worse["regressions"], worse["metrics"]
     runner = CliRunner()
     ok = runner.invoke(cli, ["eval", "compare", str(base), str(rerun)])
     assert ok.exit_code == 0, ok.output
-    bad = runner.invoke(cli, ["eval", "compare", str(base), str(tmp_path / "k1")])
+    bad = runner.invoke(cli, ["eval", "compare", str(base), str(tmp_path / "strict")])
     assert bad.exit_code == 1 and "regression in" in bad.output
-    unknown = runner.invoke(cli, ["eval", "compare", str(base), str(tmp_path / "k1"),
+    unknown = runner.invoke(cli, ["eval", "compare", str(base), str(tmp_path / "strict"),
                                  "--metric", "nope"])
     assert unknown.exit_code == 1 and "unknown metric" in unknown.output
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -101,9 +102,10 @@ class Pipeline:
                                          c.support_method, c.support_threshold)
         return self._scorer
 
-    @property
+    @functools.cached_property
     def gate(self) -> AnswerabilityGate | None:
-        """The answerability gate, when it is on and was trained with this embedder."""
+        """The answerability gate, when it is on and was trained with this embedder (loaded,
+        and its absence reported, once)."""
         c = self.settings.citations
         if not c.gate:
             return None

@@ -23,7 +23,7 @@ import numpy as np
 from ingest.chunking import Chunker
 from ingest.loaders import LoadError
 from ingest.parsing import Cancelled
-from ingest.reading import LOADER_VERSION, file_digest, not_regular, read_regular
+from ingest.reading import LOADER_VERSION, Refused, file_digest, not_regular, read_regular, under
 from ingest.runners import FileJob, FileMeta, Progress, Runner
 from ingest.runners.local import LocalRunner
 from rag.config import IngestSettings
@@ -50,7 +50,8 @@ class IndexReport:
     unchanged: int = 0
     removed: int = 0
     failed: list[Failure] = field(default_factory=list)
-    skipped: list[Failure] = field(default_factory=list)  # not regular files, links outside
+    # not regular files, links out of the folder: treated as gone (their old chunks removed)
+    skipped: list[Failure] = field(default_factory=list)
     chunks_added: int = 0
     chunks_removed: int = 0
     seconds: float = 0.0
@@ -79,6 +80,7 @@ class Scan:
     files: list[Path] = field(default_factory=list)
     skipped: list[Failure] = field(default_factory=list)
     missing: str | None = None
+    real_root: str = ""  # the root without links: every file read must lie inside it
 
     def add(self, path: Path, mode: int) -> None:
         reason = not_regular(mode)
@@ -104,10 +106,10 @@ def scan(root: Path) -> Scan:
     except OSError as exc:
         out.missing = f"cannot read: {exc.strerror or exc}"
         return out
+    real_root = out.real_root = os.path.realpath(root)
     if not stat.S_ISDIR(mode):
         out.add(root, mode)
         return out
-    real_root = os.path.realpath(root)
     for dirpath, dirnames, filenames in os.walk(root):  # never descends into linked folders
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
@@ -118,7 +120,7 @@ def scan(root: Path) -> Scan:
                 mode = os.lstat(path).st_mode
                 if stat.S_ISLNK(mode):
                     target = os.path.realpath(path)
-                    if not _under(target, Path(real_root)):
+                    if not under(target, real_root):
                         out.skipped.append(Failure(str(path), "symbolic link to outside the "
                                                               "indexed folder; not followed"))
                         continue
@@ -131,6 +133,9 @@ def scan(root: Path) -> Scan:
 
 
 def _failed(report: IndexReport, path: Path, known: FileRecord | None, exc: Exception) -> None:
+    if isinstance(exc, Refused):
+        report.skipped.append(Failure(str(path), str(exc)))
+        return
     kept = " (previous version kept in the index)" if known else ""
     reason = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
     report.failed.append(Failure(str(path), reason + kept))
@@ -168,7 +173,7 @@ class Indexer:
                               + " (the knowledge base was not changed)")
             manifest = {} if rebuild else self.kb.store.files()
             for s in scans:
-                known = sum(1 for p in manifest if _under(p, s.root))
+                known = sum(1 for p in manifest if under(p, str(s.root)))
                 if not s.missing and not s.files and not s.skipped and known:
                     s.missing = "folder is empty (not mounted?)"
                 if s.missing and not prune:
@@ -189,7 +194,7 @@ class Indexer:
             self.runner.process(self._changed(scans, manifest, seen, progress, cancel), self,
                                 progress, cancel)
             roots = [s.root for s in scans if prune or not s.missing]
-            gone = [p for p in manifest if p not in seen and any(_under(p, r) for r in roots)]
+            gone = [p for p in manifest if p not in seen and any(under(p, str(r)) for r in roots)]
             report.chunks_removed += store.remove_files(gone)
             report.removed = len(gone)
             if rebuild and not report.indexed:
@@ -204,29 +209,37 @@ class Indexer:
         """The files to parse, read one at a time as the runner asks for them."""
         report = self._report
         for s in scans:
+            # Skipped entries (links out of the folder, special files) are not in ``seen``: what
+            # the KB holds of them goes, as for removed files.
             report.skipped.extend(s.skipped)
-            seen.update(f.path for f in s.skipped)  # present, so not deleted from the KB
             for path in s.files:
                 if cancel is not None and cancel.is_set():
                     raise Cancelled("cancelled")
                 report.files_seen += 1
+                try:
+                    job = self._read(path, s.real_root, manifest.get(str(path)))
+                except Refused as exc:  # became a link or a special file since the scan
+                    _failed(report, path, None, exc)
+                    progress.file_done(str(path))
+                    continue
                 seen.add(str(path))
-                job = self._read(path, manifest.get(str(path)))
                 if job is None:
                     progress.file_done(str(path))
                 else:
                     yield job
 
-    def _read(self, path: Path, known: FileRecord | None) -> FileJob | None:
+    def _read(self, path: Path, root: str, known: FileRecord | None) -> FileJob | None:
         """The file's bytes when they need parsing; None when unchanged or unreadable (counted
-        in the report)."""
+        in the report). Raises Refused when what is at the path may not be read at all."""
         report = self._report
         try:
             st = path.stat()
             if known and _unchanged(known, st):
                 report.unchanged += 1
                 return None
-            st, data = read_regular(path, int(self.limits.max_file_mb * 2**20))
+            st, data = read_regular(path, int(self.limits.max_file_mb * 2**20), root)
+        except Refused:
+            raise
         except (LoadError, OSError) as exc:
             _failed(report, path, known, exc)
             return None
@@ -235,11 +248,16 @@ class Indexer:
             self.kb.store.touch_file(str(path), st.st_size, st.st_mtime_ns)
             report.unchanged += 1
             return None
-        return FileJob(path, known, st, digest, data)
+        return FileJob(path, known, st, digest, data, root)
 
     # -- the Sink a runner reports to -------------------------------------------------------
     def failed(self, job: FileJob, exc: Exception) -> None:
+        """A file that could not be indexed keeps its previous version, unless it may not be
+        read at all any more (Refused: a runner found it swapped for a link): then it goes."""
         _failed(self._report, job.path, job.known, exc)
+        if isinstance(exc, Refused) and job.known is not None:
+            self._report.chunks_removed += self.kb.store.remove_files([str(job.path)])
+            self._report.removed += 1
 
     def commit(self, job: FileJob, chunks: Sequence[Chunk], meta: FileMeta) -> None:
         store, report = self.kb.store, self._report
@@ -300,6 +318,3 @@ def _not_utf8(text: str) -> bool:
         return True
     return False
 
-
-def _under(path: str, root: Path) -> bool:
-    return path == str(root) or path.startswith(str(root).rstrip(os.sep) + os.sep)

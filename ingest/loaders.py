@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ingest.ocr import OcrError, Tesseract, ocr_engine, render_for_ocr
+from ingest.ocr import OcrError, Tesseract, fit_for_ocr, ocr_engine, render_for_ocr
 from rag.types import Document, Section
 
 MARKDOWN_EXT = {".md", ".markdown", ".mdx", ".mdown"}
@@ -194,11 +194,12 @@ def _looks_like_beir(data: bytes) -> bool:
 class LoadOptions:
     """What the job's settings change in loading (sent to the parser process with each file)."""
 
-    max_pages: int = 0  # 0: no limit
+    max_pages: int = 0  # 0: no limit (PDF pages, image frames)
     ocr: str = "auto"  # auto (when an engine is installed) | tesseract | off
     ocr_languages: str = "eng"
-    ocr_page_timeout_s: float = 60.0
+    ocr_page_timeout_s: float = 60.0  # CPU seconds of one page's OCR
     pdf_tables: bool = True
+    max_unzipped_mb: int = 256  # what a ZIP package (DOCX, PPTX, XLSX, EPUB) may inflate to
 
 
 @dataclass
@@ -213,7 +214,16 @@ class _PdfText:
     errors: dict[int, str] = field(default_factory=dict)
 
 
-def _read_pypdf(data: bytes) -> _PdfText:
+class _TooManyPages(LoadError):
+    """Refused by its page count: no other reader is tried."""
+
+
+def _check_pages(count: int, max_pages: int) -> None:
+    if max_pages and count > max_pages:
+        raise _TooManyPages(f"PDF has {count} pages, over the limit of {max_pages} (ingest.max_pages)")
+
+
+def _read_pypdf(data: bytes, max_pages: int = 0) -> _PdfText:
     import io
 
     from pypdf import PdfReader
@@ -226,12 +236,15 @@ def _read_pypdf(data: bytes) -> _PdfText:
         pages = list(reader.pages)
     except _Encrypted:
         raise
+    except RecursionError:  # a page tree nested thousands deep
+        raise LoadError("unreadable PDF: its page tree is nested too deeply") from None
     except Exception as exc:  # pypdf raises many types on damaged files
         if "cryptography" in str(exc) or "AES" in str(exc):
             raise _Encrypted(f"encrypted PDF: cannot decrypt ({exc})") from exc
         if isinstance(exc, PdfReadError) or "EOF" in str(exc) or "xref" in str(exc):
             raise LoadError(f"corrupt or truncated PDF: {exc}") from exc
         raise LoadError(f"unreadable PDF: {exc}") from exc
+    _check_pages(len(pages), max_pages)  # before any page's text is extracted
     out = _PdfText("pypdf", [], _pdf_title(reader), _outline(reader))
     for number, page in enumerate(pages, start=1):
         try:
@@ -248,7 +261,7 @@ class _Encrypted(LoadError):
     """No other reader can do better without the password."""
 
 
-def _read_pdfium(data: bytes) -> _PdfText:
+def _read_pdfium(data: bytes, max_pages: int = 0) -> _PdfText:
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
 
@@ -257,6 +270,7 @@ def _read_pdfium(data: bytes) -> _PdfText:
     except pdfium.PdfiumError as exc:
         raise LoadError(str(exc)) from None
     try:
+        _check_pages(len(pdf), max_pages)
         toc = [(item.page_index + 1, clean(item.title).strip()) for item in pdf.get_toc()
                if item.page_index is not None]
         out = _PdfText("pdfium", [], clean(pdf.get_metadata_dict().get("Title", "")).strip(),
@@ -270,15 +284,16 @@ def _read_pdfium(data: bytes) -> _PdfText:
         pdf.close()
 
 
-def _read_pdf(data: bytes) -> tuple[_PdfText, list[str]]:
-    """pypdf's text; pdfium's where pypdf cannot open the file or fails on a page."""
+def _read_pdf(data: bytes, max_pages: int = 0) -> tuple[_PdfText, list[str]]:
+    """pypdf's text; pdfium's where pypdf cannot open the file or fails on a page. A PDF over
+    ``max_pages`` is refused before any text is extracted."""
     try:
-        pdf = _read_pypdf(data)
-    except _Encrypted:
+        pdf = _read_pypdf(data, max_pages)
+    except (_Encrypted, _TooManyPages):
         raise
     except LoadError as first:
         try:
-            return _read_pdfium(data), [f"read with pdfium: pypdf could not ({first})"]
+            return _read_pdfium(data, max_pages), [f"read with pdfium: pypdf could not ({first})"]
         except LoadError as second:
             raise LoadError(f"{first}; pdfium could not read it either ({second})") from None
     if not pdf.errors:
@@ -307,13 +322,10 @@ class PdfLoader:
         self.options, self.alive = options, alive
 
     def load(self, path: Path, data: bytes) -> Loaded:
-        pdf, warnings = _read_pdf(data)
+        pdf, warnings = _read_pdf(data, self.options.max_pages)
         count = len(pdf.texts)
         if not count:
             raise LoadError("PDF has no pages")
-        if self.options.max_pages and count > self.options.max_pages:
-            raise LoadError(f"PDF has {count} pages, over the limit of {self.options.max_pages} "
-                            "(ingest.max_pages)")
         texts = [clean(t) if t is not None else "" for t in pdf.texts]
         scans = [n for n, t in enumerate(texts, 1) if n not in pdf.errors and (
             not t.strip() or (len(t.strip()) < SPARSE_CHARS and n in pdf.images))]
@@ -464,10 +476,14 @@ def _engine(options: LoadOptions) -> Tesseract | None:
 
 
 class ImageLoader:
-    """A picture's text by OCR: PNG, JPEG, WebP, BMP, GIF, and TIFF (a page per frame)."""
+    """A picture's text by OCR: PNG, JPEG, WebP, BMP, GIF, and TIFF (a page per frame). Frames
+    are decoded one at a time, and a file whose frames would decode to more than
+    ``MAX_FILE_PIXELS`` in all is refused before any is decoded (a few KB of GIF can declare
+    hundreds of screen-sized frames)."""
 
     kind = "image"
-    MAX_PIXELS = 100_000_000  # larger is a decompression bomb, not a photo of a page
+    MAX_PIXELS = 100_000_000  # per frame: larger is a decompression bomb, not a photo of a page
+    MAX_FILE_PIXELS = 4_000_000_000  # all frames: about 450 A4 pages scanned at 300 dpi
 
     def __init__(self, options: LoadOptions = LoadOptions(),
                  alive: Callable[[], None] = lambda: None) -> None:
@@ -476,20 +492,17 @@ class ImageLoader:
     def load(self, path: Path, data: bytes) -> Loaded:
         import io
 
-        from PIL import Image, ImageSequence, UnidentifiedImageError
+        from PIL import Image, UnidentifiedImageError
 
-        too_big = LoadError(f"image over the limit of {self.MAX_PIXELS:,} pixels (a "
-                            "decompression bomb, not a photo of a page)")
         try:
             image = Image.open(io.BytesIO(data))
-            if image.width * image.height > self.MAX_PIXELS:
-                raise too_big
-            frames = [frame.copy() for frame in ImageSequence.Iterator(image)]
+            frames = self._check(image)
         except Image.DecompressionBombError:
-            raise too_big from None
+            raise LoadError(f"image over the limit of {self.MAX_PIXELS:,} pixels (a "
+                            "decompression bomb, not a photo of a page)") from None
         except UnidentifiedImageError:
             raise LoadError("unreadable image: damaged, or not a format Pillow reads") from None
-        except OSError as exc:
+        except (OSError, EOFError, ValueError) as exc:
             raise LoadError(f"unreadable image: {exc}") from None
         engine = _engine(self.options)
         if engine is None:
@@ -497,7 +510,13 @@ class ImageLoader:
                 "ingest.ocr is off" if self.options.ocr == "off"
                 else "no OCR engine is installed (apt-get install tesseract-ocr)"))
         sections, failed = [], []
-        for number, frame in enumerate(frames, 1):
+        for number in range(1, frames + 1):
+            try:
+                image.seek(number - 1)
+                frame = fit_for_ocr(image)  # decodes this frame only
+            except (OSError, EOFError, ValueError) as exc:
+                failed.append(f"frame {number}: unreadable image ({exc})")
+                continue
             try:
                 text = clean(engine.read(frame).text)
             except OcrError as exc:
@@ -506,12 +525,29 @@ class ImageLoader:
             finally:
                 self.alive()
             if text.strip():
-                page = number if len(frames) > 1 else None
+                page = number if frames > 1 else None
                 sections.append(Section(text=dehyphenate([text])[0], page=page))
         if not sections:
             raise LoadError("; ".join(failed) or "OCR found no text in the image")
         doc = Document(str(path), path.stem, tuple(sections), str(path), self.kind)
         return Loaded([doc], failed)
+
+    def _check(self, image) -> int:  # noqa: ANN001 - a PIL image, not yet decoded
+        """The number of frames, after checking the declared sizes against the limits."""
+        width, height = image.size
+        if width * height > self.MAX_PIXELS:
+            raise LoadError(f"image of {width:,} x {height:,} pixels is over the limit of "
+                            f"{self.MAX_PIXELS:,} pixels (a decompression bomb, not a photo of a "
+                            "page)")
+        frames = int(getattr(image, "n_frames", 1))
+        if self.options.max_pages and frames > self.options.max_pages:
+            raise LoadError(f"image has {frames:,} frames, over the limit of "
+                            f"{self.options.max_pages:,} (ingest.max_pages)")
+        if frames * width * height > self.MAX_FILE_PIXELS:
+            raise LoadError(f"{frames:,} frames of {width:,} x {height:,} pixels are over "
+                            f"{self.MAX_FILE_PIXELS / 1e6:,.0f} megapixels in all (a decompression "
+                            "bomb, not a scan)")
+        return frames
 
 
 class MarkdownLoader:
@@ -585,18 +621,9 @@ def html_document(path: Path, html: str, kind: str) -> Document:
         warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML reads well as HTML
         soup = BeautifulSoup(html, "lxml")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
-    for tag in soup(HTML_DROP):
-        tag.decompose()
-    main = soup.find("main") or soup.find("article") or soup.body or soup
-    for table in reversed(main.find_all("table")):  # innermost first
-        rows = [[cell.get_text(" ", strip=True) for cell in tr.find_all(["th", "td"])]
-                for tr in table.find_all("tr")]
-        table.replace_with(f"\n\n{markdown_table(rows)}\n\n")
-    for h in main.find_all(re.compile(r"^h[1-6]$")):
-        heading = h.get_text(" ", strip=True)
-        h.replace_with(f"\n{MARK}{h.name[1]}{MARK}{heading}{MARK}\n")
-    raw = main.get_text("\n")
-    lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in raw.splitlines()]
+    main = next((tag for name in ("main", "article") for tag in soup.find_all(name)
+                 if not tag.find_parent(HTML_DROP)), None) or soup.body or soup
+    lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in _html_text(main).splitlines()]
     text = clean(re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip())
     headings, plain, pos, offset = [], [], 0, 0
     for match in re.finditer(f"{MARK}(\\d){MARK}(.*?){MARK}", text):
@@ -613,6 +640,61 @@ def html_document(path: Path, html: str, kind: str) -> Document:
         raise LoadError("HTML page has no text content")
     doc = heading_document(path, body, headings, kind)
     return Document(doc.source, title, doc.sections, doc.key, doc.kind) if title else doc
+
+
+_HEADING = re.compile(r"^h[1-6]$")
+
+
+def _html_text(main) -> str:  # noqa: ANN001 - a bs4 Tag
+    """The text of ``main`` in one pass over its tree, its strings joined by newlines: dropped
+    elements (scripts, navigation) skipped, headings marked (``MARK``), each outermost table as a
+    Markdown table (a table nested in a cell is that cell's text). Nothing in the tree is
+    replaced, so the cost stays linear in the page (bs4's ``replace_with`` is linear in the
+    siblings, quadratic over thousands of headings; markdown nested in markdown is quadratic in
+    the nesting depth)."""
+    from bs4 import CData, NavigableString, Tag
+
+    pieces: list[str] = []
+    node = main.next_element
+    end = _after(main)
+    while node is not None and node is not end:
+        if isinstance(node, Tag):
+            if node.name in HTML_DROP:
+                node = _after(node)
+            elif _HEADING.match(node.name):
+                pieces.append(f"\n{MARK}{node.name[1]}{MARK}{node.get_text(' ', strip=True)}{MARK}\n")
+                node = _after(node)
+            elif node.name == "table":
+                rows = [[cell.get_text(" ", strip=True)
+                         for cell in tr.find_all(["th", "td"], recursive=False)]
+                        for tr in _table_rows(node)]
+                pieces.append(f"\n\n{markdown_table(rows)}\n\n")
+                node = _after(node)
+            else:
+                node = node.next_element
+        else:
+            if type(node) in (NavigableString, CData):
+                pieces.append(str(node))
+            node = node.next_element
+    return "\n".join(pieces)
+
+
+def _after(tag):  # noqa: ANN001, ANN202 - bs4 elements
+    """The element that follows ``tag`` and everything inside it."""
+    last = tag
+    while getattr(last, "contents", None):
+        last = last.contents[-1]
+    return last.next_element
+
+
+def _table_rows(table):  # noqa: ANN001, ANN202 - bs4 Tags
+    """The table's own rows (directly, or in its thead/tbody/tfoot), not those of tables nested
+    in its cells."""
+    for child in table.find_all(["tr", "thead", "tbody", "tfoot"], recursive=False):
+        if child.name == "tr":
+            yield child
+        else:
+            yield from child.find_all("tr", recursive=False)
 
 
 def markdown_table(rows: list[list[str]]) -> str:
@@ -687,5 +769,5 @@ def load_file(path: Path, data: bytes, options: LoadOptions = LoadOptions(),
     if kind not in LOADERS:
         from ingest.office import OFFICE_LOADERS
 
-        return OFFICE_LOADERS[kind].load(path, data)
+        return OFFICE_LOADERS[kind](options).load(path, data)
     return LOADERS[kind].load(path, data)

@@ -4,15 +4,18 @@ Tesseract was chosen over RapidOCR (PP-OCR in ONNX, pip-installable) by measurem
 scanned Huffman 1952 pages (bench/ocr_bench.py): lower character error rate and faster on this
 CPU, and its layout analysis keeps a two-column page in reading order (RapidOCR returns lines
 across both columns interleaved). It runs as a subprocess per page, so a page that takes too long
-is killed at ``timeout_s`` and reported while the rest of the file is indexed.
+is stopped at ``timeout_s`` of CPU time and reported while the rest of the file is indexed.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 import os
+import resource
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,6 +25,9 @@ if TYPE_CHECKING:
 
 DPI = 300  # Tesseract's documented sweet spot for body text
 MAX_PIXELS = 40_000_000  # a page of any declared size renders to at most this
+# Limits count CPU time, so a busy machine reads what an idle one does; a process that gets no
+# CPU at all is stopped after this many times its limit of wall time.
+HANG_FACTOR = 10
 
 
 class OcrError(RuntimeError):
@@ -53,17 +59,25 @@ class Tesseract:
         return shutil.which("tesseract") is not None
 
     def read(self, image: Image) -> OcrPage:
+        """The page's text. Its limit is CPU time (the kernel stops tesseract at it), so the
+        same page is read whether the machine is idle or busy; ``HANG_FACTOR`` times as much
+        wall time stops a run that does not get to run at all."""
         png = io.BytesIO()
         image.convert("L").save(png, format="PNG")
+        seconds = max(1, math.ceil(self.timeout_s))
+        too_long = OcrError(f"OCR used over {self.timeout_s:g} s of CPU time "
+                            "(ingest.ocr_page_timeout_s)")
         try:
             done = subprocess.run(
                 ["tesseract", "stdin", "stdout", "-l", self.languages, "--psm", str(self.psm),
                  "tsv"],
-                input=png.getvalue(), capture_output=True, timeout=self.timeout_s,
-                env={**os.environ, "OMP_THREAD_LIMIT": "1"})
+                input=png.getvalue(), capture_output=True, timeout=seconds * HANG_FACTOR,
+                env={**os.environ, "OMP_THREAD_LIMIT": "1"},
+                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1)))
         except subprocess.TimeoutExpired:
-            raise OcrError(f"OCR took longer than {self.timeout_s:g} s "
-                           "(ingest.ocr_page_timeout_s)") from None
+            raise too_long from None
+        if done.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+            raise too_long
         if done.returncode != 0:
             reason = done.stderr.decode(errors="replace").strip().splitlines()
             raise OcrError(f"tesseract failed: {reason[-1] if reason else done.returncode}")
@@ -102,6 +116,16 @@ def ocr_engine(name: str, languages: str = "eng", timeout_s: float = 60.0) -> Te
         raise OcrError("ingest.ocr = 'tesseract' but the tesseract command is not installed "
                        "(Debian: apt-get install tesseract-ocr tesseract-ocr-eng)")
     return Tesseract(languages, timeout_s)
+
+
+def fit_for_ocr(image: Image) -> Image:
+    """The current frame of ``image`` in greyscale, scaled down to at most ``MAX_PIXELS``."""
+    frame = image.convert("L")
+    pixels = frame.width * frame.height
+    if pixels > MAX_PIXELS:
+        scale = (MAX_PIXELS / pixels) ** 0.5
+        frame = frame.resize((max(1, int(frame.width * scale)), max(1, int(frame.height * scale))))
+    return frame
 
 
 def render_for_ocr(pdf_page, dpi: int = DPI) -> Image:  # noqa: ANN001 - pypdfium2 PdfPage

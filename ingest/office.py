@@ -8,12 +8,14 @@ import csv
 import io
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 from ingest.loaders import (
     Loaded,
     LoadError,
+    LoadOptions,
     clean,
     decode_text,
     heading_document,
@@ -25,23 +27,50 @@ from rag.types import Document, Section
 MAX_ROWS = 100_000  # per sheet; a bigger one is a database export, indexed up to here
 
 
-def _open_zip(data: bytes, what: str) -> None:
-    """Office and EPUB files are ZIP packages: damaged ones get one clear reason."""
+def check_package(data: bytes, what: str, max_mb: int) -> None:
+    """Office and EPUB files are ZIP packages, opened whole by their libraries: one that
+    declares, or turns out while being inflated (in 1 MB steps, never whole), to hold more than
+    ``max_mb`` is refused before they see it (a zip bomb: a few MB that inflate to gigabytes);
+    a damaged one gets one clear reason."""
+    limit = max_mb * 2**20
+    too_big = (f"{what} package inflates to more than {max_mb:,} MB (ingest.max_unzipped_mb): a "
+               "zip bomb, or a document too large to index")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as package:
-            if package.testzip() is not None:
-                raise LoadError(f"corrupt {what}: a part of its package is damaged")
-    except zipfile.BadZipFile as exc:
-        raise LoadError(f"corrupt {what}: {exc}") from None
+            members = package.infolist()
+            if sum(m.file_size for m in members) > limit:
+                raise LoadError(too_big)
+            inflated = 0
+            for member in members:
+                with package.open(member) as part:
+                    while chunk := part.read(2**20):
+                        inflated += len(chunk)
+                        if inflated > limit:
+                            raise LoadError(too_big)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        raise LoadError(f"corrupt {what}: a part of its package is damaged ({exc})") from None
 
 
-class DocxLoader:
+class _PackageLoader:
+    """What the ZIP-based loaders share: the job's options, and the package check first."""
+
+    kind = ""
+    what = ""
+
+    def __init__(self, options: LoadOptions | None = None) -> None:
+        self.options = options or LoadOptions()
+
+    def check(self, data: bytes) -> None:
+        check_package(data, self.what, self.options.max_unzipped_mb)
+
+
+class DocxLoader(_PackageLoader):
     """Paragraphs and tables in document order; Heading and Title styles name sections."""
 
-    kind = "docx"
+    kind, what = "docx", "DOCX"
 
     def load(self, path: Path, data: bytes) -> Loaded:
-        _open_zip(data, "DOCX")
+        self.check(data)
         import docx
         from docx.table import Table
         from docx.text.paragraph import Paragraph
@@ -81,13 +110,13 @@ def _heading_level(style: str) -> int:
     return 0
 
 
-class PptxLoader:
+class PptxLoader(_PackageLoader):
     """A slide per page: its title names the section; text boxes, tables and speaker notes."""
 
-    kind = "pptx"
+    kind, what = "pptx", "PPTX"
 
     def load(self, path: Path, data: bytes) -> Loaded:
-        _open_zip(data, "PPTX")
+        self.check(data)
         from pptx import Presentation
 
         deck = Presentation(io.BytesIO(data))
@@ -143,14 +172,14 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-class XlsxLoader:
+class XlsxLoader(_PackageLoader):
     """A sheet per section, named after it; rows as a table under the sheet's first row.
     Formulas give their last computed values."""
 
-    kind = "xlsx"
+    kind, what = "xlsx", "XLSX"
 
     def load(self, path: Path, data: bytes) -> Loaded:
-        _open_zip(data, "XLSX")
+        self.check(data)
         from openpyxl import load_workbook
 
         with warnings.catch_warnings():
@@ -177,6 +206,9 @@ class CsvLoader:
 
     kind = "csv"
 
+    def __init__(self, options: LoadOptions | None = None) -> None:
+        self.options = options or LoadOptions()
+
     def load(self, path: Path, data: bytes) -> Loaded:
         text = clean(decode_text(data))
         try:
@@ -194,13 +226,13 @@ class CsvLoader:
         return Loaded([Document(str(path), path.stem, (section,), str(path), self.kind)], notes)
 
 
-class EpubLoader:
+class EpubLoader(_PackageLoader):
     """Chapters in reading order (the spine), each split at its headings; DRM is refused."""
 
-    kind = "epub"
+    kind, what = "epub", "EPUB"
 
     def load(self, path: Path, data: bytes) -> Loaded:
-        _open_zip(data, "EPUB")
+        self.check(data)
         with zipfile.ZipFile(io.BytesIO(data)) as package:
             if "META-INF/encryption.xml" in package.namelist():
                 raise LoadError("EPUB with DRM or font encryption (META-INF/encryption.xml): "
@@ -233,4 +265,4 @@ class EpubLoader:
 
 
 OFFICE_LOADERS = {loader.kind: loader for loader in (
-    DocxLoader(), PptxLoader(), XlsxLoader(), CsvLoader(), EpubLoader())}
+    DocxLoader, PptxLoader, XlsxLoader, CsvLoader, EpubLoader)}

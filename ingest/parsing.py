@@ -1,7 +1,10 @@
 """Parsing runs in a child process, so a parser that loops, or a file that makes it explode, is
-stopped after ``ingest.parse_timeout_s`` without progress (each OCR'd page is progress) and
-reported while the job goes on; a cancel (Ctrl-C, the
-UI's button) stops it at once instead of after the file.
+stopped and reported while the job goes on: after ``ingest.parse_timeout_s`` without progress
+(each OCR'd page or table page is progress), or after ``ingest.file_budget_s`` in all. Both count
+the CPU time of the child and of the OCR runs it waited for, so a busy machine does not make a
+file fail that an idle one indexes (a child that does not run at all is stopped after
+``HANG_FACTOR`` times the progress limit of wall time). A cancel (Ctrl-C, the UI's button) stops
+it at once instead of after the file.
 
 The child is ``python -m ingest.parsing``, a plain subprocess speaking pickles over its pipes:
 unlike multiprocessing's spawn, it never re-imports the caller's main script, so scripts and
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from ingest.loaders import Loaded, LoadError, LoadOptions, load_file
+from ingest.ocr import HANG_FACTOR
 from rag.children import child_env
 
 POLL_S = 0.2
@@ -59,14 +63,28 @@ def _receive(stream: IO[bytes]) -> object:
     return pickle.loads(_read_exact(stream, size))
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of the children it waited for (its finished OCR runs)."""
+    import psutil
+
+    try:
+        t = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(t.user + t.system + t.children_user + t.children_system)
+
+
 class ParseWorker:
     """One long-lived child process, started on first use and restarted after a kill."""
 
-    def __init__(self, timeout_s: float, options: LoadOptions, memory_mb: int = 4096) -> None:
+    def __init__(self, timeout_s: float, options: LoadOptions, memory_mb: int = 4096,
+                 budget_s: float = 600.0) -> None:
         self.timeout_s = timeout_s
+        self.budget_s = budget_s
         self.options = options
         self.memory_mb = memory_mb
         self._proc: subprocess.Popen[bytes] | None = None
+        self._submitted_cpu = 0.0
 
     def _start(self) -> subprocess.Popen[bytes]:
         env = child_env(RAG_PARSER_MEMORY_MB=str(self.memory_mb))
@@ -86,6 +104,7 @@ class ParseWorker:
             self._proc = self._start()
         proc = self._proc
         assert proc.stdin is not None
+        self._submitted_cpu = cpu_seconds(proc.pid)
         try:
             _send(proc.stdin, (path, data, self.options))
         except BrokenPipeError:
@@ -93,27 +112,33 @@ class ParseWorker:
             raise LoadError("the parser process died before reading the file") from None
 
     def result(self, cancel: threading.Event | None = None) -> Loaded:
-        """The submitted file's documents; LoadError if it cannot be parsed or makes no progress
-        for ``timeout_s`` (counted from now: time spent elsewhere meanwhile is not held
-        against it), Cancelled when ``cancel`` is set."""
+        """The submitted file's documents; LoadError if it cannot be parsed, makes no progress
+        for ``timeout_s`` (counted from now: time spent elsewhere meanwhile is not held against
+        it) or uses over ``budget_s`` in all (both CPU time, see the module's docstring);
+        Cancelled when ``cancel`` is set."""
         proc = self._proc
         if proc is None:
             raise LoadError("the parser process died before reading the file")
         assert proc.stdout is not None
-        deadline = time.monotonic() + self.timeout_s
+        progress_cpu, progress_wall = cpu_seconds(proc.pid), time.monotonic()
         while True:
-            ready, _, _ = select.select([proc.stdout], [], [],
-                                        max(0.0, min(POLL_S, deadline - time.monotonic())))
+            ready, _, _ = select.select([proc.stdout], [], [], POLL_S)
             if ready:
                 message = self._receive(proc)
                 if message[0] != ALIVE:
                     break
-                deadline = time.monotonic() + self.timeout_s
+                progress_cpu, progress_wall = cpu_seconds(proc.pid), time.monotonic()
                 continue
             if cancel is not None and cancel.is_set():
                 self.close(kill=True)
                 raise Cancelled("cancelled")
-            if time.monotonic() >= deadline:
+            cpu = cpu_seconds(proc.pid)
+            if cpu - self._submitted_cpu > self.budget_s:
+                self.close(kill=True)
+                raise LoadError(f"parsing used over {self.budget_s:g} s of CPU time in all "
+                                "(ingest.file_budget_s); file skipped")
+            if (cpu - progress_cpu > self.timeout_s
+                    or time.monotonic() - progress_wall > self.timeout_s * HANG_FACTOR):
                 self.close(kill=True)
                 raise LoadError(f"parsing made no progress for {self.timeout_s:g} s "
                                 "(ingest.parse_timeout_s); file skipped")

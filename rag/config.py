@@ -46,13 +46,22 @@ class IngestSettings(_Section):
 
     max_file_mb: float = Field(100, gt=0, description="larger files are not read")
     parse_timeout_s: float = Field(120, gt=0, description=(
-        "parsing one file (separate process) without progress; each OCR'd page is progress"))
-    max_pages: int = Field(5000, ge=1, description="PDFs with more pages are refused")
+        "CPU seconds parsing one file (separate process) may go without progress; each OCR'd "
+        "page or table page is progress"))
+    file_budget_s: float = Field(600, gt=0, description=(
+        "CPU seconds parsing one file may use in all (the parser and its OCR runs): a "
+        "500-frame scan or a PDF of thousands of ruled pages stops here"))
+    max_pages: int = Field(5000, ge=1, description=(
+        "PDFs with more pages, and images with more frames, are refused"))
+    max_unzipped_mb: int = Field(256, ge=1, description=(
+        "DOCX, PPTX, XLSX and EPUB files (ZIP packages) that inflate to more are refused "
+        "(declared and actual sizes, checked while inflating)"))
     ocr: Literal["auto", "tesseract", "off"] = Field("auto", description=(
         "OCR of scanned pages and image files; auto: when tesseract is installed"))
     ocr_languages: str = Field("eng", pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$", description=(
         "Tesseract language packs, e.g. eng+deu (each needs tesseract-ocr-LANG installed)"))
-    ocr_page_timeout_s: float = Field(60, gt=0, description="one page's OCR; then it is skipped")
+    ocr_page_timeout_s: float = Field(60, gt=0, description=(
+        "CPU seconds of one page's OCR; then the page is skipped and the file warns"))
     pdf_tables: bool = Field(True, description=(
         "tables between horizontal rules in PDFs indexed as Markdown tables (rows under their "
         "header); off: as the text layer's lines"))
@@ -192,6 +201,9 @@ class UiSettings(_Section):
     host: str = Field("127.0.0.1", description="0.0.0.0 exposes the app to the network")
     port: int = Field(8501, ge=1, le=65535)
     max_upload_mb: int = Field(200, ge=1, description="largest file one upload may hold")
+    max_index_jobs: int = Field(1, ge=1, le=16, description=(
+        "indexing jobs the app runs at once over all knowledge bases (each has a parser of up "
+        "to ingest.parse_memory_mb); more wait their turn"))
     start_llm: bool = Field(True, description="start a local vLLM server if none is reachable")
     index_roots: list[Path] = Field(
         default_factory=list,

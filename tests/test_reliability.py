@@ -17,6 +17,7 @@ from ingest.loaders import HtmlLoader
 from rag.pipeline import Pipeline
 from rag.storage.kb import KBError, KnowledgeBase
 from rag.testing import HashEmbedder
+from tests.documents import text_pdf
 
 WORDS = ("river stone light paper music garden winter copper signal forest harbor pencil "
          "thunder marble violet canyon").split()
@@ -269,9 +270,10 @@ def test_per_file_limits_fail_the_file_not_the_job(tmp_path: Path, monkeypatch) 
     report = pipeline.index([docs])
     reasons = {Path(f.path).name: f.reason for f in report.failed}
     assert "ingest.max_file_mb" in reasons["big.txt"] and report.indexed == 3
-    # A parser that takes too long is stopped (here every parse is too long) and reported.
+    # A parser that takes too long is stopped (its CPU time: the text of 400 PDF pages takes far
+    # longer than this limit; the type comes from the content) and reported.
     monkeypatch.setenv("RAG_INGEST__PARSE_TIMEOUT_S", "0.001")
-    (docs / "doc0.txt").write_text("A changed file.")
+    (docs / "doc0.txt").write_bytes(text_pdf([f"Changed page {i}." for i in range(400)]))
     report = Pipeline(load_settings(), "lim", embedder=HashEmbedder()).index([docs])
     assert "ingest.parse_timeout_s" in {f.path: f.reason for f in report.failed}[str(docs / "doc0.txt")]
     assert pipeline.search("apple", mode="bm25").hits  # previous version kept

@@ -284,7 +284,12 @@ def job_panel(engine: Engine, kb: str) -> None:
 
     @st.fragment(run_every=1.0 if job.running else None)
     def panel() -> None:
-        if job.running:
+        if job.running and job.queued:
+            st.progress(0.0, text="Queued: another knowledge base is being indexed "
+                                  "(ui.max_index_jobs)")
+            if st.button("Cancel indexing", key=f"cancel-{kb}"):
+                job.cancel.set()
+        elif job.running:
             where = f" · {Path(job.current).name}" if job.current else ""
             st.progress(job.fraction, text=render.md(
                 f"Indexing: {job.files_done} of {job.files_total} files · {job.chunks} "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ingest.indexer import IndexReport
@@ -38,7 +38,7 @@ class Engine:
         self.reranker = reranker or CrossEncoderReranker(settings.reranker,
                                                          settings.embedder.device)
         self.generator = generator or make_generator(settings.generator, settings.home)
-        self.jobs = JobRunner()
+        self.jobs = JobRunner(settings.ui.max_index_jobs)
         self.feedback = FeedbackStore(feedback_path(settings.home))
         self._pipelines: dict[str, Pipeline] = {}
         self._lock = threading.Lock()
@@ -67,11 +67,11 @@ class Engine:
     def upload_dir(self, kb: str) -> Path:
         return self.settings.kb_root / self.check_name(kb) / "uploads"
 
-    def index(self, kb: str, paths: Sequence[Path],
-              refused: Sequence[tuple[str, str]] = ()) -> IndexJob:
+    def index(self, kb: str, paths: Sequence[Path]) -> IndexJob:
         """Start a background job; its KB connection is its own, its embedder the indexing one."""
-        self.check_name(kb)
+        return self.jobs.start(self.check_name(kb), paths, self._run(kb))
 
+    def _run(self, kb: str) -> Callable[[list[Path], IndexJob], IndexReport]:
         def run(todo: list[Path], job: IndexJob) -> IndexReport:
             pipeline = Pipeline(self.settings, kb, self.index_embedder, self.reranker,
                                 self.generator)
@@ -82,7 +82,7 @@ class Engine:
             self.pipeline(kb).refresh()  # chats switch to the new index without waiting
             return report
 
-        return self.jobs.start(kb, paths, run, refused)
+        return run
 
     def index_folder(self, kb: str, folder: str) -> IndexJob:
         """Index a folder on the server, only inside ``ui.index_roots`` (links resolved first,
@@ -101,13 +101,14 @@ class Engine:
 
     def upload(self, kb: str, uploads: list[Upload]) -> IndexJob:
         """Save the uploads in the KB's folder and index the ones that were accepted. Nothing
-        is written while a job runs on the KB."""
-        if self.jobs.running(self.check_name(kb)):
+        is written while a job runs on the KB (checked and saved under the jobs' lock)."""
+        folder, limit = self.upload_dir(kb), self.settings.ui.max_upload_mb * 2**20
+        try:
+            return self.jobs.prepare_and_start(
+                self.check_name(kb), lambda: save_uploads(folder, uploads, limit), self._run(kb))
+        except RuntimeError:
             raise RuntimeError(f"an indexing job for {kb!r} is still running: upload again "
-                               "when it is done")
-        saved, refused = save_uploads(self.upload_dir(kb), uploads,
-                                      self.settings.ui.max_upload_mb * 2**20)
-        return self.index(kb, saved, refused)
+                               "when it is done") from None
 
     def remove(self, kb: str, paths: Sequence[str]) -> int:
         """Remove documents; an uploaded copy is deleted too, so no later job brings it back."""

@@ -1,5 +1,7 @@
 """Indexing runs in background threads so the app stays responsive; every session sees the
-same jobs (one at a time per knowledge base, as the KB's writer lock demands anyway)."""
+same jobs: one at a time per knowledge base (as the KB's writer lock demands anyway), and at most
+``ui.max_index_jobs`` at a time in all, since each runs a parser child of up to
+``ingest.parse_memory_mb``; the others wait their turn, shown as queued."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ class IndexJob:
     report: IndexReport | None = None
     error: str | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    queued: bool = True  # waiting for another knowledge base's job to end
 
     @property
     def running(self) -> bool:
@@ -53,12 +56,14 @@ class IndexJob:
 
 
 Run = Callable[[list[Path], IndexJob], IndexReport]
+Prepare = Callable[[], tuple[Sequence[Path], Sequence[tuple[str, str]]]]
 
 
 class JobRunner:
-    def __init__(self) -> None:
+    def __init__(self, max_running: int = 1) -> None:
         self._jobs: dict[str, IndexJob] = {}
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(max_running)
 
     def latest(self, kb: str) -> IndexJob | None:
         return self._jobs.get(kb)
@@ -70,19 +75,33 @@ class JobRunner:
     def start(self, kb: str, paths: Sequence[Path], run: Run,
               refused: Sequence[tuple[str, str]] = ()) -> IndexJob:
         """Start ``run(paths, job)`` in a thread, unless a job for ``kb`` is still running."""
+        return self.prepare_and_start(kb, lambda: (paths, refused), run)
+
+    def prepare_and_start(self, kb: str, prepare: Prepare, run: Run) -> IndexJob:
+        """``prepare()`` (saving uploads: it returns the paths to index and the refused files)
+        and the job's start under one lock, only if no job runs on ``kb``: two sessions
+        uploading at once never overwrite each other's file under a running job."""
         with self._lock:
             current = self._jobs.get(kb)
             if current is not None and current.running:
                 raise RuntimeError(f"an indexing job for {kb!r} is already running")
+            paths, refused = prepare()
             job = IndexJob(kb, [str(p) for p in paths], list(refused))
             self._jobs[kb] = job
             if not paths:  # every upload was refused: nothing to run, only a report to show
-                job.report, job.finished = IndexReport(), time.time()
+                job.report, job.finished, job.queued = IndexReport(), time.time(), False
                 return job
 
         def work() -> None:
             try:
-                job.report = run(list(paths), job)
+                while not self._slots.acquire(timeout=0.5):  # another KB's job runs
+                    if job.cancel.is_set():
+                        raise Cancelled("cancelled")
+                job.queued = False
+                try:
+                    job.report = run(list(paths), job)
+                finally:
+                    self._slots.release()
             except Cancelled:
                 job.error = "cancelled: the knowledge base answers as before this job"
             except Exception as exc:  # the job fails, the app does not

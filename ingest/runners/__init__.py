@@ -32,6 +32,7 @@ class FileJob:
     stat: os.stat_result
     digest: str
     data: bytes
+    root: str = ""  # the indexed folder without links: the file must still lie inside it
 
 
 @dataclass
@@ -78,8 +79,9 @@ class Runner(Protocol):
 def parse_worker(limits: IngestSettings) -> ParseWorker:
     """A parser child within the per-file limits (time, memory, pages, OCR)."""
     options = LoadOptions(limits.max_pages, limits.ocr, limits.ocr_languages,
-                          limits.ocr_page_timeout_s, limits.pdf_tables)
-    return ParseWorker(limits.parse_timeout_s, options, limits.parse_memory_mb)
+                          limits.ocr_page_timeout_s, limits.pdf_tables, limits.max_unzipped_mb)
+    return ParseWorker(limits.parse_timeout_s, options, limits.parse_memory_mb,
+                       limits.file_budget_s)
 
 
 def chunk_file(chunker: Chunker, loaded: Loaded) -> list[Chunk]:

@@ -28,7 +28,7 @@ import numpy as np
 from ingest.chunking import TokenChunker
 from ingest.loaders import LoadError
 from ingest.parsing import Cancelled
-from ingest.reading import file_digest, read_regular
+from ingest.reading import Refused, file_digest, read_regular
 from ingest.runners import (
     FILE_ERRORS,
     FileJob,
@@ -46,6 +46,7 @@ from rag.types import Chunk
 log = logging.getLogger(__name__)
 EMBED_BATCH = 64
 FILES_PER_TASK = 8
+REFUSED = "refused"  # the meta of an error row whose file may not be read at all
 
 
 class RayUnavailable(KBError):
@@ -94,16 +95,17 @@ def parse_files(batch: dict[str, np.ndarray], make_embedder: Callable[[], Embedd
     rows: list[dict[str, object]] = []
     worker = parse_worker(limits)
     try:
-        for path, digest in zip(batch["path"], batch["digest"], strict=True):
+        for path, digest, root in zip(batch["path"], batch["digest"], batch["root"], strict=True):
             try:
-                _, data = read_regular(Path(path), int(limits.max_file_mb * 2**20))
+                _, data = read_regular(Path(path), int(limits.max_file_mb * 2**20), root or None)
                 if file_digest(data) != digest:
                     raise LoadError("changed while being indexed; the next run indexes it")
                 loaded = worker.load(Path(path), data)
                 chunks = chunk_file(chunker, loaded)
             except FILE_ERRORS as exc:
                 reason = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
-                rows.append({"path": path, "seq": -1, "error": reason})
+                rows.append({"path": path, "seq": -1, "error": reason,
+                             "meta": REFUSED if isinstance(exc, Refused) else ""})
                 continue
             meta = json.dumps(asdict(FileMeta.of(loaded)))
             rows.extend({"path": path, "seq": i, "error": "", "meta": meta, "chunk_id": c.id,
@@ -218,7 +220,7 @@ class RayRunner:
         import ray
         import ray.data
 
-        items = [{"path": str(j.path), "digest": j.digest} for j in jobs]
+        items = [{"path": str(j.path), "digest": j.digest, "root": j.root} for j in jobs]
         ds = ray.data.from_items(items, override_num_blocks=max(
             1, min(len(items) // FILES_PER_TASK + 1, 1000)))
         # Half a CPU per parsing task: two per free CPU (each waits on its parser child at
@@ -276,7 +278,7 @@ class RayRunner:
             if not got:
                 sink.failed(job, LoadError("the Ray pipeline returned nothing for this file"))
             elif got[0][1]:
-                sink.failed(job, LoadError(got[0][1]))
+                sink.failed(job, (Refused if got[0][2] == REFUSED else LoadError)(got[0][1]))
             else:
                 chunks: Sequence[Chunk] = [Chunk(**json.loads(r[3])) for r in got]
                 sink.commit(job, chunks, FileMeta(**json.loads(got[0][2])))

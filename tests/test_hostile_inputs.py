@@ -1,0 +1,349 @@
+"""Hostile inputs, round 2: files swapped for links mid-job, decompression bombs, runaway parses,
+names that carry markup or terminal escapes. Each test drives the real code path (the indexer,
+the CLI, the app's functions) with a file an attacker could plant."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from rag.pipeline import Pipeline
+from rag.testing import HashEmbedder
+from tests.documents import text_pdf
+
+
+def parser_children() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True)
+            if "ingest.parsing" in " ".join(p.cmdline())]
+
+
+def swap_when_parsing(target: Path, outside: Path, done: threading.Event) -> threading.Thread:
+    """Replace ``target`` by a link to ``outside`` as soon as the parser child is at work on an
+    earlier file (the job scanned the folder before)."""
+    def swap() -> None:
+        deadline = time.monotonic() + 120
+        while not parser_children() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        target.unlink()
+        target.symlink_to(outside)
+        done.set()
+
+    thread = threading.Thread(target=swap, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_file_swapped_for_a_link_mid_job_is_not_read_and_its_chunks_go(
+        fake_pipeline: Pipeline, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    secret = tmp_path / "secret.md"
+    secret.write_text("The launch code is swordfish.")
+    # Parsed first, slowly enough that the swap lands while the parser works on it.
+    (docs / "a.pdf").write_bytes(text_pdf([f"Page {i} of alpaca notes." for i in range(400)]))
+    (docs / "b.txt").write_text("Bison graze on the plains.")
+    (docs / "z.md").write_text("# Zebra\n\nZebras have stripes.")
+    fake_pipeline.index([docs])
+    assert fake_pipeline.search("zebras stripes", mode="bm25").hits
+    (docs / "a.pdf").write_bytes(text_pdf([f"Page {i} of llama notes." for i in range(400)]))
+    (docs / "z.md").write_text("# Zebra\n\nZebras have black stripes.")  # changed: read again
+
+    swapped = threading.Event()
+    swap_when_parsing(docs / "z.md", secret, swapped).join(0)
+    report = fake_pipeline.index([docs])
+    assert swapped.is_set()
+    reasons = {Path(f.path).name: f.reason for f in report.skipped}
+    assert "link" in reasons["z.md"], report
+    assert not fake_pipeline.search("swordfish launch code", mode="bm25").hits
+    assert not fake_pipeline.search("zebras stripes", mode="bm25").hits  # gone with the file
+    assert fake_pipeline.search("llama notes", mode="bm25").hits  # the rest was indexed
+    # The next run sees the link at scan time: skipped again, nothing from outside.
+    report = fake_pipeline.index([docs])
+    assert "outside" in {Path(f.path).name: f.reason for f in report.skipped}["z.md"]
+    assert not fake_pipeline.search("swordfish", mode="bm25").hits
+
+
+def test_a_second_run_removes_files_that_became_links_or_special_files(
+        fake_pipeline: Pipeline, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    secret = tmp_path / "secret.md"
+    secret.write_text("Outside text about swordfish.")
+    (docs / "keep.txt").write_text("Kept text about otters.")
+    (docs / "link.txt").write_text("Inside text about herons.")
+    (docs / "pipe.txt").write_text("Inside text about pelicans.")
+    fake_pipeline.index([docs])
+    (docs / "link.txt").unlink()
+    (docs / "link.txt").symlink_to(secret)
+    (docs / "pipe.txt").unlink()
+    os.mkfifo(docs / "pipe.txt")
+    report = fake_pipeline.index([docs])
+    assert report.removed == 2 and {Path(f.path).name for f in report.skipped} == {
+        "link.txt", "pipe.txt"}
+    for word in ("herons", "pelicans", "swordfish"):
+        assert not fake_pipeline.search(word, mode="bm25").hits, word
+    assert fake_pipeline.search("otters", mode="bm25").hits
+
+
+def test_a_folder_swapped_for_a_link_is_refused_by_the_descriptor_check(tmp_path: Path) -> None:
+    from ingest.loaders import LoadError
+    from ingest.reading import Refused, read_regular
+
+    docs, outside = tmp_path / "docs", tmp_path / "outside"
+    (docs / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "f.txt").write_text("outside")
+    (docs / "sub" / "f.txt").write_text("inside")
+    root = os.path.realpath(docs)
+    assert read_regular(docs / "sub" / "f.txt", 2**20, root)[1] == b"inside"
+    (docs / "sub" / "f.txt").unlink()
+    (docs / "sub").rmdir()
+    (docs / "sub").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(Refused, match="outside"):
+        read_regular(docs / "sub" / "f.txt", 2**20, root)
+    os.mkfifo(docs / "fifo")
+    with pytest.raises(Refused, match="named pipe"):
+        read_regular(docs / "fifo", 2**20, root)
+    (docs / "big.txt").write_bytes(b"x" * 2048)
+    with pytest.raises(LoadError, match="max_file_mb") as caught:
+        read_regular(docs / "big.txt", 1024, root)
+    assert not isinstance(caught.value, Refused)  # too big: the previous version is kept
+
+
+def test_the_apps_index_roots_never_read_through_a_link(settings, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from rag.config import load_settings
+    from rag.testing import ScriptedGenerator
+    from ui.engine import Engine
+
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("Outside text about swordfish.")
+    (allowed / "note.txt").write_text("Inside text about herons.")
+    monkeypatch.setenv("RAG_UI__INDEX_ROOTS", f'["{allowed}"]')
+    engine = Engine(load_settings(), embedder=HashEmbedder(), index_embedder=HashEmbedder(),
+                    generator=ScriptedGenerator([]))
+    job = engine.index_folder("team", str(allowed))
+    while job.running:
+        time.sleep(0.05)
+    assert engine.pipeline("team").search("herons", mode="bm25").hits
+    (allowed / "note.txt").unlink()
+    (allowed / "note.txt").symlink_to(secret)
+    job = engine.index_folder("team", str(allowed))
+    while job.running:
+        time.sleep(0.05)
+    assert job.report is not None and job.report.removed == 1, job.error
+    assert not engine.pipeline("team").search("herons", mode="bm25").hits
+    assert not engine.pipeline("team").search("swordfish", mode="bm25").hits
+
+
+class PeakParserMemory:
+    """The highest RSS any parser child reaches while the block runs (sampled every 20 ms)."""
+
+    def __enter__(self) -> PeakParserMemory:
+        self.peak, self._stop = 0, threading.Event()
+
+        def sample() -> None:
+            while not self._stop.is_set():
+                for child in parser_children():
+                    try:
+                        self.peak = max(self.peak, child.memory_info().rss)
+                    except psutil.Error:
+                        pass
+                time.sleep(0.02)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+BOMB_LIMIT = 1024 * 2**20  # the parser's own share of the 1.5 GB a whole `rag index` may use
+
+
+@pytest.mark.parametrize("name, make, reason", [
+    ("frames.gif", "gif_frame_bomb", "megapixels in all"),
+    ("bomb.docx", "docx_zip_bomb", "ingest.max_unzipped_mb"),
+    ("pages.pdf", "many_pages_pdf", "ingest.max_pages"),
+])
+def test_bombs_fail_early_naming_their_limit(fake_pipeline: Pipeline, tmp_path: Path, name: str,
+                                             make: str, reason: str) -> None:
+    from tests import hostile
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / name).write_bytes(getattr(hostile, make)())
+    (docs / "ok.txt").write_text("Herons wade in shallow water.")
+    with PeakParserMemory() as memory:
+        report = fake_pipeline.index([docs])
+    assert reason in {Path(f.path).name: f.reason for f in report.failed}[name]
+    assert memory.peak < BOMB_LIMIT, f"{memory.peak / 2**20:.0f} MB"
+    assert report.indexed == 1 and fake_pipeline.search("herons", mode="bm25").hits
+
+
+def test_a_lying_zip_is_refused_without_inflating_it() -> None:
+    """Declared sizes can lie: zipfile stops inflating at the declared size and the CRC check
+    fails; either way the package is refused before its library opens it."""
+    import io
+    import zipfile
+
+    from ingest.loaders import LoadError
+    from ingest.office import check_package
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as package:
+        package.writestr("word/document.xml", b" " * (8 * 2**20))
+    data = bytearray(out.getvalue())
+    central = data.rindex(b"PK\x01\x02")  # the central directory's declared size: 1 KB
+    data[central + 24:central + 28] = (1024).to_bytes(4, "little")
+    local = data.index(b"PK\x03\x04")
+    data[local + 22:local + 26] = (1024).to_bytes(4, "little")
+    with pytest.raises(LoadError, match="corrupt"):
+        check_package(bytes(data), "DOCX", 4)
+    with pytest.raises(LoadError, match="ingest.max_unzipped_mb"):
+        check_package(out.getvalue(), "DOCX", 4)
+
+
+def test_deep_html_tables_and_thousands_of_headings_stay_linear(fake_pipeline: Pipeline,
+                                                                tmp_path: Path) -> None:
+    from ingest.loaders import HtmlLoader
+    from tests import hostile
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "nested.html").write_bytes(hostile.nested_tables_html())
+    with PeakParserMemory() as memory:
+        report = fake_pipeline.index([docs])
+    assert report.indexed == 1 and memory.peak < BOMB_LIMIT, (report, memory.peak)
+    assert fake_pipeline.search("deep", mode="bm25").hits
+
+    def cpu(count: int) -> float:
+        data = hostile.many_headings_html(count)
+        started = time.process_time()
+        loaded = HtmlLoader().load(tmp_path / "h.html", data)
+        assert len(loaded.documents[0].sections) == count
+        return time.process_time() - started
+
+    cpu(500)  # warm-up
+    # Linear: four times the headings cost about four times as much (quadratic: sixteen).
+    assert cpu(8000) / cpu(2000) < 8
+
+
+def test_each_file_has_a_total_cpu_budget_and_the_reason_names_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each table page is progress, so no per-page limit stops 60 ruled pages; the file's total
+    budget does (its CPU time: a busy machine does not change the outcome)."""
+    from rag.config import load_settings
+    from tests import hostile
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "ruled.pdf").write_bytes(hostile.ruled_pdf(60))
+    (docs / "ok.txt").write_text("Herons wade in shallow water.")
+    monkeypatch.setenv("RAG_INGEST__FILE_BUDGET_S", "1")
+    report = Pipeline(load_settings(), "budget", embedder=HashEmbedder()).index([docs])
+    assert "ingest.file_budget_s" in {Path(f.path).name: f.reason for f in report.failed}[
+        "ruled.pdf"]
+    assert report.indexed == 1
+
+
+@pytest.mark.skipif(not __import__("shutil").which("tesseract"), reason="tesseract not installed")
+def test_a_many_frame_scan_stops_at_the_file_budget(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.config import load_settings
+    from tests import hostile
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "frames.tiff").write_bytes(hostile.text_frames_tiff(21))
+    monkeypatch.setenv("RAG_INGEST__FILE_BUDGET_S", "2")
+    report = Pipeline(load_settings(), "frames", embedder=HashEmbedder()).index([docs])
+    assert "ingest.file_budget_s" in report.failed[0].reason, report
+    monkeypatch.setenv("RAG_INGEST__MAX_PAGES", "5")
+    report = Pipeline(load_settings(), "frames", embedder=HashEmbedder()).index([docs])
+    assert "21 frames, over the limit of 5 (ingest.max_pages)" in report.failed[0].reason
+
+
+def test_the_app_runs_one_indexing_job_at_a_time_over_all_kbs(tmp_path: Path) -> None:
+    from ui.jobs import JobRunner
+
+    runner = JobRunner(max_running=1)
+    release = threading.Event()
+    order: list[str] = []
+
+    def slow(paths, job):  # noqa: ANN001, ANN202
+        order.append(job.kb)
+        release.wait(10)
+        from ingest.indexer import IndexReport
+        return IndexReport()
+
+    first = runner.start("a", [Path("x")], slow)
+    second = runner.start("b", [Path("y")], slow)
+    time.sleep(0.5)
+    assert order == ["a"] and second.queued and second.running
+    release.set()
+    deadline = time.monotonic() + 10
+    while (first.running or second.running) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert order == ["a", "b"] and not second.queued
+
+
+def test_two_sessions_uploading_one_name_at_once(settings, tmp_path: Path) -> None:  # noqa: ANN001
+    """Only the session whose job starts saves its file; the other is told so and nothing of its
+    upload is written (before: it was told 'refused' while its file replaced the first's)."""
+    from rag.testing import ScriptedGenerator
+    from ui.engine import Engine
+    from ui.uploads import Upload
+
+    engine = Engine(settings, embedder=HashEmbedder(delay=0.01),
+                    index_embedder=HashEmbedder(delay=0.01), generator=ScriptedGenerator())
+    results: dict[str, object] = {}
+    barrier = threading.Barrier(2)
+
+    def upload(who: str) -> None:
+        barrier.wait()
+        try:
+            results[who] = engine.upload("kb", [Upload("report.md", f"# R\n\nWritten by {who}."
+                                                                    .encode())])
+        except RuntimeError as exc:
+            results[who] = exc
+
+    threads = [threading.Thread(target=upload, args=(w,)) for w in ("alice", "bob")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    refused = [w for w, r in results.items() if isinstance(r, RuntimeError)]
+    started = [w for w, r in results.items() if not isinstance(r, RuntimeError)]
+    assert len(refused) == 1 and len(started) == 1, results
+    job = results[started[0]]
+    while job.running:  # type: ignore[attr-defined]
+        time.sleep(0.02)
+    saved = (engine.upload_dir("kb") / "report.md").read_text()
+    assert f"Written by {started[0]}." in saved
+    assert engine.pipeline("kb").search(started[0], mode="bm25").hits
+
+
+def test_a_pdf_over_the_page_limit_is_refused_before_any_text_is_extracted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import pypdf
+
+    from ingest.loaders import LoadError, LoadOptions, load_file
+    from tests import hostile
+
+    extracted: list[int] = []
+    real = pypdf.PageObject.extract_text
+    monkeypatch.setattr(pypdf.PageObject, "extract_text",
+                        lambda self, *a, **k: (extracted.append(1), real(self, *a, **k))[1])
+    with pytest.raises(LoadError, match="10000 pages, over the limit of 5000"):
+        load_file(Path("pages.pdf"), hostile.many_pages_pdf(), LoadOptions(max_pages=5000))
+    assert not extracted

@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from rag.config import Settings
+from rag.config import Settings, remember_secrets
 
 MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 108 bytes on Linux
 
@@ -189,6 +189,7 @@ def main() -> None:
     if os.fork():
         os._exit(0)
     settings = Settings(**spec["settings"])  # every field given: no file or env can differ
+    remember_secrets(settings)
     serve(settings, spec["kb"])
 
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from rag.redaction import remember, uri_secrets
 
 DEFAULT_EMBEDDER = "bundled:all-MiniLM-L6-v2"
 
@@ -208,9 +212,29 @@ class UiSettings(_Section):
     index_roots: list[Path] = Field(
         default_factory=list,
         description="server folders the app may index from (none: upload only)")
-    auth_token: str = Field("", description="shared secret the app asks for (empty: no login)")
-    auth_header: str = Field(
-        "", description="trust this header (set by a reverse proxy) as the user's name")
+    auth_token: str = Field("", description=(
+        "shared secret the app asks for (empty: no login; with auth_header: both are needed)"))
+    auth_header: str = Field("", description=(
+        "trust this header, set by a reverse proxy in trusted_proxies, as the user's name"))
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"], description=(
+            "addresses or networks (CIDR) of the reverse proxies that may set auth_header; from "
+            "any other peer the header is refused (comma-separated in the environment)"))
+    published_host: str = Field("", description=(
+        "the address a container publishes the app on (docker compose sets it from "
+        "RAG_UI_BIND); empty: ui.host. rag ui refuses a non-loopback one without sign-in"))
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [p.strip() for p in value.split(",") if p.strip()]
+        for proxy in value if isinstance(value, list) else []:
+            try:
+                ipaddress.ip_network(str(proxy), strict=False)
+            except ValueError:
+                raise ValueError(f"{proxy!r} is not an address or network") from None
+        return value
     llm_log_mb: int = Field(20, ge=1, description="rotate the started LLM server's log at this")
 
 
@@ -278,7 +302,7 @@ def config_path() -> Path | None:
 def load_settings(**overrides: object) -> Settings:
     """Build and validate the settings, turning pydantic's report into one clear error."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
@@ -289,3 +313,13 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigError(f"invalid configuration{where}: {problems}") from None
     except Exception as exc:  # malformed TOML and similar
         raise ConfigError(f"cannot read configuration: {exc}") from None
+    remember_secrets(settings)
+    return settings
+
+
+def remember_secrets(settings: Settings) -> None:
+    """Every credential the settings hold is masked in logs and messages from now on."""
+    index = settings.index
+    remember([settings.generator.api_key, settings.ui.auth_token, index.milvus_token,
+              *index.milvus_token.partition(":")[2:], *uri_secrets(index.milvus_uri),
+              *uri_secrets(index.milvus_bulk_store)])

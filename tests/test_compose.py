@@ -18,8 +18,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def compose(*profiles: str, **env: str) -> subprocess.CompletedProcess[str]:
+def compose(*profiles: str, scale: bool = False, **env: str) -> subprocess.CompletedProcess[str]:
     args = ["docker-compose", "-f", str(ROOT / "docker-compose.yml")]
+    if scale:
+        args += ["-f", str(ROOT / "docker-compose.scale.yml")]
     for p in profiles:
         args += ["--profile", p]
     base = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
@@ -39,8 +41,13 @@ def published(service: dict) -> list[tuple[str, int]]:  # type: ignore[type-arg]
     return out
 
 
-def config(*profiles: str, **env: str) -> dict:  # type: ignore[type-arg]
-    out = compose(*profiles, **{"RAG_LLM_API_KEY": "k" * 32, **env})
+SCALE_SECRETS = {"RAG_MINIO_USER": "rag-minio", "RAG_MINIO_PASSWORD": "m" * 24,
+                 "RAG_MILVUS_PASSWORD": "v" * 24}
+
+
+def config(*profiles: str, scale: bool = False, **env: str) -> dict:  # type: ignore[type-arg]
+    secrets = {"RAG_LLM_API_KEY": "k" * 32, **(SCALE_SECRETS if scale else {})}
+    out = compose(*profiles, scale=scale, **{**secrets, **env})
     assert out.returncode == 0, out.stderr
     return yaml.safe_load(out.stdout)
 
@@ -72,8 +79,8 @@ def test_compose_services_images_ports_volumes_healthchecks() -> None:
     assert app["user"] == "1000:1000" and "user" not in services["volumes-init"] or \
         services["volumes-init"]["user"] == "0:0"
     assert app["environment"]["RAG_UI__START_LLM"] == "false"
-    assert {v.split(":")[0] for v in app["volumes"]} == {"rag-home", "model-cache"}
-    assert {"rag-home", "model-cache"} <= set(cfg["volumes"])
+    assert {v.split(":")[0] for v in app["volumes"]} == {"rag-home", "rag-docs", "model-cache"}
+    assert {"rag-home", "rag-docs", "model-cache"} <= set(cfg["volumes"])
 
 
 def test_profiles_select_gpu_or_cpu_server() -> None:
@@ -81,15 +88,48 @@ def test_profiles_select_gpu_or_cpu_server() -> None:
     assert "profiles" not in services["app"]
     assert services["vllm"]["profiles"] == ["gpu"]
     assert services["vllm-cpu"]["profiles"] == ["cpu"]
-    for name in ("milvus", "milvus-etcd", "milvus-minio", "ray-head"):
-        assert services[name]["profiles"] == ["scale"]
+    assert not {"milvus", "milvus-etcd", "milvus-minio", "ray-head"} & set(services)
 
 
-def test_compose_needs_an_api_key_and_can_publish_on_purpose() -> None:
+def app_settings(app: dict, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def, type-arg]
+    """The settings the app's container would load from the environment compose gives it."""
+    from rag.config import load_settings
+
+    for key, value in app["environment"].items():
+        if key.startswith("RAG_"):
+            monkeypatch.setenv(key, str(value))
+    return load_settings()
+
+
+def test_compose_needs_an_api_key_and_can_publish_on_purpose(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from ui.auth import exposure_problem
+
     out = compose("cpu")
     assert out.returncode != 0 and "RAG_LLM_API_KEY" in out.stderr
     app = config(RAG_UI_BIND="0.0.0.0")["services"]["app"]
     assert published(app) == [("0.0.0.0", 8501)]
+    # Published beyond loopback with no sign-in: the app refuses to start.
+    assert "no sign-in" in exposure_problem(app_settings(app, monkeypatch).ui, "0.0.0.0")
+    assert exposure_problem(app_settings(config()["services"]["app"], monkeypatch).ui,
+                            "0.0.0.0") is None  # loopback-published: open is fine
+
+
+@pytest.mark.parametrize("env, check", [
+    ({"RAG_UI_AUTH_TOKEN": "t" * 24}, lambda ui: ui.auth_token == "t" * 24),
+    ({"RAG_UI_AUTH_HEADER": "X-Forwarded-User", "RAG_UI_TRUSTED_PROXIES": "172.30.0.0/16"},
+     lambda ui: ui.auth_header == "X-Forwarded-User" and ui.trusted_proxies == ["172.30.0.0/16"]),
+])
+def test_every_documented_auth_setting_reaches_the_app(env: dict, check,  # noqa: ANN001
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """As docker-compose.yml's comment says: bind beyond loopback with a token, or with a proxy
+    header and the proxy's address."""
+    from ui.auth import exposure_problem
+
+    app = config(RAG_UI_BIND="0.0.0.0", **env)["services"]["app"]
+    ui = app_settings(app, monkeypatch).ui
+    assert check(ui) and ui.published_host == "0.0.0.0"
+    assert exposure_problem(ui, "0.0.0.0") is None
 
 
 def test_image_runs_as_a_non_root_user() -> None:
@@ -98,23 +138,39 @@ def test_image_runs_as_a_non_root_user() -> None:
     assert users and users[-1] not in {"root", "0"}
 
 
-def test_scale_profile_adds_milvus_and_a_ray_head_sharing_the_data() -> None:
-    services = config("scale", RAG_INDEX_BACKEND="milvus")["services"]
+def test_scale_file_adds_milvus_and_a_ray_head_none_open() -> None:
+    out = compose(scale=True, RAG_LLM_API_KEY="k" * 32)  # no credentials: refused, no defaults
+    assert out.returncode != 0 and "RAG_MI" in out.stderr
+    cfg = config(scale=True)
+    services = cfg["services"]
     assert {"milvus", "milvus-etcd", "milvus-minio", "ray-head"} <= set(services)
+    for name, service in services.items():
+        assert not [p for p in published(service) if p[0] != "127.0.0.1"], name
+    for name in ("milvus", "milvus-etcd", "milvus-minio", "ray-head"):
+        assert "ports" not in services[name], name
+        assert "default" not in services[name]["networks"], name  # internal networks only
+    assert cfg["networks"]["scale"]["internal"] and cfg["networks"]["milvus-meta"]["internal"]
+    assert list(services["milvus-etcd"]["networks"]) == ["milvus-meta"]
     milvus = services["milvus"]
     assert milvus["image"].startswith("milvusdb/milvus:v2.5")  # pinned, full-text BM25
-    assert milvus["environment"]["ETCD_ENDPOINTS"] == "milvus-etcd:2379"
-    assert "ports" not in milvus and "19530" in milvus["expose"]
+    assert milvus["environment"]["COMMON_SECURITY_AUTHORIZATIONENABLED"] == "true"
+    assert milvus["environment"]["COMMON_SECURITY_DEFAULTROOTPASSWORD"] == "v" * 24
+    minio = services["milvus-minio"]["environment"]
+    assert (minio["MINIO_ROOT_USER"], minio["MINIO_ROOT_PASSWORD"]) == ("rag-minio", "m" * 24)
+    assert "minioadmin" not in yaml.safe_dump(cfg)
     app = services["app"]["environment"]
     assert app["RAG_INDEX__BACKEND"] == "milvus"
     assert app["RAG_INDEX__MILVUS_URI"] == "http://milvus:19530"
+    assert app["RAG_INDEX__MILVUS_TOKEN"] == "root:" + "v" * 24
     bucket = milvus["environment"]["MINIO_BUCKET_NAME"]  # bulk-import files go where Milvus reads
-    assert app["RAG_INDEX__MILVUS_BULK_STORE"].startswith(f"s3://minioadmin:minioadmin@{bucket}/")
+    assert app["RAG_INDEX__MILVUS_BULK_STORE"].startswith(f"s3://rag-minio:{'m' * 24}@{bucket}/")
     assert "endpoint_override=milvus-minio:9000" in app["RAG_INDEX__MILVUS_BULK_STORE"]
     head = services["ray-head"]
     assert head["image"] == services["app"]["image"]  # same rag and Ray versions
     assert app["RAG_JOBS__RAY_ADDRESS"].startswith("ray-head:")
-    # Ray tasks read the files to index at the app's paths.
-    assert "rag-home:/data/rag" in [f"{v['source']}:{v['target']}" if isinstance(v, dict)
-                                    else v.removesuffix(":rw") for v in head["volumes"]]
-    assert config()["services"]["app"]["environment"]["RAG_INDEX__BACKEND"] == "faiss"
+    assert "--dashboard-host=127.0.0.1" in head["command"]  # its job API stays in its container
+    assert not [a for a in head["command"] if "0.0.0.0" in a]
+    # Ray reads the documents to index at the app's paths, and nothing of $RAG_HOME.
+    mounts = {v["source"] if isinstance(v, dict) else v.split(":")[0]: v for v in head["volumes"]}
+    assert set(mounts) == {"rag-docs", "model-cache"}
+    assert config()["services"]["app"]["environment"].get("RAG_INDEX__BACKEND") is None

@@ -347,3 +347,103 @@ def test_a_pdf_over_the_page_limit_is_refused_before_any_text_is_extracted(
     with pytest.raises(LoadError, match="10000 pages, over the limit of 5000"):
         load_file(Path("pages.pdf"), hostile.many_pages_pdf(), LoadOptions(max_pages=5000))
     assert not extracted
+
+
+SECRET_URI = "s3://AKIAEXAMPLE:wJal/rXUtn+FEMI@a-bucket/rag-import?endpoint_override=127.0.0.1:9"
+
+
+def test_a_bulk_store_secret_is_not_repeated_in_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyarrow repeats the whole URI when a secret holds '/'; rag's error names the setting."""
+    from rag.config import load_settings
+    from rag.retrieval.milvus_index import MilvusUnavailable, bulk_import
+
+    monkeypatch.setenv("RAG_INDEX__MILVUS_URI", "http://127.0.0.1:9")
+    monkeypatch.setenv("RAG_INDEX__MILVUS_BULK_STORE", SECRET_URI)
+    load_settings()  # what every command does first: the secrets are known from here on
+    with pytest.raises(MilvusUnavailable, match="index.milvus_bulk_store") as caught:
+        bulk_import(None, "c", ["a"], ["t"], lambda ids: None, 1, SECRET_URI)  # type: ignore[arg-type]
+    assert "wJal" not in str(caught.value) and "rXUtn" not in str(caught.value)
+
+
+def test_credentials_are_masked_in_cli_errors_logs_and_the_apps_job_report(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+    import subprocess
+    import sys
+
+    from rag.redaction import RedactingFilter, redact, remember
+    from ui.jobs import JobRunner
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Herons wade in shallow water.")
+    env = {**os.environ, "RAG_INDEX__BACKEND": "milvus",
+           "RAG_INDEX__MILVUS_URI": "http://admin:s3cr3t/pass@127.0.0.1:9"}
+    out = subprocess.run([sys.executable, "-m", "rag.cli.main", "index", str(docs)], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and "cannot reach Milvus at http://***@127.0.0.1:9" in out.stderr
+    assert "s3cr3t" not in out.stdout + out.stderr, out.stderr[-500:]
+    remember(["hunter2-api-key"])
+    record = logging.LogRecord("rag", logging.ERROR, __file__, 1, "bulk store %s failed with "
+                               "key %s", (SECRET_URI, "hunter2-api-key"), None)
+    RedactingFilter().filter(record)
+    assert "wJal" not in record.getMessage() and "hunter2" not in record.getMessage()
+    assert redact("https://u:p4ss@host/x?token=abc123&n=1") == "https://***@host/x?token=***&n=1"
+
+    def fails(paths, job):  # noqa: ANN001, ANN202
+        raise RuntimeError(f"cannot open {SECRET_URI}")
+
+    job = JobRunner().start("kb", [Path("x")], fails)
+    while job.running:
+        time.sleep(0.02)
+    assert job.error is not None and "wJal" not in job.error and "***@a-bucket" in job.error
+
+
+ESCAPES = "\x1b]0;pwned\x07\x1b[31mred\x1b[0m\u202egnp"
+
+
+def test_terminal_escapes_in_names_are_shown_escaped(tmp_path: Path) -> None:
+    """A file named with escape sequences (retitle the terminal, recolour it, reverse the text)
+    prints them as visible text from rag index, the search table and rag ask's sources."""
+    from click.testing import CliRunner
+
+    from rag.cli import ask_cmd
+    from rag.cli.main import cli
+    from rag.generation.answering import Answer
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / f"bad{ESCAPES}.txt").write_text("Herons wade in shallow water.")
+    (docs / f"broken{ESCAPES}.pdf").write_bytes(b"%PDF-1.4 garbage")
+    env = {"RAG_EMBEDDER__MODEL": "missing"}  # fails only if used: these paths need no model
+    runner = CliRunner()
+    from rag.pipeline import Pipeline as RealPipeline
+
+    class FakeModels(RealPipeline):
+        def __init__(self, settings, kb_name=None, *a, **k) -> None:  # noqa: ANN001
+            super().__init__(settings, kb_name, embedder=HashEmbedder())
+
+    import rag.cli.index_cmd as index_cmd
+    import rag.cli.search_cmd as search_cmd
+
+    for module in (index_cmd, search_cmd):
+        module.Pipeline = FakeModels  # type: ignore[attr-defined]
+    try:
+        indexed = runner.invoke(cli, ["index", str(docs)], env=env)
+        searched = runner.invoke(cli, ["search", "herons", "--mode", "bm25"], env=env)
+    finally:
+        for module in (index_cmd, search_cmd):
+            module.Pipeline = RealPipeline  # type: ignore[attr-defined]
+    answer = Answer("q", "Herons wade [1].", [], [{
+        "n": 1, "cited": True, "title": f"bad{ESCAPES}", "page": None, "section": None,
+        "source": str(docs / f"bad{ESCAPES}.txt"), "snippet": "Herons wade."}], False, [], {}, {})
+    with runner.isolation() as (out, _err, _):
+        ask_cmd.print_answer(answer, as_json=False)
+        ask_cmd.show("\x1b[2J streamed\n")
+        asked = out.getvalue().decode()
+    for output in (indexed.output, searched.output, asked):
+        assert "\x1b" not in output and "\u202e" not in output and "\x07" not in output
+    flat = indexed.output.replace("\n", "")  # Rich wraps long lines
+    assert "\\x1b]0;pwned\\x07" in flat and "\\u202e" in flat
+    assert "\\x1b[31mred" in asked.replace("\n", "") and "\\x1b[2J streamed\n" in asked
+    assert "\\x1b" in searched.output.replace("\n", "").replace(" ", "")

@@ -185,10 +185,10 @@ def test_upload_sanitises_limits_and_reports_each_failure(
     uploads = settings.kb_root / "default" / "uploads"
     assert sorted(p.name for p in uploads.iterdir()) == ["broken.pdf", "evil.md", "notes.txt"]
     assert not (settings.home.parent / "evil.md").exists()
-    failures = at.table[0].value
+    failures = at.table[0].value  # Markdown-escaped: a file name is never markup
     reasons = dict(zip(failures["file"], failures["why it failed"], strict=True))
-    assert "upload limit of 1 MB" in reasons["huge.txt"]
-    assert "broken.pdf" in reasons and reasons["broken.pdf"]
+    assert "upload limit of 1 MB" in reasons["huge\\.txt"]
+    assert "broken\\.pdf" in reasons and reasons["broken\\.pdf"]
     assert "Indexed 2" in at.warning[0].value
     titles = set(at.dataframe[0].value["title"])
     assert {"Owls", "notes"} <= titles
@@ -276,6 +276,48 @@ def test_access_token_is_required_when_configured(settings, tmp_path: Path,  # n
     at.text_input(key="token").input("s3cret")
     at.button(key="sign_in_submit").click().run()
     assert at.chat_input
+
+
+@pytest.mark.parametrize("peer, headers, token, allowed", [
+    ("203.0.113.9", {"X-Forwarded-User": "mallory"}, "", False),  # straight to the app: forged
+    ("10.1.2.3", {}, "", False),  # the proxy, but it did not authenticate the user
+    ("10.1.2.3", {"X-Forwarded-User": "ann"}, "", True),
+    ("10.1.2.3", {"X-Forwarded-User": "ann"}, "s3cret", False),  # header and token: both asked
+])
+def test_a_proxy_header_is_believed_only_from_a_trusted_proxy(
+        peer: str, headers: dict, token: str, allowed: bool,  # type: ignore[type-arg]
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.config import load_settings
+    from ui import auth
+
+    monkeypatch.setenv("RAG_UI__AUTH_HEADER", "X-Forwarded-User")
+    monkeypatch.setenv("RAG_UI__TRUSTED_PROXIES", "10.0.0.0/8")
+    monkeypatch.setenv("RAG_UI__AUTH_TOKEN", token)
+    monkeypatch.setattr(auth, "request", lambda: (peer, headers))
+    at = start(make_engine(load_settings()), monkeypatch)
+    assert bool(at.chat_input) == allowed
+    if token:
+        assert at.text_input(key="token")  # past the proxy check, the token is still asked
+    elif not allowed:
+        assert any("Access denied" in e.value for e in at.error)
+
+
+def test_rag_ui_refuses_to_listen_beyond_loopback_without_sign_in(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from rag.cli.main import cli
+    from ui import launcher
+
+    started: list[str] = []
+    monkeypatch.setattr(launcher, "run", lambda settings, kb, host, *a, **k: started.append(host))
+    result = CliRunner().invoke(cli, ["ui", "--host", "0.0.0.0"])
+    assert result.exit_code == 1 and "no sign-in" in result.output and not started
+    monkeypatch.setenv("RAG_UI__PUBLISHED_HOST", "192.0.2.7")  # what compose's RAG_UI_BIND sets
+    assert "192.0.2.7" in CliRunner().invoke(cli, ["ui"]).output and not started
+    monkeypatch.setenv("RAG_UI__AUTH_TOKEN", "t" * 24)
+    assert CliRunner().invoke(cli, ["ui", "--host", "0.0.0.0"]).exit_code == 0
+    assert started == ["0.0.0.0"]
 
 
 def test_server_folders_only_inside_configured_roots(settings, tmp_path: Path,  # noqa: ANN001

@@ -83,6 +83,15 @@ def test_no_request_leaves_for_markdown_in_documents_or_answers(tmp_path: Path) 
             expect(page.locator(".rag-passage").first).to_be_visible(timeout=30_000)
             page.wait_for_timeout(2000)
             passage = page.locator(".rag-passage").first.inner_text()
+            # An upload whose name is Markdown: refused (empty), listed in the job report.
+            page.get_by_text("Documents", exact=True).click()
+            page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
+                [{"name": f"![t]({evil}/track.png).md", "mimeType": "text/markdown",
+                  "buffer": b""}])
+            page.get_by_role("button", name="Upload and index").click()
+            expect(page.get_by_test_id("stTable")).to_be_visible(timeout=60_000)
+            page.wait_for_timeout(2000)
+            report = page.get_by_test_id("stTable").inner_text()
             browser.close()
     finally:
         stop_group(proc, signal.SIGTERM)
@@ -90,3 +99,4 @@ def test_no_request_leaves_for_markdown_in_documents_or_answers(tmp_path: Path) 
     leaked = [r for r in requests if r.startswith(evil)]
     assert not leaked and not Attacker.hits, (leaked, Attacker.hits)
     assert "![leak](" in answer and "[click here](" in passage  # shown as the text it is
+    assert "track.png" in report and "empty" in report

@@ -23,7 +23,7 @@ from rag.generation.engines import GenerationError
 from rag.pdf_pages import PageRenderError, render_page
 from rag.pipeline import MODES
 from rag.storage.kb import KBError
-from ui import render
+from ui import auth, render
 from ui.engine import Engine
 from ui.jobs import IndexJob
 from ui.uploads import Upload
@@ -269,8 +269,9 @@ def show_report(job: IndexJob) -> None:
                f"failed {len(failed)} in {report.seconds:.1f} s "
                f"({report.chunks_added} chunks added).")
     (st.warning if failed else st.success)(summary)
-    if failed:
-        st.table([{"file": name, "why it failed": why} for name, why in failed])
+    if failed:  # st.table renders Markdown: a file named ![t](http://...) must stay text
+        st.table([{"file": render.md(name), "why it failed": render.md(why)}
+                  for name, why in failed])
     if report.warnings:
         with st.expander(f"{len(report.warnings)} warning(s)"):
             for w in report.warnings:
@@ -386,13 +387,13 @@ def feedback_view(engine: Engine, kb: str) -> None:
 
 # -- page ------------------------------------------------------------------------------------
 def signed_in(ui: UiSettings) -> bool:
-    """Optional access control: a reverse proxy's user header, or a shared token."""
+    """Optional access control: a user header that only a trusted reverse proxy may set, a
+    shared token, or both (ui/auth.py)."""
     if ui.auth_header:
-        if st.context.headers.get(ui.auth_header):
-            return True
-        st.error(render.md(f"Access denied: expected the {ui.auth_header} header from the "
-                           "reverse proxy."))
-        return False
+        denial = auth.header_denial(ui, *auth.request())
+        if denial:
+            st.error(render.md(f"Access denied: {denial}."))
+            return False
     if not ui.auth_token or st.session_state.get("signed_in"):
         return True
     with st.form("sign_in"):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ingest.indexer import IndexReport
 from ingest.parsing import Cancelled
+from rag.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class JobRunner:
                 job.error = "cancelled: the knowledge base answers as before this job"
             except Exception as exc:  # the job fails, the app does not
                 log.exception("indexing job for %s failed", kb)
-                job.error = f"{type(exc).__name__}: {exc}"
+                job.error = redact(f"{type(exc).__name__}: {exc}")
             finally:
                 job.finished = time.time()
 

@@ -6,13 +6,14 @@ import sys
 from pathlib import Path
 
 import click
-from rich.markup import escape
 
 from rag import ask_worker
 from rag.cli.common import (
     UserError,
     get_settings,
     print_json,
+    printable,
+    shown,
     stderr,
     stdout,
     stop_children_on_exit,
@@ -34,23 +35,23 @@ def quiet_vllm() -> None:
 def print_answer_footer(answer: Answer) -> None:
     if answer.withheld:
         stdout.print(f"\n[bold yellow]Withheld:[/] no passage supports the answer above. "
-                     f"{escape(answer.text)}", highlight=False)
+                     f"{shown(answer.text, lines=True)}", highlight=False)
     attributed = [s for s in answer.sentences if s.attributed]
     if attributed:
         stdout.print("\n[bold]Cited by rag[/] [dim](the model did not write these citations; "
                      "the passage supports the sentence)[/]")
         for s in attributed:
             was = f"; the model cited {s.removed}" if s.removed else ""
-            text = escape(" ".join(without_citations(s.text).split()))
+            text = shown(" ".join(without_citations(s.text).split()))
             stdout.print(f"  - {text} -> [{', '.join(map(str, s.attributed))}]"
-                         f"[dim]{escape(was)}[/]", highlight=False)
+                         f"[dim]{shown(was)}[/]", highlight=False)
     flagged = {i for i, s in enumerate(answer.sentences) if s.supported is False}
     if flagged:
         stdout.print("\n[bold yellow]Check these sentences:[/]")
         for i in sorted(flagged):
             s = answer.sentences[i]
             hint = f"; best match [{s.suggested}]" if s.suggested else ""
-            text = escape(" ".join(s.text.split()))
+            text = shown(" ".join(s.text.split()))
             stdout.print(f"  - {text}  [dim]({', '.join(s.flags)}{hint})[/]", highlight=False)
     if answer.sources:
         stdout.print("\n[bold]Sources[/]")
@@ -58,12 +59,12 @@ def print_answer_footer(answer: Answer) -> None:
             mark = "" if src["cited"] else " [dim](not cited)[/]"
             page = f", page {src['page']}" if src["page"] else ""
             section = f", {src['section']}" if src["section"] else ""
-            stdout.print(f"  [{src['n']}] {escape(str(src['title']))}{escape(page + section)}{mark}",
+            stdout.print(f"  [{src['n']}] {shown(str(src['title']))}{shown(page + section)}{mark}",
                          highlight=False)
-            stdout.print(f"      [dim]{escape(str(src['source']))}[/]\n      "
-                         f"{escape(str(src['snippet']))}", highlight=False)
+            stdout.print(f"      [dim]{shown(str(src['source']))}[/]\n      "
+                         f"{shown(str(src['snippet']))}", highlight=False)
     for warning in answer.warnings:
-        stdout.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+        stdout.print(f"[yellow]warning:[/] {shown(warning)}", highlight=False)
     t = answer.timings
     stdout.print(
         f"[dim]retrieve {t.get('retrieve_s', 0):.2f}s, rerank {t.get('rerank_s', 0):.2f}s, "
@@ -118,7 +119,7 @@ def ask(question: str | None, kb_name: str | None, k: int | None, mode: str | No
 
 
 def show(token: str) -> None:
-    sys.stdout.write(token)
+    sys.stdout.write(printable(token, lines=True))
     sys.stdout.flush()
 
 

@@ -6,12 +6,14 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -22,16 +24,36 @@ from rich.progress import (
 )
 
 from rag.config import ConfigError, Settings, load_settings
+from rag.redaction import redact_logs
 
 stderr = Console(stderr=True)
 stdout = Console()
+
+
+# Control characters, C1 controls and bidirectional overrides: in a file name, a document or the
+# model's output they would recolour, retitle or rewrite the user's terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_OR_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: object, lines: bool = False) -> str:
+    """``text`` with control characters shown escaped (``\\x1b``); newlines and tabs kept only
+    where ``lines`` (an answer's text), else escaped too (a name is one line)."""
+    pattern = _CONTROL if lines else _CONTROL_OR_LINE
+    return pattern.sub(lambda m: ascii(m.group())[1:-1], str(text))
+
+
+def shown(text: object, lines: bool = False) -> str:
+    """Text from a document, a file name or the model for a Rich markup string: printable, and
+    its square brackets never read as markup."""
+    return escape(printable(text, lines))
 
 
 class UserError(click.ClickException):
     """Printed as one line 'error: ...' with exit status 1."""
 
     def show(self, file: Any = None) -> None:  # noqa: ANN401
-        click.echo(f"error: {self.format_message()}", err=True)
+        click.echo(f"error: {printable(self.format_message())}", err=True)
 
 
 def get_settings() -> Settings:
@@ -53,6 +75,7 @@ def setup_logging(verbose: bool) -> None:
     )
     for noisy in ("pypdf", "sentence_transformers", "transformers", "bm25s", "faiss", "vllm"):
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.ERROR)
+    redact_logs()
 
 
 class IndexProgress:

@@ -4,9 +4,8 @@ import sys
 from pathlib import Path
 
 import click
-from rich.markup import escape
 
-from rag.cli.common import IndexProgress, UserError, get_settings, print_json, stdout
+from rag.cli.common import IndexProgress, UserError, get_settings, print_json, shown, stdout
 from rag.pipeline import Pipeline
 
 
@@ -48,7 +47,7 @@ def index(paths: tuple[Path, ...], kb_name: str | None, rebuild: bool, prune: bo
         print_json(report.to_dict())
     else:
         stdout.print(
-            f"[bold]{escape(pipeline.kb.name)}[/]: {report.files_seen} files seen, "
+            f"[bold]{shown(pipeline.kb.name)}[/]: {report.files_seen} files seen, "
             f"{report.indexed} indexed, {report.unchanged} unchanged, {report.removed} removed, "
             f"{len(report.failed)} failed, {len(report.skipped)} skipped; "
             f"+{report.chunks_added}/-{report.chunks_removed} chunks in {report.seconds:.1f}s"
@@ -57,6 +56,6 @@ def index(paths: tuple[Path, ...], kb_name: str | None, rebuild: bool, prune: bo
                              ("[yellow]skipped[/]", report.skipped),
                              ("[yellow]warning[/]", report.warnings)):
             for f in items:
-                stdout.print(f"  {label} {escape(f.path)}: {escape(f.reason)}", highlight=False)
+                stdout.print(f"  {label} {shown(f.path)}: {shown(f.reason)}", highlight=False)
     if not report.ok:
         raise SystemExit(1)

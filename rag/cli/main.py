@@ -12,6 +12,7 @@ from rag.cli.common import UserError, setup_logging
 from rag.config import ConfigError
 from rag.embedder import ModelLoadError
 from rag.generation.engines import GenerationError
+from rag.redaction import redact
 from rag.storage.kb import KBError
 
 KNOWN_ERRORS = (ConfigError, KBError, ModelLoadError, GenerationError, LoadError, ValueError, OSError,
@@ -25,7 +26,7 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except KNOWN_ERRORS as exc:
-            raise UserError(str(exc)) from None
+            raise UserError(redact(str(exc))) from None
         except sqlite3.Error as exc:  # disk full, read-only or locked database
             raise UserError(f"knowledge base storage error: {exc} (check space and permissions "
                             "under RAG_HOME)") from None

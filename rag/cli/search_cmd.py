@@ -1,10 +1,9 @@
 from __future__ import annotations
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
-from rag.cli.common import get_settings, print_json, stdout
+from rag.cli.common import get_settings, print_json, shown, stdout
 from rag.pipeline import MODES, Pipeline
 
 
@@ -29,7 +28,7 @@ def search(
         print_json(result.to_dict())
         return
     for warning in result.warnings:
-        stdout.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+        stdout.print(f"[yellow]warning:[/] {shown(warning)}", highlight=False)
     table = Table(title=f"{len(result.hits)} hits ({result.mode}"
                   + (f", reranked by {result.reranker}" if result.reranker else "") + ")")
     table.add_column("#")
@@ -41,6 +40,6 @@ def search(
         c = hit.chunk
         where = c.title + (f" > {c.section}" if c.section else "")
         text = " ".join(c.text.split())
-        table.add_row(str(i), escape(where), str(c.page or "-"), _fmt(hit.dense),
-                      _fmt(hit.bm25), _fmt(hit.fused), _fmt(hit.rerank), escape(text[:300]))
+        table.add_row(str(i), shown(where), str(c.page or "-"), _fmt(hit.dense),
+                      _fmt(hit.bm25), _fmt(hit.fused), _fmt(hit.rerank), shown(text[:300]))
     stdout.print(table)

@@ -23,14 +23,19 @@ def ui(kb_name: str | None, host: str | None, port: int | None, headless: bool |
     Uses the configured vLLM server when it answers; otherwise starts one with the configured
     generator (the bundled model by default) and stops it on exit.
     """
+    from ui.auth import exposure_problem
     from ui.launcher import run
 
     settings = get_settings()
     if kb_name:
         KnowledgeBase(kb_name, settings)  # validates the name
+    host = host or settings.ui.host
+    problem = exposure_problem(settings.ui, host)
+    if problem:
+        raise UserError(problem)
     if headless is None:
         headless = sys.platform.startswith("linux") and not os.environ.get("DISPLAY")
-    code = run(settings, kb_name, host or settings.ui.host, port or settings.ui.port, headless,
+    code = run(settings, kb_name, host, port or settings.ui.port, headless,
                echo=lambda line: click.echo(line, err=True))
     if code:
         raise UserError(f"streamlit exited with status {code}")

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.config import IndexSettings
+from rag.redaction import redact
 
 log = logging.getLogger(__name__)
 INFO = "milvus.json"  # in the snapshot folder: where its collection lives, its generation
@@ -114,7 +115,7 @@ class _Connection:
                     f"cannot open Milvus Lite at {uri}: Milvus Lite allows one process per index "
                     "(is the UI or another rag command using this knowledge base?); use a Milvus "
                     "server (index.milvus_uri) for several processes") from None
-            raise MilvusUnavailable(f"cannot reach Milvus at {uri}: {exc}") from None
+            raise MilvusUnavailable(redact(f"cannot reach Milvus at {uri}: {exc}")) from None
 
     def close(self) -> None:
         _close(self.client, self.uri if self.lite else None)
@@ -217,7 +218,7 @@ def _create_with_bm25(conn: _Connection, name: str, dim: int, kind: str, n: int,
         _create(conn, name, dim, kind, n, settings, full_text)
     except Exception as exc:
         if not full_text or settings.milvus_bm25 == "milvus":
-            raise RuntimeError(f"Milvus cannot create the collection: {exc}") from None
+            raise MilvusUnavailable(redact(f"Milvus cannot create the collection: {exc}")) from None
         log.warning("Milvus has no full-text BM25 here (%s); using the local BM25 index", exc)
         conn.client.drop_collection(name)
         _create(conn, name, dim, kind, n, settings, False)
@@ -283,11 +284,14 @@ def bulk_import(conn: _Connection, name: str, ids: Sequence[str], texts: Sequenc
     from pyarrow import fs as pafs
     from pymilvus import connections, utility
 
-    filesystem, root = pafs.FileSystem.from_uri(store if "://" in store
-                                                else str(Path(store).resolve()))
-    job = f"{root.rstrip('/')}/{name}-{generation}-{uuid.uuid4().hex[:8]}"
+    try:  # pyarrow repeats the whole URI, secret included, in its errors
+        filesystem, root = pafs.FileSystem.from_uri(store if "://" in store
+                                                    else str(Path(store).resolve()))
+        job = f"{root.rstrip('/')}/{name}-{generation}-{uuid.uuid4().hex[:8]}"
+        filesystem.create_dir(job, recursive=True)  # an unreachable store fails here
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise MilvusUnavailable(redact(f"index.milvus_bulk_store is unusable: {exc}")) from None
     local = isinstance(filesystem, pafs.LocalFileSystem)
-    filesystem.create_dir(job, recursive=True)  # an unreachable store fails here, with its reason
     files: list[str] = []
     try:
         for part, part_texts, vectors in _batches(ids, texts, vectors_of, IMPORT_FILE_ROWS):

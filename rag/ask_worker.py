@@ -6,8 +6,11 @@ one. So while an LLM server is used, the first `rag ask` starts this worker
 (and answers by itself, as before); later ones with the same settings and KB send their question
 to it over a Unix socket and print the streamed answer. The worker reloads the KB's newest
 snapshot for each question, answers one question at a time, and exits after
-``generator.ask_worker_idle_s`` without one. Its socket and lock live in ``$RAG_HOME/run``
-(mode 0700): only the same user can talk to it.
+``generator.ask_worker_idle_s`` without one, counted from the last question or the last
+change of its KB, and never while a job indexes it (a user who runs `rag index` between two asks
+finds it still there). Its socket and lock live in ``$RAG_HOME/run`` (mode 0700): only the same
+user can talk to it. A request is one line of at most ``MAX_REQUEST`` bytes that must arrive
+within ``REQUEST_S``: a client that trickles or floods holds the others up no longer than that.
 
 Protocol: one JSON line per request (question, k, mode, rerank); replies are JSON lines
 ``{"token": ...}`` while generating, then ``{"answer": {...}}`` or ``{"error": "..."}``.
@@ -23,12 +26,17 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rag.config import Settings, remember_secrets
 
 MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 108 bytes on Linux
+MAX_REQUEST = 64 * 1024  # one question and its options
+REQUEST_S = 5.0  # the whole request line, from the connection on
+SEND_S = 60.0  # a client that stops reading the streamed answer is dropped after this
+POLL_S = 5.0  # how often an idle worker looks at its KB
 
 
 class WorkerError(Exception):
@@ -145,15 +153,8 @@ def serve(settings: Settings, kb: str | None) -> None:
     temp.chmod(0o600)
     server.listen(8)
     os.replace(temp, sock_path)
-    server.settimeout(settings.generator.ask_worker_idle_s)
     try:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                return
-            with conn:
-                _answer(pipeline, conn)
+        serve_on(server, pipeline, settings.generator.ask_worker_idle_s)
     finally:
         server.close()
         with contextlib.suppress(FileNotFoundError):
@@ -161,22 +162,61 @@ def serve(settings: Settings, kb: str | None) -> None:
                 sock_path.unlink()
 
 
+def serve_on(server: socket.socket, pipeline, idle_s: float) -> None:  # noqa: ANN001 - Pipeline
+    """Answer connections on ``server`` until ``idle_s`` pass with no question, no new snapshot
+    of the KB and no job indexing it."""
+    last = time.monotonic()
+    server.settimeout(min(POLL_S, idle_s))
+    while True:
+        try:
+            conn, _ = server.accept()
+        except TimeoutError:
+            kb = pipeline.kb
+            if kb.indexing() or time.time() - kb.changed_at() < idle_s:
+                last = time.monotonic()
+            if time.monotonic() - last >= idle_s:
+                return
+            continue
+        with conn:
+            _answer(pipeline, conn)
+        last = time.monotonic()
+
+
+def _read_request(conn: socket.socket) -> dict:
+    """One JSON line, refused once it passes ``MAX_REQUEST`` bytes or ``REQUEST_S`` seconds."""
+    deadline = time.monotonic() + REQUEST_S
+    data = b""
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise WorkerError(f"the request did not arrive within {REQUEST_S:g} s")
+        conn.settimeout(left)
+        try:
+            more = conn.recv(65536)
+        except TimeoutError:
+            continue
+        if not more:
+            raise WorkerError("the connection closed before the request ended")
+        data += more
+        if len(data) > MAX_REQUEST:
+            raise WorkerError(f"the request is over {MAX_REQUEST // 1024} KB")
+    return json.loads(data.split(b"\n", 1)[0])
+
+
 def _answer(pipeline, conn: socket.socket) -> None:  # noqa: ANN001 - rag.pipeline.Pipeline
     def send(message: dict) -> None:
         conn.sendall(json.dumps(message, ensure_ascii=False, default=str).encode() + b"\n")
 
     try:
-        conn.settimeout(10)
-        with conn.makefile("rb") as reader:
-            request = json.loads(reader.readline())
-        conn.settimeout(None)
+        request = _read_request(conn)
+        conn.settimeout(SEND_S)
         pipeline.refresh()  # an index run since the last question: its snapshot now
         answer = pipeline.ask(request["question"], k=request.get("k"), mode=request.get("mode"),
                               rerank=request.get("rerank"),
                               on_token=lambda token: send({"token": token}))
         send({"answer": answer.to_dict()})
     except OSError:
-        return  # the client went away (Ctrl-C): nothing to send it
+        return  # the client went away (Ctrl-C) or stopped reading: nothing to send it
     except Exception as exc:  # reported to the client as its one-line error
         with contextlib.suppress(OSError):
             send({"error": str(exc) or type(exc).__name__})

@@ -284,6 +284,16 @@ class Settings(BaseSettings):
         return self.home / "kb"
 
 
+WORKING_DIR_FILE = Path("rag.toml")
+# Settings that reach beyond this user's own KBs: where the data lives, who may reach the app and
+# how it trusts them, which folders it may index, where questions, passages and documents are
+# sent. A rag.toml that merely lies in the working directory (a cloned repository, a shared
+# folder) may not set them; naming the file (--config, RAG_CONFIG) may.
+WIDENING = ("home", "ui.host", "ui.published_host", "ui.index_roots", "ui.auth_header",
+            "ui.trusted_proxies", "generator.server_url", "generator.mode", "index.milvus_uri",
+            "index.milvus_bulk_store", "jobs.ray_address")
+
+
 def config_path() -> Path | None:
     """``$RAG_CONFIG``, else ``$RAG_HOME/config.toml``, else ``./rag.toml`` (first that exists)."""
     explicit = os.environ.get("RAG_CONFIG")
@@ -313,8 +323,37 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigError(f"invalid configuration{where}: {problems}") from None
     except Exception as exc:  # malformed TOML and similar
         raise ConfigError(f"cannot read configuration: {exc}") from None
+    if from_working_dir():
+        _refuse_widening(WORKING_DIR_FILE)
     remember_secrets(settings)
     return settings
+
+
+def from_working_dir() -> bool:
+    """Whether the settings come from a ``rag.toml`` found in the working directory (not named
+    by ``--config`` or ``RAG_CONFIG``)."""
+    return not os.environ.get("RAG_CONFIG") and config_path() == WORKING_DIR_FILE
+
+
+def _refuse_widening(path: Path) -> None:
+    import tomllib
+
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+
+    def has(key: str) -> bool:
+        node: object = data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
+
+    found = [key for key in WIDENING if has(key)]
+    if found:
+        raise ConfigError(
+            f"./{path} in the working directory sets {', '.join(found)}, which widen(s) what rag "
+            f"reaches or who reaches it; name the file to use it (rag --config {path} ..., or "
+            f"RAG_CONFIG={path})")
 
 
 def remember_secrets(settings: Settings) -> None:

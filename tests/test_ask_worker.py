@@ -3,6 +3,7 @@ are searched and answered through it (new documents included), and it exits when
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -116,3 +117,102 @@ def test_later_asks_go_through_the_worker(tmp_path: Path, rag_home: Path, models
     while list(run.glob("ask-*.sock")) and time.monotonic() < deadline:
         time.sleep(1)
     assert not list(run.glob("ask-*.sock")), "the idle worker did not exit"
+
+
+class FakeKb:
+    def __init__(self) -> None:
+        self.busy = False
+
+    def indexing(self) -> bool:
+        return self.busy
+
+    def changed_at(self) -> float:
+        return 0.0
+
+
+class FakePipeline:
+    """What the worker calls on its pipeline; answers at once."""
+
+    def __init__(self) -> None:
+        self.kb = FakeKb()
+
+    def refresh(self) -> None: ...
+
+    def ask(self, question: str, k, mode, rerank, on_token) -> Answer:  # noqa: ANN001
+        on_token("Yes.")
+        return Answer(question, "Yes.", [], [], False, [], {}, {})
+
+
+def worker_socket(tmp_path: Path, pipeline: FakePipeline, idle_s: float = 60
+                  ) -> tuple[Path, threading.Thread]:
+    import socket
+
+    from rag.ask_worker import serve_on
+
+    path = tmp_path / "w.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(8)
+    thread = threading.Thread(target=serve_on, args=(server, pipeline, idle_s), daemon=True)
+    thread.start()
+    return path, thread
+
+
+def request(path: Path, data: bytes, timeout: float = 30) -> list[dict]:
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(timeout)
+        conn.connect(str(path))
+        try:
+            conn.sendall(data)
+        except OSError:  # the worker stopped reading a flood and closed: its reply is there
+            pass
+        replies = b""
+        try:
+            while more := conn.recv(65536):
+                replies += more
+        except ConnectionResetError:  # closed with the flood unread: the kernel resets
+            return [{"error": "reset"}]
+    return [json.loads(line) for line in replies.splitlines()]
+
+
+def test_a_flooding_or_trickling_client_holds_up_no_other_ask(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from rag import ask_worker
+
+    monkeypatch.setattr(ask_worker, "REQUEST_S", 1.0)
+    path, _ = worker_socket(tmp_path, FakePipeline())
+    flood = request(path, b"x" * (8 * 2**20))  # no newline: would be buffered whole before
+    assert flood[-1]["error"] in ("reset", "the request is over 64 KB")
+    trickler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    trickler.connect(str(path))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                trickler.send(b"{")
+            time.sleep(0.1)
+
+    threading.Thread(target=trickle, daemon=True).start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    replies = request(path, json.dumps({"question": "Q?"}).encode() + b"\n")
+    stop.set()
+    trickler.close()
+    assert replies[0] == {"token": "Yes."} and replies[-1]["answer"]["text"] == "Yes."
+    assert time.monotonic() - started < 10  # the trickler was cut off at REQUEST_S
+
+
+def test_the_worker_stays_while_its_kb_is_being_indexed(tmp_path: Path) -> None:
+    pipeline = FakePipeline()
+    pipeline.kb.busy = True  # a `rag index` between two asks, longer than the idle limit
+    _, thread = worker_socket(tmp_path, pipeline, idle_s=0.5)
+    time.sleep(2.0)
+    assert thread.is_alive()
+    pipeline.kb.busy = False
+    thread.join(10)
+    assert not thread.is_alive()

@@ -91,3 +91,24 @@ def test_dtypes_and_passage_budget_follow_the_hardware(monkeypatch, native: bool
     assert passage_budget(settings.model_copy(update={"retrieval": fixed})) == 300
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert engine_dtype("auto") == "auto"
+
+
+def test_a_rag_toml_in_the_working_directory_is_named_and_cannot_widen_access(
+        tmp_path: Path) -> None:
+    """A rag.toml in a cloned repository must not point the app at '/', a remote LLM or a
+    trusted proxy unless the user names the file."""
+    from click.testing import CliRunner
+
+    from rag.cli.main import cli
+
+    (tmp_path / "rag.toml").write_text('[retrieval]\nk = 5\n')  # the fixture's working directory
+    result = CliRunner().invoke(cli, ["config"])
+    assert result.exit_code == 0 and '"k": 5' in result.stdout
+    assert f"settings from {tmp_path / 'rag.toml'}" in result.stderr
+    (tmp_path / "rag.toml").write_text('[ui]\nindex_roots = ["/"]\n[generator]\n'
+                                       'server_url = "http://203.0.113.5:8000/v1"\n')
+    result = CliRunner().invoke(cli, ["config"])
+    assert result.exit_code == 1
+    assert "ui.index_roots, generator.server_url" in result.stderr and "--config" in result.stderr
+    named = CliRunner().invoke(cli, ["--config", "rag.toml", "config"])
+    assert named.exit_code == 0 and '"/"' in named.stdout and "settings from" not in named.stderr

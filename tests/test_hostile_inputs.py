@@ -4,6 +4,7 @@ the CLI, the app's functions) with a file an attacker could plant."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -17,9 +18,20 @@ from rag.testing import HashEmbedder
 from tests.documents import text_pdf
 
 
+def children_named(word: str) -> list[psutil.Process]:
+    """This process's descendants whose command line holds ``word`` (gone ones skipped)."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if word in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:
+            pass
+    return found
+
+
 def parser_children() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True)
-            if "ingest.parsing" in " ".join(p.cmdline())]
+    return children_named("ingest.parsing")
 
 
 def swap_when_parsing(target: Path, outside: Path, done: threading.Event) -> threading.Thread:
@@ -447,3 +459,49 @@ def test_terminal_escapes_in_names_are_shown_escaped(tmp_path: Path) -> None:
     assert "\\x1b]0;pwned\\x07" in flat and "\\u202e" in flat
     assert "\\x1b[31mred" in asked.replace("\n", "") and "\\x1b[2J streamed\n" in asked
     assert "\\x1b" in searched.output.replace("\n", "").replace(" ", "")
+
+
+@pytest.mark.skipif(not __import__("shutil").which("tesseract"), reason="tesseract not installed")
+def test_a_busy_machine_indexes_what_an_idle_one_does(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parser and its OCR are paused for longer than their limits (SIGSTOP: what a machine
+    too busy to run them looks like): the limits count CPU time, so the scan is read whole, with
+    no failure and no warning, as on an idle machine. Wall-time limits dropped its pages."""
+    import signal
+
+    from rag.config import load_settings
+    from tests import hostile
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "scan.tiff").write_bytes(hostile.text_frames_tiff(3))
+    monkeypatch.setenv("RAG_INGEST__PARSE_TIMEOUT_S", "2")
+    monkeypatch.setenv("RAG_INGEST__OCR_PAGE_TIMEOUT_S", "2")
+    paused = threading.Event()
+
+    def pause_ocr() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            ocr = children_named("tesseract")
+            if ocr:
+                stopped = ocr + parser_children()
+                for proc in stopped:
+                    with contextlib.suppress(psutil.Error):
+                        proc.send_signal(signal.SIGSTOP)
+                time.sleep(4)
+                for proc in stopped:
+                    with contextlib.suppress(psutil.Error):
+                        proc.send_signal(signal.SIGCONT)
+                paused.set()
+                return
+            time.sleep(0.01)
+
+    pauser = threading.Thread(target=pause_ocr, daemon=True)
+    pauser.start()
+    pipeline = Pipeline(load_settings(), "busy", embedder=HashEmbedder())
+    report = pipeline.index([docs])
+    pauser.join(30)
+    assert paused.is_set()
+    assert report.indexed == 1 and not report.failed and not report.warnings, report
+    for i in range(3):
+        assert pipeline.search(f"frame number {i}", mode="bm25").hits

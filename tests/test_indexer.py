@@ -142,8 +142,9 @@ def test_second_writer_is_refused(fake_pipeline: Pipeline, tmp_path: Path) -> No
 def test_missing_kb_and_bad_name(settings) -> None:  # noqa: ANN001
     with pytest.raises(KBError, match="does not exist"):
         Pipeline(settings, "nope", embedder=HashEmbedder()).search("x")
-    with pytest.raises(KBError, match="invalid knowledge base name"):
-        Pipeline(settings, "../etc", embedder=HashEmbedder())
+    for bad in ("../etc", "a\n", "a\nb"):  # a regex's $ would let a trailing newline in
+        with pytest.raises(KBError, match="invalid knowledge base name"):
+            Pipeline(settings, bad, embedder=HashEmbedder())
 
 
 def test_hnsw_and_ivf_indexes(settings, tmp_path: Path) -> None:  # noqa: ANN001

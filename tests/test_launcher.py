@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from rag.config import load_settings
-from ui.launcher import LlmState, ManagedServer, _alive, plan_llm, stop_orphans
+from ui.launcher import LlmState, ManagedServer, _alive, plan_llm, started_at, stop_orphans
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,6 +46,17 @@ def test_server_dies_when_its_launcher_is_killed(settings) -> None:  # noqa: ANN
     assert wait_gone(server_pid), "the LLM server outlived its launcher"
 
 
+def test_streamlit_dies_when_its_launcher_is_killed(settings) -> None:  # noqa: ANN001
+    launcher = subprocess.Popen([sys.executable, str(ROOT / "tests" / "launch_ui.py")],
+                                stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                                             "RAG_UI__START_LLM": "false"})
+    app_pid = int(launcher.stdout.readline())  # type: ignore[union-attr]
+    assert _alive(app_pid)
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+    assert wait_gone(app_pid), "Streamlit outlived its launcher"
+
+
 def test_orphans_of_dead_launchers_are_stopped(settings, tmp_path: Path) -> None:  # noqa: ANN001
     orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
                               start_new_session=True)
@@ -53,12 +64,34 @@ def test_orphans_of_dead_launchers_are_stopped(settings, tmp_path: Path) -> None
     run_dir.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    LlmState("u", "m", True, "n", pid=orphan.pid, launcher_pid=dead.pid).save(run_dir / "ui-1.json")
-    LlmState("u", "m", True, "n", pid=orphan.pid, launcher_pid=os.getpid()).save(
-        run_dir / "ui-2.json")  # a live launcher's server is left alone
+    started = started_at(orphan.pid)
+    LlmState("u", "m", True, "n", pid=orphan.pid, launcher_pid=dead.pid,
+             pid_started=started).save(run_dir / "ui-1.json")
+    LlmState("u", "m", True, "n", pid=orphan.pid, launcher_pid=os.getpid(),
+             pid_started=started).save(run_dir / "ui-2.json")  # a live launcher's: left alone
     assert stop_orphans(run_dir) == [orphan.pid]
     orphan.wait(timeout=30)
     assert not (run_dir / "ui-1.json").exists() and (run_dir / "ui-2.json").exists()
+
+
+def test_a_stale_state_file_never_kills_a_process_that_reused_the_pid(tmp_path: Path) -> None:
+    """The launcher and its server are long gone; the server's pid now belongs to an unrelated
+    process (started later): it is left running, and the stale state file goes."""
+    unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                                 start_new_session=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    LlmState("u", "m", True, "n", pid=unrelated.pid, launcher_pid=dead.pid,
+             pid_started=(started_at(unrelated.pid) or 0) - 3600).save(run_dir / "ui-1.json")
+    try:
+        assert stop_orphans(run_dir) == []
+        time.sleep(0.5)
+        assert unrelated.poll() is None and not (run_dir / "ui-1.json").exists()
+    finally:
+        unrelated.kill()
+        unrelated.wait()
 
 
 def test_started_server_gets_an_api_key_and_a_rotating_log(settings) -> None:  # noqa: ANN001

@@ -45,6 +45,7 @@ class LlmState:
     restarts: int = 0
     gave_up: bool = False
     launcher_pid: int | None = None
+    pid_started: float | None = None  # the server's start time: a reused pid is not it
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
@@ -145,9 +146,20 @@ class ManagedServer:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
 
+def started_at(pid: int | None) -> float | None:
+    """When process ``pid`` started (None if there is none): with the pid, who it is."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time() if pid else None
+    except psutil.Error:
+        return None
+
+
 def stop_orphans(run_dir: Path) -> list[int]:
     """Stop servers that a launcher started and did not live to stop (their state file remains,
-    their launcher is gone): the next ``rag ui`` never runs a second one beside them."""
+    their launcher is gone): the next ``rag ui`` never runs a second one beside them. A pid that
+    now belongs to another process (started at another time) is left alone."""
     stopped = []
     for path in run_dir.glob("ui-*.json"):
         try:
@@ -156,7 +168,7 @@ def stop_orphans(run_dir: Path) -> list[int]:
             continue
         if _alive(state.launcher_pid):
             continue
-        if state.managed and _alive(state.pid):
+        if state.managed and _alive(state.pid) and started_at(state.pid) == state.pid_started:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(state.pid, signal.SIGTERM)  # type: ignore[arg-type]
             stopped.append(state.pid)  # type: ignore[arg-type]
@@ -204,6 +216,7 @@ def run(settings: Settings, kb: str | None, host: str, port: int, headless: bool
     state_file = run_dir / f"ui-{port}.json"
     if server is not None:
         state.pid = server.start()
+        state.pid_started = started_at(state.pid)
     state.save(state_file)
     env = dict(os.environ, RAG_GENERATOR__MODE="served", RAG_GENERATOR__SERVER_URL=state.url,
                **{STATE_ENV: str(state_file)})
@@ -213,7 +226,9 @@ def run(settings: Settings, kb: str | None, host: str, port: int, headless: bool
         env["RAG_DEFAULT_KB"] = kb
     echo(f"rag ui: http://{host}:{port}")
     echo(state.notice)
-    app = subprocess.Popen(streamlit_command(settings, host, port, headless), env=env)
+    # Streamlit dies with the launcher too, even when the launcher is killed with SIGKILL.
+    app = subprocess.Popen(streamlit_command(settings, host, port, headless), env=env,
+                           preexec_fn=_die_with_parent)
     # `docker stop` and service managers send SIGTERM, a closed terminal SIGHUP, and a shell's
     # background job ignores SIGINT: clean up on each as for Ctrl-C.
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -250,6 +265,7 @@ def _restart(server: ManagedServer, state: LlmState, state_file: Path,
         state.restarts += 1
         time.sleep(min(30, 2 ** state.restarts))
         state.pid = server.start()
+        state.pid_started = started_at(state.pid)
         state.notice = (f"The local LLM server stopped (exit {code}); restarted it "
                         f"(restart {state.restarts} of {MAX_RESTARTS}; log: {server.log}).")
     echo(state.notice)

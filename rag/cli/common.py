@@ -23,7 +23,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from rag.config import ConfigError, Settings, load_settings
+from rag.config import WORKING_DIR_FILE, ConfigError, Settings, from_working_dir, load_settings
 from rag.redaction import redact_logs
 
 stderr = Console(stderr=True)
@@ -57,10 +57,15 @@ class UserError(click.ClickException):
 
 
 def get_settings() -> Settings:
+    """The settings, saying on stderr when they come from a rag.toml in the working directory
+    (a file the user may not know is there)."""
     try:
-        return load_settings()
+        settings = load_settings()
     except ConfigError as exc:
         raise UserError(str(exc)) from None
+    if from_working_dir():
+        click.echo(f"settings from {Path.cwd() / WORKING_DIR_FILE}", err=True)
+    return settings
 
 
 def print_json(value: object) -> None:

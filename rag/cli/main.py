@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from pathlib import Path
 
 import click
 
@@ -36,14 +38,19 @@ class Group(click.Group):
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Settings file (default: $RAG_CONFIG, $RAG_HOME/config.toml, ./rag.toml).")
 @click.version_option(package_name="rag")
-def cli(verbose: bool) -> None:
+def cli(verbose: bool, config_file: Path | None) -> None:
     """Index your documents, search them, ask cited questions, and evaluate.
 
-    State lives under $RAG_HOME (default ~/.rag); settings come from $RAG_CONFIG,
-    $RAG_HOME/config.toml or ./rag.toml, overridden by RAG_SECTION__KEY variables.
+    State lives under $RAG_HOME (default ~/.rag); settings come from --config, $RAG_CONFIG,
+    $RAG_HOME/config.toml or ./rag.toml (which may not widen access: name it with --config to
+    let it), overridden by RAG_SECTION__KEY variables.
     """
     setup_logging(verbose)
+    if config_file is not None:
+        os.environ["RAG_CONFIG"] = str(config_file)
 
 
 def _register() -> None:

@@ -111,11 +111,12 @@ class _TokenizerMixin:
 
     @cached_property
     def special_tokens(self) -> frozenset[str]:
-        """Strings the tokenizer turns into control tokens; prompts defuse them in quoted text."""
+        """Strings the tokenizer turns into tokens of their own rather than text: its special
+        tokens and every token added to the vocabulary (Qwen's ``<tool_call>`` and
+        ``<|fim_prefix|>`` are added but not "special"); prompts defuse them in quoted text."""
         tok = self.tokenizer
         added = getattr(tok, "added_tokens_decoder", {}) or {}
-        return frozenset([*tok.all_special_tokens,
-                          *(t.content for t in added.values() if getattr(t, "special", False))])
+        return frozenset([*tok.all_special_tokens, *(t.content for t in added.values())])
 
     def token_ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -28,7 +28,7 @@ from rag.retrieval import milvus_index
 from rag.storage.snapshot_build import backend_of, build_snapshot, read_indexes
 from rag.storage.store import ChunkStore
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # whole names only (fullmatch)
 STORE = "kb.sqlite"
 # bf16 on a CPU: one text alone vs in a batch measured >= 0.9969 (MiniLM, 60 SciFact abstracts);
 # another model is far below. Prefix families are checked by the signature, not by this.
@@ -74,7 +74,7 @@ def _fsync_dir(folder: Path) -> None:
 
 class KnowledgeBase:
     def __init__(self, name: str, settings: Settings) -> None:
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             raise KBError(
                 f"invalid knowledge base name {name!r}: use letters, digits, '.', '_' or '-'"
             )
@@ -151,6 +151,24 @@ class KnowledgeBase:
                 self._writing = False
                 if self._rebuilding:
                     self.abort_rebuild()
+
+    def indexing(self) -> bool:
+        """Whether a job holds the writer lock now (without taking it)."""
+        try:
+            with open(self.path / "lock") as handle:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:  # no lock file: never indexed
+            return False
+        return False  # closing the file released the shared lock
+
+    def changed_at(self) -> float:
+        """When the live snapshot was last published (0 if never)."""
+        try:
+            return (self.path / "CURRENT").stat().st_mtime
+        except OSError:
+            return 0.0
 
     def _drop_unused_stores(self) -> None:
         """Stores of killed rebuilds and of replaced versions (only under the writer lock)."""

@@ -58,6 +58,7 @@ bench: setup
 	$(PY) bench/parse_overlap_bench.py
 	$(PY) bench/faiss_bench.py
 	$(PY) bench/indexing_bench.py
+	$(PY) bench/hostile_inputs.py
 	$(PY) bench/index_backends_bench.py
 	$(PY) bench/ray_runner_bench.py
 	$(PY) bench/context_sweep.py

@@ -18,6 +18,7 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score, roc_curve
 from eval.scifact import Claim, Pair
 from rag.generation.answerability import ANSWERABLE_LET_THROUGH, GATE_FEATURES, gate_features
 from rag.generation.support import FEATURES, SupportModel, SupportScorer
+from rag.generation.verifier import Verifier
 
 NEGATIVE_KINDS = ("contradiction", "unsupported")
 
@@ -145,13 +146,13 @@ def gate_report(model: SupportModel, x: np.ndarray, answerable: np.ndarray,
 
 
 def methods(embed: Callable[[Sequence[str]], np.ndarray], model: SupportModel,
-            nli: Callable[[list[tuple[str, str]]], list[float]] | None) -> dict[str, SupportScorer]:
-    """The support functions to compare: the earlier similarity score, the learned one, and an
-    NLI cross-encoder when one is configured."""
+            verifier: Verifier | None) -> dict[str, SupportScorer]:
+    """The support functions to compare: the earlier similarity score, the learned one, and the
+    claim verifier when one is configured."""
     out = {"similarity": SupportScorer(embed, method="similarity"),
            "learned": SupportScorer(embed, method="learned", model=model)}
-    if nli is not None:
-        out["nli"] = SupportScorer(embed, nli=nli)
+    if verifier is not None:
+        out["verifier"] = SupportScorer(embed, verifier)
     return out
 
 

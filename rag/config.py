@@ -179,14 +179,20 @@ class GeneratorSettings(_Section):
 
 
 class CitationSettings(_Section):
+    verifier_model: str = Field("bundled:verifier-minilm", description=(
+        "the claim verifier that checks each answer sentence against its sources' sentences "
+        "(supports / contradicts / neither; trained by rag train verifier): bundled:NAME, a "
+        "folder or hub id; empty: off, support_method decides"))
     support_method: Literal["learned", "similarity"] = Field("learned", description=(
-        "learned: a logistic regression over similarity, overlap, numbers, negation and "
-        "direction words, trained on SciFact train (rag eval support); similarity: the mean of "
-        "embedding cosine and word overlap"))
+        "without a verifier (off, or missing): learned, a logistic regression over similarity, "
+        "overlap, numbers, negation and direction words, trained on SciFact train (rag eval "
+        "support); similarity, the mean of embedding cosine and word overlap"))
     support_threshold: float | None = Field(None, ge=0, le=1, description=(
-        "a sentence counts as supported at or above this score (unset: the method's own, "
-        "chosen on SciFact train; 0.45 for similarity, 0.5 for an NLI model)"))
-    nli_model: str = Field("", description="optional NLI cross-encoder (hub id or folder)")
+        "a sentence counts as supported at or above this score (unset: the method's own: the "
+        "verifier's from its card, chosen on SciFact train; 0.45 for similarity)"))
+    contradiction_threshold: float = Field(0.5, ge=0, le=1, description=(
+        "with the verifier: a sentence a source contradicts with this probability, and that "
+        "no source supports, is marked contradicted"))
     attribute: bool = Field(True, description=(
         "after generation, cite the source that supports a sentence its own citations do not "
         "support (marked as attributed by rag, never a passage outside the prompt)"))
@@ -195,8 +201,8 @@ class CitationSettings(_Section):
         "(the model's text is kept in the answer's `withheld` and shown as withheld)"))
     gate: bool = Field(True, description=(
         "answer with the refusal, without generating, when no retrieved passage addresses the "
-        "question (a model trained on SciFact claims; used with the learned support method "
-        "and the embedder it was trained with; rag eval gate measures it)"))
+        "question (a model trained on SciFact claims; used with the embedder it was trained "
+        "with; rag eval gate measures it)"))
     gate_threshold: float | None = Field(None, ge=0, le=1, description=(
         "refuse below this answerability (unset: the gate's own, chosen on SciFact train)"))
 

@@ -13,12 +13,13 @@ from pathlib import Path
 from ingest.chunking import TokenChunker
 from ingest.indexer import Indexer, IndexReport, Progress
 from rag.config import Settings
-from rag.embedder import ModelLoadError, SentenceTransformerEmbedder
+from rag.embedder import SentenceTransformerEmbedder
 from rag.generation.answerability import AnswerabilityGate
 from rag.generation.answering import Answer, Answerer
 from rag.generation.conversation import rewrite
 from rag.generation.engines import Generator, engine_dtype, make_generator
-from rag.generation.support import SupportScorer, remembering
+from rag.generation.support import VERIFIER_THRESHOLD, SupportScorer, remembering
+from rag.generation.verifier import Verifier
 from rag.protocols import Embedder, Reranker, Retriever
 from rag.retrieval.rerank import CrossEncoderReranker
 from rag.retrieval.retrievers import Bm25Retriever, DenseRetriever, HybridRetriever
@@ -76,7 +77,7 @@ class Pipeline:
         self.kb = KnowledgeBase(kb_name or settings.default_kb, settings)
         self.embedder: Embedder = embedder or SentenceTransformerEmbedder(settings.embedder)
         self.reranker: Reranker = reranker or CrossEncoderReranker(
-            settings.reranker, settings.embedder.device
+            settings.reranker, settings.embedder.device, settings.home
         )
         self._generator = generator
         self._answerer: Answerer | None = None
@@ -94,12 +95,15 @@ class Pipeline:
 
     @property
     def scorer(self) -> SupportScorer:
-        """The sentence-support function that checks answers (and that evaluation uses)."""
+        """The sentence-support function that checks answers (and that evaluation uses): the
+        verifier, or the fallback named by citations.support_method when it is off or missing."""
         if self._scorer is None:
             c = self.settings.citations
-            self._scorer = SupportScorer(remembering(self.embedder.embed_documents),
-                                         nli_scorer(c.nli_model),
-                                         c.support_method, c.support_threshold)
+            self._scorer = SupportScorer(
+                remembering(self.embedder.embed_documents),
+                load_verifier(c.verifier_model, self.settings.home, self.settings.embedder.device),
+                c.support_method, c.support_threshold,
+                contradiction_threshold=c.contradiction_threshold)
         return self._scorer
 
     @functools.cached_property
@@ -109,13 +113,11 @@ class Pipeline:
         c = self.settings.citations
         if not c.gate:
             return None
-        gate = (AnswerabilityGate.shipped(self.scorer, self.embedder.name, c.gate_threshold)
-                if self.scorer.method == "learned" else None)
+        gate = AnswerabilityGate.shipped(self.scorer, self.embedder.name, c.gate_threshold)
         if gate is None:
-            log.warning("the answerability gate is off: it works with the learned support method "
-                        "and the embedder it was trained with, not %s / %s (rag eval gate "
-                        "--train refits it; citations.gate = false silences this)",
-                        self.scorer.method, self.embedder.name)
+            log.warning("the answerability gate is off: it works with the embedder it was "
+                        "trained with, not %s (rag eval gate --train refits it; citations.gate "
+                        "= false silences this)", self.embedder.name)
         return gate
 
     @property
@@ -277,22 +279,19 @@ class Pipeline:
             questions, [h for h, _ in retrieved], [e for _, e in retrieved])
 
 
-def nli_scorer(model: str) -> Callable[[list[tuple[str, str]]], list[float]] | None:
-    """Entailment probability from an NLI cross-encoder, or None when not configured."""
-    if not model:
+def load_verifier(spec: str, home: Path, device: str = "auto") -> Verifier | None:
+    """The configured claim verifier, or None (off, or missing: said once, and the support
+    check falls back to citations.support_method)."""
+    if not spec:
         return None
-    from sentence_transformers import CrossEncoder
+    from rag.bundled import BundledModelError, bundled, resolve
 
     try:
-        encoder = CrossEncoder(model)
-    except Exception as exc:
-        raise ModelLoadError(f"cannot load NLI model {model!r}: {str(exc)[:200]}") from exc
-    labels = {v.lower(): int(k) for k, v in encoder.config.id2label.items()}
-    entail = labels.get("entailment", max(labels.values()))
-
-    def score(pairs: list[tuple[str, str]]) -> list[float]:
-        probs = encoder.predict([(p, s) for s, p in pairs], apply_softmax=True,
-                                show_progress_bar=False)
-        return [float(row[entail]) for row in probs]
-
-    return score
+        path = resolve(spec, home)
+        card = bundled(spec.split(":", 1)[1]).card if spec.startswith("bundled:") else {}
+    except BundledModelError as exc:
+        log.warning("the claim verifier is off: %s; sentences are checked by "
+                    "citations.support_method instead", exc)
+        return None
+    return Verifier(path, device, threshold=float(card.get("threshold", VERIFIER_THRESHOLD)),
+                    name=spec)

@@ -148,3 +148,28 @@ class ExtractiveGenerator(ScriptedGenerator):
                     best = (share, f"{text[a:b].rstrip('.')} [{n}].")
         self.queue = [best[1] if best[0] >= self.min_overlap else REFUSAL]
         return super()._next(prompt, temperature, model)
+
+
+class NegationVerifier:
+    """A claim verifier by rule: a sentence holding most of the claim's content words supports
+    it, unless exactly one of the two says "not" (then it contradicts it)."""
+
+    name = "fake-negation"
+    threshold = 0.5
+
+    def judge(self, claims_and_sentences: Sequence[tuple[str, Sequence[str]]]) -> list:
+        from rag.generation.support import content_words
+        from rag.generation.verifier import Judgement
+
+        out = []
+        for claim, sentences in claims_and_sentences:
+            words = content_words(claim) - {"not"}
+            best = (0.0, 0.0, 0)
+            for i, sentence in enumerate(sentences):
+                share = len(words & content_words(sentence)) / max(1, len(words))
+                negated = (" not " in f" {claim.lower()} ") != (" not " in f" {sentence.lower()} ")
+                support, contradiction = (0.1, 0.9) if share >= 0.6 and negated else (share, 0.02)
+                if support > best[0] or contradiction > best[1]:
+                    best = (max(best[0], support), max(best[1], contradiction), i)
+            out.append(Judgement(*best))
+        return out

@@ -325,8 +325,56 @@ def test_the_shipped_gate_is_used_only_with_its_own_embedder(
     said: list[str] = []
     monkeypatch.setattr("rag.pipeline.log.warning", lambda msg, *args: said.append(msg % args))
     assert asking.gate is None  # trained on MiniLM's cosines; the hash embedder has others
-    assert len(said) == 1 and "the answerability gate is off" in said[0] and "fake-hash" in said[0]
+    gate_said = [m for m in said if "the answerability gate is off" in m]
+    assert len(gate_said) == 1 and "fake-hash" in gate_said[0]
     model = SupportModel.load(GATE_FILE, GATE_FEATURES)
     assert model.embedder == "bundled:all-MiniLM-L6-v2" and "SciFact train" in model.trained_on
     scorer = SupportScorer(HashEmbedder(name=model.embedder).embed_documents)
     assert AnswerabilityGate.shipped(scorer, model.embedder) is not None
+
+
+def test_a_sentence_a_source_contradicts_is_marked_and_shown() -> None:
+    """With a verifier, a sentence no source supports and one contradicts is 'contradicted':
+    its flags, the answer's warning, the CLI's footer and the app's page say so."""
+    from rag.cli.ask_cmd import print_answer_footer
+    from rag.generation.answering import Answerer
+    from rag.generation.support import SupportScorer
+    from rag.testing import NegationVerifier, ScriptedGenerator
+    from ui.render import answer_html
+
+    generator = ScriptedGenerator("Cats purr when they are content [1]. "
+                                  "Cats do not sleep during the day [1].")
+    scorer = SupportScorer(None, NegationVerifier())  # type: ignore[arg-type]
+    answerer = Answerer(generator, scorer, 64)
+    passage = hit("Cats purr when they are content. Cats sleep during the day.", 1)
+    answer = answerer.answer_many(["What do cats do?"], [[passage]], [{}])[0]
+    first, second = answer.sentences
+    assert first.supported and not first.contradicted_by
+    assert second.supported is False and second.contradicted_by == [1]
+    assert "contradicted by [1]" in second.flags
+    assert any("contradicted by the sources" in w for w in answer.warnings)
+    page = answer_html("t", answer.text, [s.to_dict() for s in answer.sentences],
+                       answer.sources)
+    assert 'class="contradicted"' in page and "contradicted by &#91;1&#93;" in page
+    from click.testing import CliRunner
+
+    with CliRunner().isolation() as (out, _, _):
+        print_answer_footer(answer)
+        footer = out.getvalue().decode()
+    assert "Contradicted by the sources:" in footer and "Cats do not sleep" in footer
+
+
+def test_without_the_verifier_the_learned_function_checks_answers(settings, monkeypatch) -> None:  # noqa: ANN001
+    from rag.pipeline import Pipeline
+    from rag.testing import HashEmbedder
+
+    from rag.config import load_settings
+
+    said: list[str] = []
+    monkeypatch.setattr("rag.pipeline.log.warning", lambda msg, *args: said.append(msg % args))
+    monkeypatch.setenv("RAG_CITATIONS__VERIFIER_MODEL", "bundled:no-such-model")
+    pipeline = Pipeline(load_settings(), "t", embedder=HashEmbedder())
+    assert pipeline.scorer.method == "learned" and pipeline.scorer.verifier is None
+    assert any("claim verifier is off" in m and "no-such-model" in m for m in said)
+    monkeypatch.setenv("RAG_CITATIONS__VERIFIER_MODEL", "")
+    assert Pipeline(load_settings(), "t", embedder=HashEmbedder()).scorer.method == "learned"

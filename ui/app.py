@@ -190,6 +190,10 @@ def show_answer(engine: Engine, kb: str, turn: dict[str, Any]) -> None:
     if answer.get("withheld"):
         with st.expander("The model's answer, withheld: no passage supports it"):
             st.markdown(render.text(answer["withheld"]), unsafe_allow_html=True)
+    contradicted = [s for s in answer["sentences"] if s.get("contradicted_by")]
+    if contradicted:
+        st.caption(f":no_entry: {len(contradicted)} sentence(s) contradicted by a source (red; "
+                   "hover for which).")
     flagged = [s for s in answer["sentences"] if s.get("supported") is False]
     if flagged:
         st.caption(f":warning: {len(flagged)} of {len(answer['sentences'])} sentence(s) uncited "

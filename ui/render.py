@@ -20,6 +20,7 @@ CSS = """<style>
   font-style: italic; }
 .rag-answer .unsupported { text-decoration: underline wavy #d0342c; text-underline-offset: 4px;
   text-decoration-thickness: 1.5px; }
+.rag-answer .contradicted { background: rgba(208, 52, 44, .13); border-bottom: 2px solid #d0342c; }
 .rag-passage { white-space: pre-wrap; font-size: .92em; line-height: 1.5; }
 .rag-passage mark { background: #ffc96b; padding: 0 .1em; border-radius: 3px; }
 </style>"""
@@ -151,8 +152,9 @@ def answer_html(turn: str, answer: str, sentences: Sequence[dict[str, Any]],
             continue
         out.append(_cite_links(answer[cursor:start], turn, by_n))
         inner = _cite_links(answer[start:end], turn, by_n, attributed)
+        style = "contradicted" if s.get("contradicted_by") else "unsupported"
         out.append(inner if s.get("supported") is not False else
-                   f'<span class="unsupported" title="{text(_why(s))}">{inner}</span>')
+                   f'<span class="{style}" title="{text(_why(s))}">{inner}</span>')
         cursor = end
     out.append(_cite_links(answer[cursor:], turn, by_n))
     return f'<div class="rag-answer">{"".join(out)}</div>'

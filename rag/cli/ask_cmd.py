@@ -45,14 +45,21 @@ def print_answer_footer(answer: Answer) -> None:
             text = shown(" ".join(without_citations(s.text).split()))
             stdout.print(f"  - {text} -> [{', '.join(map(str, s.attributed))}]"
                          f"[dim]{shown(was)}[/]", highlight=False)
-    flagged = {i for i, s in enumerate(answer.sentences) if s.supported is False}
+    contradicted = [s for s in answer.sentences if s.contradicted_by]
+    if contradicted:
+        stdout.print("\n[bold red]Contradicted by the sources:[/]")
+        for s in contradicted:
+            sources = ", ".join(f"[{n}]" for n in s.contradicted_by)
+            stdout.print(f"  - {shown(' '.join(s.text.split()))}  [dim](contradicted by "
+                         f"{shown(sources)})[/]", highlight=False)
+    flagged = [s for s in answer.sentences if s.supported is False and not s.contradicted_by]
     if flagged:
         stdout.print("\n[bold yellow]Check these sentences:[/]")
-        for i in sorted(flagged):
-            s = answer.sentences[i]
+        for s in flagged:
             hint = f"; best match [{s.suggested}]" if s.suggested else ""
             text = shown(" ".join(s.text.split()))
-            stdout.print(f"  - {text}  [dim]({', '.join(s.flags)}{hint})[/]", highlight=False)
+            stdout.print(f"  - {text}  [dim]({shown(', '.join(s.flags) + hint)})[/]",
+                         highlight=False)
     if answer.sources:
         stdout.print("\n[bold]Sources[/]")
         for src in answer.sources:

@@ -21,7 +21,7 @@ from rag.cli.common import (
     with_running_server,
 )
 from rag.config import Settings
-from rag.pipeline import MODES, Pipeline, nli_scorer
+from rag.pipeline import MODES, Pipeline, load_verifier
 
 if TYPE_CHECKING:
     from eval.scifact import SciFact
@@ -119,9 +119,10 @@ def eval_support(dataset: Path, retrain: bool, model_out: Path | None, limit: in
         stderr.print(f"wrote {target}")
     else:
         model = SupportModel.load()
-    nli = nli_scorer(settings.citations.nli_model)
+    verifier = load_verifier(settings.citations.verifier_model, settings.home,
+                             settings.embedder.device)
     results, curves = {}, {}
-    scorers = support.methods(embed, model, nli)
+    scorers = support.methods(embed, model, verifier)
     with Progress(console=stderr, transient=True) as bar:
         task = bar.add_task("scoring pairs", total=len(scorers) * 2)
         for name, scorer in scorers.items():

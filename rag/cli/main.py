@@ -54,11 +54,21 @@ def cli(verbose: bool, config_file: Path | None) -> None:
 
 
 def _register() -> None:
-    from rag.cli import ask_cmd, eval_cmd, index_cmd, kb_cmd, models_cmd, search_cmd, ui_cmd
+    from rag.cli import (
+        ask_cmd,
+        eval_cmd,
+        index_cmd,
+        kb_cmd,
+        models_cmd,
+        search_cmd,
+        train_cmd,
+        ui_cmd,
+    )
 
     cli.add_command(index_cmd.index)
     cli.add_command(search_cmd.search)
     cli.add_command(eval_cmd.eval_group)
+    cli.add_command(train_cmd.train_group)
     cli.add_command(kb_cmd.kb_group)
     cli.add_command(kb_cmd.config_cmd)
     cli.add_command(ask_cmd.ask)

@@ -29,6 +29,8 @@ class Sentence:
     removed: list[int] = field(default_factory=list)
     # cited source n -> [start, end] of the passage sentence that supports this one best
     evidence: dict[int, list[int]] = field(default_factory=dict)
+    # sources whose passage contradicts the sentence (the verifier's word), when none supports it
+    contradicted_by: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -122,8 +124,9 @@ def check(answer: str, sources: Sequence[Source], scorer: SupportScorer,
         sentences.append(s)
     keys = [(i, src.n) for i in claims for src in sources]
     context = context_of((s.hit.chunk.title, s.hit.chunk.text) for s in sources)
-    scored = dict(zip(keys, scorer.scores([(claims[i], by_n[n].hit.chunk.text)
-                                           for i, n in keys], context), strict=True))
+    judged = dict(zip(keys, scorer.judgements([(claims[i], by_n[n].hit.chunk.text)
+                                               for i, n in keys], context), strict=True))
+    scored = {key: support for key, (support, _) in judged.items()}
     notes = []
     for i in claims:
         s = sentences[i]
@@ -144,7 +147,10 @@ def check(answer: str, sources: Sequence[Source], scorer: SupportScorer,
                 continue
             s.suggested = best
         s.supported = False
+        s.contradicted_by = [n for n in by_n if scorer.contradicted(judged[(i, n)][1])]
         numbers = parsed[i][1]
+        if s.contradicted_by:
+            s.flags.append(f"contradicted by {_numbers(s.contradicted_by)}")
         s.flags.append("unsupported by its cited source" if s.citations else
                        "uncited" if not numbers else "cites a source that does not exist")
     _locate_evidence(sentences, [(i, n, claims[i]) for i in claims
@@ -160,11 +166,18 @@ def check(answer: str, sources: Sequence[Source], scorer: SupportScorer,
     flagged = [s for s in sentences if s.supported is False]
     if flagged:
         warnings.append(f"{len(flagged)} of {len(sentences)} sentence(s) uncited or unsupported")
+    contradicted = [s for s in sentences if s.contradicted_by]
+    if contradicted:
+        warnings.append(f"{len(contradicted)} sentence(s) contradicted by the sources")
     if truncated:
         warnings.append("the answer was cut off at the token limit")
     grounded = not claims or any(
         scorer.supported(max(scored[(i, n)] for n in by_n)) for i in claims if by_n)
     return CitationReport(sentences, sorted(set(invalid)), refused, warnings, grounded)
+
+
+def _numbers(numbers: Sequence[int]) -> str:
+    return ", ".join(f"[{n}]" for n in numbers)
 
 
 def context_of(passages: Iterable[tuple[str, str]]) -> str:

@@ -1,15 +1,17 @@
-"""Sentence support: how well a passage backs a sentence, as a score in [0, 1] and a threshold.
+"""Sentence support: how well a passage backs a sentence, as a score in [0, 1] and a threshold,
+and how strongly it contradicts it.
 
-No NLI or hallucination-detector weights can be installed here, so the default scorer is a
-logistic regression over a few measured signals (embedding similarity to the passage's best
-sentence, content-word overlap, numbers missing from the passage, negation and direction words
-that disagree), trained on SciFact's train claims by ``rag eval support --train`` and validated
-on its dev claims (eval/support.py; docs/evaluation.md has the numbers). ``similarity`` is the
-earlier score, the mean of cosine and overlap; an NLI cross-encoder, when configured, replaces
-both with its entailment probability. Either of the first two is held under its threshold
-when the passage lacks a quantity the sentence states, or no retrieved passage mentions a name
-it uses (``specifics_found``): a rule, not a learned weight, measured on questions with
-invented facts.
+The default is the claim verifier trained here (rag/generation/verifier.py, ``rag train
+verifier``): the probability that the passage's best sentence supports the sentence, and the
+highest probability that one of its sentences contradicts it. Where the verifier is off or
+missing, the fallback is a logistic regression over a few measured signals (embedding
+similarity to the passage's best sentence, content-word overlap, numbers missing from the
+passage, negation and direction words that disagree), trained on SciFact's train claims by ``rag
+eval support --train`` and validated on its dev claims (eval/support.py; docs/evaluation.md has
+the numbers); ``similarity`` is the earlier score, the mean of cosine and overlap. Every method
+is held under its threshold when the passage lacks a quantity the sentence states, or no
+retrieved passage mentions a name it uses (``specifics_found``): a rule, not a learned weight,
+measured on questions with invented facts.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ingest.chunking import sentence_spans
+from rag.generation.verifier import Verifier
 
 WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'-]*")
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
@@ -52,14 +55,14 @@ NAMED = re.compile(r"[a-z][A-Z]|[A-Za-z]\d|\d[A-Za-z]")
 CODE = re.compile(r"`([^`\n]+)`")
 MODEL_FILE = Path(__file__).with_name("support_model.json")
 SIMILARITY_THRESHOLD = 0.45
-NLI_THRESHOLD = 0.5
+VERIFIER_THRESHOLD = 0.5
+CONTRADICTION_THRESHOLD = 0.5
 # No overlap with the best sentence beside overlap with the whole passage: on the training pairs
 # (mostly one-sentence passages) the two are nearly equal, and the fit gave them opposite signs,
 # so a verbatim sentence scored below a looser one (found through attribution; measured out).
 FEATURES = ("cos_best", "overlap", "numbers_missing", "negation_mismatch", "direction_conflict")
 
 Embed = Callable[[Sequence[str]], np.ndarray]
-Nli = Callable[[list[tuple[str, str]]], list[float]]
 
 
 @functools.cache
@@ -184,34 +187,52 @@ class SupportModel:
 
 
 class SupportScorer:
-    """Support of a sentence by a passage in [0, 1], and the threshold above which it counts.
+    """Support of a sentence by a passage in [0, 1], and the threshold above which it counts;
+    with the verifier, also how strongly a passage contradicts it.
 
-    ``method``: ``learned`` (default), ``similarity``, or an ``nli`` callable (it wins)."""
+    ``method``: ``learned`` (default without a verifier) or ``similarity``; a ``verifier``
+    wins."""
 
-    def __init__(self, embed: Embed | None, nli: Nli | None = None, method: str = "learned",
-                 threshold: float | None = None, model: SupportModel | None = None) -> None:
+    def __init__(self, embed: Embed | None, verifier: Verifier | None = None,
+                 method: str = "learned", threshold: float | None = None,
+                 model: SupportModel | None = None,
+                 contradiction_threshold: float = CONTRADICTION_THRESHOLD) -> None:
         if method not in ("learned", "similarity"):
             raise ValueError(f"unknown support method {method!r} (learned or similarity)")
-        self.embed, self.nli = embed, nli
-        self.method = "nli" if nli is not None else method
+        self.embed, self.verifier = embed, verifier
+        self.method = "verifier" if verifier is not None else method
         if self.method == "learned" and embed is None:
             self.method = "similarity"  # the learned model needs embeddings
         self.model = model or (SupportModel.load() if self.method == "learned" else None)
-        default = {"nli": NLI_THRESHOLD, "similarity": SIMILARITY_THRESHOLD}.get(
+        default = {"verifier": verifier.threshold if verifier else VERIFIER_THRESHOLD,
+                   "similarity": SIMILARITY_THRESHOLD}.get(
             self.method, self.model.threshold if self.model else SIMILARITY_THRESHOLD)
         self.threshold = default if threshold is None else threshold
+        self.contradiction_threshold = contradiction_threshold
 
     def supported(self, score: float) -> bool:
         return score >= self.threshold
 
+    def contradicted(self, contradiction: float) -> bool:
+        return self.verifier is not None and contradiction >= self.contradiction_threshold
+
     def scores(self, pairs: list[tuple[str, str]], context: str | None = None) -> list[float]:
         """Support of each (sentence, passage) pair; ``context``: the text of every passage
         the sentences were written from (with titles), for the names check."""
+        return [support for support, _ in self.judgements(pairs, context)]
+
+    def judgements(self, pairs: list[tuple[str, str]], context: str | None = None
+                   ) -> list[tuple[float, float]]:
+        """(support, contradiction) of each (sentence, passage) pair; contradiction is 0 without
+        the verifier."""
         if not pairs:
             return []
-        if self.nli is not None:
-            return [float(s) for s in self.nli(pairs)]
-        if self.method == "learned":
+        contradiction = [0.0] * len(pairs)
+        if self.verifier is not None:
+            judged = self.verifier.judge([(s, sentences_of(p)) for s, p in pairs])
+            raw = [j.support for j in judged]
+            contradiction = [j.contradiction for j in judged]
+        elif self.method == "learned":
             assert self.model is not None
             raw = [float(p) for p in self.model.predict(self.features(pairs))]
         else:
@@ -220,8 +241,8 @@ class SupportScorer:
                 cos = self._cosines(pairs)
                 raw = [0.5 * float(c) + 0.5 * w for c, w in zip(cos, raw, strict=True)]
         mentioned = None if context is None else name_keys(context)
-        return [round(self._below_unless_specific(r, specifics_found(s, p, mentioned)), 6)
-                for r, (s, p) in zip(raw, pairs, strict=True)]
+        return [(round(self._below_unless_specific(r, specifics_found(s, p, mentioned)), 6),
+                 round(c, 6)) for r, c, (s, p) in zip(raw, contradiction, pairs, strict=True)]
 
     def _below_unless_specific(self, score: float, found: float) -> float:
         """A pair with a specific missing scores under the threshold, whatever its score, but

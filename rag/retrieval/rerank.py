@@ -1,12 +1,17 @@
-"""Cross-encoder reranking; any sentence-transformers CrossEncoder (hub id or local folder)."""
+"""Cross-encoder reranking: the reranker trained here (``bundled:reranker-minilm``, ``rag train
+reranker``) or any sentence-transformers CrossEncoder (hub id or local folder). The top
+``reranker.top_n`` hits are scored in batches, in bfloat16 on CPUs that compute it natively (as
+the embedder), and reordered; the rest keep retrieval's order below them."""
 
 from __future__ import annotations
 
 import logging
+import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.config import RerankerSettings
-from rag.embedder import ModelLoadError, _device
+from rag.embedder import ModelLoadError, _device, embedder_dtype
 from rag.types import Hit
 
 if TYPE_CHECKING:
@@ -19,20 +24,30 @@ class CrossEncoderReranker:
     """Loads on first use. If the model cannot load and is not required, it says so once and
     passes hits through unchanged (``available`` turns False); if required, it raises."""
 
-    def __init__(self, settings: RerankerSettings, device: str = "auto") -> None:
+    def __init__(self, settings: RerankerSettings, device: str = "auto",
+                 home: Path | None = None) -> None:
         self.settings = settings
         self.name = settings.model
         self.device = device
+        self.home = home or Path("~/.rag").expanduser()
         self._model: CrossEncoder | None = None
+        self._lock = threading.Lock()
         self.available = True
         self.warning: str | None = None
 
     def _load(self) -> CrossEncoder | None:
         if self._model is None and self.available:
+            import torch
             from sentence_transformers import CrossEncoder
 
+            from rag.bundled import resolve
+
             try:
-                self._model = CrossEncoder(self.settings.model, device=_device(self.device))
+                path = resolve(self.settings.model, self.home)
+                device = _device(self.device) or ("cuda" if torch.cuda.is_available() else "cpu")
+                dtype = getattr(torch, embedder_dtype("auto", device))
+                self._model = CrossEncoder(path, device=device, max_length=256,
+                                           model_kwargs={"dtype": dtype})
             except Exception as exc:
                 message = f"cannot load reranker {self.settings.model!r}: {exc}"
                 if self.settings.required:
@@ -43,15 +58,16 @@ class CrossEncoderReranker:
         return self._model
 
     def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
-        model = self._load()
-        if model is None or not hits:
-            return hits
-        head, tail = hits[: self.settings.top_n], hits[self.settings.top_n :]
-        scores = model.predict(
-            [(query, h.chunk.embed_text or h.chunk.text) for h in head],
-            batch_size=self.settings.batch_size,
-            show_progress_bar=False,
-        )
+        with self._lock:  # one tokenizer, shared by UI sessions
+            model = self._load()
+            if model is None or not hits:
+                return hits
+            head, tail = hits[: self.settings.top_n], hits[self.settings.top_n :]
+            scores = model.predict(
+                [(query, h.chunk.embed_text or h.chunk.text) for h in head],
+                batch_size=self.settings.batch_size,
+                show_progress_bar=False,
+            )
         for hit, score in zip(head, scores, strict=True):
             hit.rerank = float(score)
             hit.score = float(score)

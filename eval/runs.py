@@ -17,7 +17,7 @@ from pathlib import Path
 from eval.answers import Question, score
 from eval.citation_metrics import answer_citation_scores, sentence_scores
 from eval.intervals import Row, summarise
-from eval.scifact import verdict_of
+from eval.scifact import checked_verdict
 from rag.generation.answering import Answer
 from rag.pipeline import Pipeline
 
@@ -72,7 +72,10 @@ def score_answer(answer: Answer, question: Question, qid: str, pipeline: Pipelin
     if question.verdict is not None:
         first = sentences[0].text if sentences else answer.text
         row["verdict_gold"] = question.verdict
-        row["verdict"] = verdict_of(first, answer.refused)
+        cited = [str(s["text"]) for s in answer.sources if s["cited"]] or \
+            [str(s["text"]) for s in answer.sources]
+        row["verdict"] = checked_verdict(question.query or question.question, first,
+                                         answer.refused, cited, pipeline.scorer)
         row["verdict_correct"] = row["verdict"] == question.verdict
     row["sentence_scores"] = [s.to_dict() for s in sentences]
     row["sources"] = [{k: s.get(k) for k in ("n", "cited", "title", "source", "doc_key", "page",

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from eval.answers import Question
+from rag.generation.support import SupportScorer
 
 SPLITS = ("train", "dev")
 VERDICTS = ("SUPPORT", "REFUTE", "NEI")
@@ -166,3 +168,22 @@ def verdict_of(first_sentence: str, refused: bool) -> str:
     if refused or _NEI.search(first_sentence):
         return "NEI"
     return "REFUTE" if _REFUTE.search(first_sentence) else "SUPPORT"
+
+
+def checked_verdict(claim: str, first_sentence: str, refused: bool,
+                    passages: Sequence[str], scorer: SupportScorer) -> str:
+    """The verdict with rag's claim verifier: the claim itself judged against the passages the
+    answer cites (all it was given if it cites none): contradicted (and more strongly than
+    supported) is REFUTE, supported is SUPPORT; where the verifier is unsure, or off, the
+    answer's own words decide (``verdict_of``). A refusal stays NEI."""
+    own = verdict_of(first_sentence, refused)
+    if refused or scorer.verifier is None or not passages:
+        return own
+    judged = scorer.judgements([(claim, p) for p in passages])
+    support = max(j[0] for j in judged)
+    contradiction = max(j[1] for j in judged)
+    if scorer.contradicted(contradiction) and contradiction > support:
+        return "REFUTE"
+    if scorer.supported(support):
+        return "SUPPORT"
+    return own

@@ -123,16 +123,15 @@ class ParseWorker:
         progress_cpu, progress_wall = cpu_seconds(proc.pid), time.monotonic()
         while True:
             ready, _, _ = select.select([proc.stdout], [], [], POLL_S)
+            cpu = cpu_seconds(proc.pid)
             if ready:
                 message = self._receive(proc)
                 if message[0] != ALIVE:
                     break
-                progress_cpu, progress_wall = cpu_seconds(proc.pid), time.monotonic()
-                continue
+                progress_cpu, progress_wall = cpu, time.monotonic()
             if cancel is not None and cancel.is_set():
                 self.close(kill=True)
                 raise Cancelled("cancelled")
-            cpu = cpu_seconds(proc.pid)
             if cpu - self._submitted_cpu > self.budget_s:
                 self.close(kill=True)
                 raise LoadError(f"parsing used over {self.budget_s:g} s of CPU time in all "

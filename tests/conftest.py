@@ -4,6 +4,7 @@ import os
 import signal
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,9 @@ def needs_shared(path: Path) -> pytest.MarkDecorator:
 
 
 @pytest.fixture(autouse=True)
-def rag_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """All user state in tmp; no stray RAG_* settings leak in from the developer's shell."""
+def rag_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """All user state in tmp; no stray RAG_* settings leak in from the developer's shell, nor
+    out of a test (``rag --config`` sets RAG_CONFIG for the processes it starts)."""
     for key in list(os.environ):
         if key.startswith("RAG_"):
             monkeypatch.delenv(key)
@@ -32,7 +34,10 @@ def rag_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # No `rag ask` leaves an ask worker behind (tests/test_ask_worker.py turns it on).
     monkeypatch.setenv("RAG_GENERATOR__ASK_WORKER_IDLE_S", "0")
     monkeypatch.chdir(tmp_path)
-    return home
+    before = {key for key in os.environ if key.startswith("RAG_")}
+    yield home
+    for key in [k for k in os.environ if k.startswith("RAG_") and k not in before]:
+        del os.environ[key]
 
 
 @pytest.fixture(autouse=True)

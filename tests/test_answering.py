@@ -365,10 +365,9 @@ def test_a_sentence_a_source_contradicts_is_marked_and_shown() -> None:
 
 
 def test_without_the_verifier_the_learned_function_checks_answers(settings, monkeypatch) -> None:  # noqa: ANN001
+    from rag.config import load_settings
     from rag.pipeline import Pipeline
     from rag.testing import HashEmbedder
-
-    from rag.config import load_settings
 
     said: list[str] = []
     monkeypatch.setattr("rag.pipeline.log.warning", lambda msg, *args: said.append(msg % args))

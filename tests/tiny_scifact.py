@@ -25,7 +25,7 @@ def write(folder: Path) -> Path:
         doc = str(1000 + i)
         sentences = [f"We studied {agent.lower()} in a cohort of adults.",
                      f"{agent} {verb} {outcome} in this trial.",
-                     f"Participants were followed for two years."]
+                     "Participants were followed for two years."]
         corpus.append({"_id": doc, "title": f"{agent} and {outcome}", "text": " ".join(sentences)})
         claim = f"{agent} {verb} {outcome}."
         queries.append({"_id": str(i), "text": claim})

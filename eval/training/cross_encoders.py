@@ -28,6 +28,9 @@ class Recipe:
     max_length: int = 256
     warmup: float = 0.1
     seed: int = 0
+    # labels 1 only: "bce" scores each pair alone; "listwise" each query's positive against its
+    # hard negatives together (a softmax over them): what made the reranker learn here
+    loss: str = "bce"
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -57,8 +60,10 @@ def machine() -> str:
 
 def train(recipe: Recipe, columns: dict[str, Sequence[Any]], out: Path,
           evaluate: Evaluate | None = None, resume: bool = False) -> Trained:
-    """Train on ``columns`` (the pair's two texts, then "label"), writing checkpoints under
-    ``out/checkpoints`` and the model to ``out/model``."""
+    """Train on ``columns`` (the pair's two texts, then "label"; listwise: query, positive,
+    negative_1..n), writing checkpoints under ``out/checkpoints`` and the model to
+    ``out/model``. A base with another number of labels (the verifier as a reranker's start)
+    keeps its encoder and gets a new head."""
     import torch
     from datasets import Dataset
     from sentence_transformers.cross_encoder import (
@@ -69,17 +74,20 @@ def train(recipe: Recipe, columns: dict[str, Sequence[Any]], out: Path,
     from sentence_transformers.cross_encoder.losses import (
         BinaryCrossEntropyLoss,
         CrossEntropyLoss,
+        MultipleNegativesRankingLoss,
     )
     from transformers import TrainerCallback, set_seed
 
     set_seed(recipe.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = CrossEncoder(recipe.base, num_labels=recipe.labels, max_length=recipe.max_length,
-                         device=device)
+                         device=device, model_kwargs={"ignore_mismatched_sizes": True})
     for name, param in model.named_parameters():
         if name.endswith("word_embeddings.weight"):
             param.requires_grad = False
-    loss = BinaryCrossEntropyLoss(model) if recipe.labels == 1 else CrossEntropyLoss(model)
+    loss = (CrossEntropyLoss(model) if recipe.labels > 1 else
+            MultipleNegativesRankingLoss(model, num_negatives=1) if recipe.loss == "listwise"
+            else BinaryCrossEntropyLoss(model))
     saved = out / "curve.json"
     curve: list[dict[str, float]] = json.loads(saved.read_text()) if resume and saved.is_file() \
         else []

@@ -17,7 +17,7 @@ from eval.scifact import SciFact
 from eval.training.cards import write_card
 from eval.training.cross_encoders import Recipe, Trained, train
 from eval.training.evaluation import reranked_ndcg, verifier_metrics
-from eval.training.reranker_data import Pair, Search, Synthetic
+from eval.training.reranker_data import Pair, Search, Synthetic, listwise_columns
 from eval.training.verifier_data import LABELS, corpus_examples, verifier_examples
 from rag.types import Hit
 
@@ -81,15 +81,17 @@ class HeldOut:
 
 
 def train_reranker(recipe: Recipe, out: Path, pairs: Sequence[Pair], held_out: HeldOut,
-                   card: dict[str, Any], resume: bool = False) -> dict[str, Any]:
+                   card: dict[str, Any], resume: bool = False, negatives: int = 7
+                   ) -> dict[str, Any]:
     """Train on ``pairs``; nDCG@10 on ``held_out`` before (retrieval alone, and the base model
     if it is a reranker already) and after each epoch. Returns the card (also written)."""
     def evaluate(model: Any) -> dict[str, float]:  # noqa: ANN401
         return {f"ndcg@10 ({held_out.name})": held_out.ndcg(_scores(model))}
 
-    trained = train(recipe, {"query": [p.query for p in pairs],
-                             "passage": [p.passage for p in pairs],
-                             "label": [p.label for p in pairs]}, out, evaluate, resume)
+    columns = (listwise_columns(pairs, negatives) if recipe.loss == "listwise" else
+               {"query": [p.query for p in pairs], "passage": [p.passage for p in pairs],
+                "label": [p.label for p in pairs]})
+    trained = train(recipe, columns, out, evaluate, resume)
     metrics = {f"ndcg@10 {held_out.name}, retrieval alone": held_out.ndcg(None),
                **{k: v for k, v in (trained.curve[-1] if trained.curve else {}).items()
                   if k.startswith("ndcg")}}

@@ -116,3 +116,24 @@ def synthetic_pairs(items: Sequence[Synthetic], search: Search, negatives: int =
                 for h in rng.sample(others, min(negatives, len(others)))]
     rng.shuffle(out)
     return out
+
+
+def listwise_columns(pairs: Sequence[Pair], negatives: int) -> dict[str, list[str]]:
+    """Each positive with ``negatives`` negatives of its query (queries with fewer are padded
+    by repeating theirs; those with none are left out), as the listwise loss reads them."""
+    by_query: dict[str, tuple[list[str], list[str]]] = {}
+    for p in pairs:
+        positive, negative = by_query.setdefault(p.query, ([], []))
+        (positive if p.label > 0 else negative).append(p.passage)
+    columns: dict[str, list[str]] = {"query": [], "positive": [],
+                                     **{f"negative_{i + 1}": [] for i in range(negatives)}}
+    for query, (positive, negative) in by_query.items():
+        if not negative:
+            continue
+        padded = (negative * negatives)[:negatives]
+        for passage in positive:
+            columns["query"].append(query)
+            columns["positive"].append(passage)
+            for i, n in enumerate(padded):
+                columns[f"negative_{i + 1}"].append(n)
+    return columns

@@ -50,7 +50,7 @@ def cli(verbose: bool, config_file: Path | None) -> None:
     """
     setup_logging(verbose)
     if config_file is not None:
-        os.environ["RAG_CONFIG"] = str(config_file)
+        os.environ["RAG_CONFIG"] = str(config_file.resolve())  # for the processes it starts
 
 
 def _register() -> None:

@@ -26,7 +26,10 @@ def models_cmd(as_json: bool) -> None:
     rows.append({"role": "generator", **facts, "context_window_configured": g.context_window})
     rows.append({"role": "embedder", "name": settings.embedder.model})
     rows.append({"role": "reranker", "name": settings.reranker.model,
-                 "enabled": settings.reranker.enabled})
+                 "enabled": settings.reranker.enabled, **_card(settings.reranker.model)})
+    rows.append({"role": "verifier", "name": settings.citations.verifier_model or "(off)",
+                 "enabled": bool(settings.citations.verifier_model),
+                 **_card(settings.citations.verifier_model)})
     if as_json:
         print_json(rows)
         return
@@ -43,6 +46,25 @@ def models_cmd(as_json: bool) -> None:
             f"{kv / 1024:.1f} KiB" if isinstance(kv, int) else str(r.get("error", "")),
             f"{mha / 1024:.1f} KiB" if isinstance(mha, int) else "")
     stdout.print(table)
+    for r in rows:
+        if r.get("trained_on"):
+            state = "" if r.get("enabled") else " (off)"
+            stdout.print(f"{r['role']}{state}: {r['name']}, trained here on {r['trained_on']}; "
+                         f"held out: {r['metrics']} (model card: {r['card']})", highlight=False)
+
+
+def _card(spec: str) -> dict[str, object]:
+    """What the card of a shipped encoder says about it (nothing for other models)."""
+    from rag.bundled import HERE, BundledModelError, bundled
+
+    if not spec.startswith("bundled:") or spec.lower() == "bundled:all-minilm-l6-v2":
+        return {}
+    try:
+        card = bundled(spec.split(":", 1)[1]).card
+    except BundledModelError as exc:
+        return {"error": str(exc)}
+    return {"trained_on": card.get("data"), "metrics": card.get("metrics"),
+            "card": str(HERE / card["name"] / "MODEL_CARD.md")}
 
 
 @click.command("serve-llm")

@@ -84,10 +84,13 @@ def _report(card: dict, folder: Path, ship: bool, kind: str, as_json: bool) -> N
 @click.option("--negatives", type=click.IntRange(1, 50), default=7, show_default=True)
 @click.option("--depth", type=click.IntRange(5, 100), default=20, show_default=True,
               help="Candidates reranked in evaluation (as reranker.top_n does).")
+@click.option("--loss", type=click.Choice(["listwise", "bce"]), default="listwise",
+              show_default=True, help="listwise: each positive against its query's negatives "
+                                      "together; bce: each pair alone.")
 @click.option("--limit", type=int, help="Only the first N training queries (smoke runs).")
 @_options
 def train_reranker(dataset: str | None, kb_name: str | None, questions: int, base: str | None,
-                   negatives: int, depth: int, limit: int | None, epochs: float | None,
+                   negatives: int, depth: int, loss: str, limit: int | None, epochs: float | None,
                    learning_rate: float | None, batch_size: int, seed: int, out: Path | None,
                    resume: bool, ship: bool, as_json: bool) -> None:
     """Fine-tune a cross-encoder reranker: on a BEIR dataset's train queries (held out: its
@@ -109,9 +112,9 @@ def train_reranker(dataset: str | None, kb_name: str | None, questions: int, bas
     if not dataset and not kb_name:
         raise UserError("give --dataset (labelled queries) and/or --kb (synthetic questions)")
     settings = get_settings()
-    name = f"{RERANKER}-{kb_name}" if kb_name else RERANKER
+    name = f"{RERANKER}-{kb_name}" if kb_name and not dataset else RERANKER
     folder = _out(settings, name, out, resume)
-    base = base or (f"bundled:{RERANKER}" if kb_name else BASE)
+    base = base or (f"bundled:{RERANKER}" if kb_name and not dataset else BASE)
     pairs, held, data_note, command = [], None, [], ["rag train reranker"]
     with Progress(console=stderr, transient=True) as bar:
         if dataset:
@@ -147,15 +150,16 @@ def train_reranker(dataset: str | None, kb_name: str | None, questions: int, bas
             command += ["--kb", kb_name, "--questions", str(questions)]
     assert held is not None
     recipe = Recipe(resolve_base(base, settings.home), 1, epochs or (2 if dataset else 1),
-                    learning_rate or 7e-5, batch_size, 256, seed=seed)
+                    learning_rate or 5e-5, batch_size, 256, seed=seed, loss=loss)
     card = {"name": name, "task": "reranking: relevance of a passage to a query (one score)",
             "summary": "A cross-encoder that reorders retrieved passages by relevance.",
             "base_name": base, "data": "; ".join(data_note),
             "held_out": f"{held.name} ({len(held.queries)} queries)",
             "evaluated_on": f"{held.name}, top {depth} hybrid candidates reranked",
-            "command": " ".join(command + ["--seed", str(seed)])}
+            "command": " ".join(command + ["--base", base, "--loss", loss, "--negatives",
+                                           str(negatives), "--seed", str(seed)])}
     with contextlib.redirect_stdout(sys.stderr):  # the trainer's progress, not the report
-        card = train_reranker(recipe, folder, pairs, held, card, resume)
+        card = train_reranker(recipe, folder, pairs, held, card, resume, negatives)
     _report(card, folder, ship, "reranker", as_json)
 
 

@@ -46,6 +46,21 @@ class Scored:
         mask = self.kinds == kind
         return round(float((self.scores[mask] >= threshold).mean()), 4) if mask.any() else None
 
+    def reliability(self, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """(share positive, mean score) per non-empty bin of scores clipped to [0, 1]."""
+        from sklearn.calibration import calibration_curve
+
+        return calibration_curve(self.positive, np.clip(self.scores, 0.0, 1.0), n_bins=bins)
+
+    def ece(self, bins: int = 10) -> float:
+        """Expected calibration error: the bins' |share positive - mean score|, weighted by
+        how many pairs each holds."""
+        clipped = np.clip(self.scores, 0.0, 1.0)
+        which = np.minimum((clipped * bins).astype(int), bins - 1)
+        gaps = [abs(self.positive[which == b].mean() - clipped[which == b].mean()) *
+                (which == b).sum() for b in range(bins) if (which == b).any()]
+        return round(float(sum(gaps) / len(clipped)), 4)
+
     def curve(self, kind: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         keep = self.positive | (self.kinds == kind) if kind else np.ones_like(self.positive)
         fpr, tpr, _ = roc_curve(self.positive[keep], self.scores[keep])
@@ -77,6 +92,7 @@ def report(train: Scored, dev: Scored, threshold: float | None = None) -> dict[s
             "balanced_accuracy": dev.balanced_accuracy(chosen),
             "support_recall": dev.rate_above(chosen, "support"),
             **{f"{k}_passed": dev.rate_above(chosen, k) for k in NEGATIVE_KINDS},
+            "expected_calibration_error": dev.ece(),
         },
         "train": {"auc_all": train.auc(), "balanced_accuracy": train.balanced_accuracy(chosen)},
     }
@@ -178,6 +194,17 @@ def html_report(summary: dict[str, Any], curves: dict[str, Scored]) -> str:
             ax.set_ylabel("true positive rate (support)")
             ax.legend(loc="lower right", fontsize=8)
         figures.append(figure(draw, f"ROC on SciFact dev: support vs {kind}"))
+
+    def reliability(ax) -> None:  # type: ignore[no-untyped-def]
+        for name, s in curves.items():
+            observed, predicted = s.reliability()
+            ax.plot(predicted, observed, marker="o", label=f"{name} (ECE {s.ece()})")
+        ax.plot([0, 1], [0, 1], ls=":", color="grey")
+        ax.set_xlabel("score (mean in bin)")
+        ax.set_ylabel("share of pairs that are support")
+        ax.legend(loc="upper left", fontsize=8)
+    figures.append(figure(reliability, "Reliability on SciFact dev: is a score of 0.8 right "
+                                       "8 times in 10? (10 equal-width bins)"))
     counts = summary["pairs"]
     return page("Sentence-support validation (SciFact)", [
         f"<p>Pairs: {counts}. Abstracts dropped because the sentence split disagreed with the "

@@ -1,5 +1,6 @@
-"""The encoders trained here ship with the code: their files match their cards, they load
-offline from the checkout and the MiniLM package, and they do their jobs on clear cases."""
+"""The encoder trained here ships with the code (the claim verifier; a reranker trained on
+SciFact train alone did not beat hybrid retrieval, so none ships): its files match its card, it
+loads offline from the checkout and the MiniLM package, and it does its job on clear cases."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from rag import bundled
 
-SHIPPED = ("reranker-minilm", "verifier-minilm")
+SHIPPED = ("verifier-minilm",)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -26,13 +27,10 @@ def test_shipped_weights_match_their_cards(name: str) -> None:
 
 
 @pytest.mark.integration
-def test_shipped_models_load_offline_and_judge_clear_cases(rag_home: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shipped_verifier_loads_offline_and_judges_clear_cases(rag_home: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from rag.config import RerankerSettings
     from rag.generation.verifier import Verifier
-    from rag.retrieval.rerank import CrossEncoderReranker
-    from rag.types import Chunk, Hit
 
     verifier = Verifier(str(bundled.materialize("verifier-minilm", rag_home)))
     evidence = ["Daily aspirin reduced the incidence of heart attacks by 30% in the trial.",
@@ -40,13 +38,3 @@ def test_shipped_models_load_offline_and_judge_clear_cases(rag_home: Path,
     supported, = verifier.judge([("Aspirin reduces heart attacks.", evidence)])
     unrelated, = verifier.judge([("Coffee improves memory in mice.", evidence)])
     assert supported.support > unrelated.support and supported.sentence == 0
-    reranker = CrossEncoderReranker(RerankerSettings(model="bundled:reranker-minilm",
-                                                     required=True), "cpu", rag_home)
-
-    def hit(text: str, i: int) -> Hit:
-        return Hit(Chunk(text, f"d{i}", f"d{i}", "x", "", None, None, 0, len(text), 0), f"c{i}", 0.0)
-
-    ranked = reranker.rerank("Does aspirin reduce heart attacks?",
-                             [hit("Recruitment took place in twelve hospitals.", 0),
-                              hit(evidence[0], 1)])
-    assert ranked[0].chunk_id == "c1" and ranked[0].rerank is not None

@@ -146,8 +146,9 @@ def test_support_eval_on_scifact_runs_and_writes_its_report(tmp_path: Path) -> N
                                       "--output", str(out), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["methods"]) == {"similarity", "learned"}
-    assert summary["methods"]["learned"]["dev"]["auc_unsupported"] > 0.5
+    assert set(summary["methods"]) == {"similarity", "learned", "verifier"}  # the shipped one
+    for method in ("learned", "verifier"):
+        assert summary["methods"][method]["dev"]["auc_unsupported"] > 0.5
     assert "<svg" in (out / "report.html").read_text()
     assert SupportModel.load(tmp_path / "m.json").trained_on.startswith("SciFact train")
 
@@ -214,3 +215,16 @@ def test_remembered_embeddings_are_computed_once_and_bounded() -> None:
     remembered(["e f"])  # evicts the least recently used: "a b"
     remembered(["a b", "c d", "e f"])
     assert seen == ["a b", "c d", "e f", "a b"]
+
+
+def test_calibration_error_is_zero_when_scores_are_right_as_often_as_they_say() -> None:
+    import numpy as np
+
+    positive = np.array([True] * 8 + [False] * 2 + [True] * 2 + [False] * 8)
+    honest = support.Scored(np.array([0.8] * 10 + [0.2] * 10), positive,
+                            np.array(["support"] * 20))
+    assert honest.ece() == 0.0
+    observed, predicted = honest.reliability()
+    assert np.allclose(observed, [0.2, 0.8]) and np.allclose(predicted, [0.2, 0.8])
+    sure = support.Scored(np.array([1.0] * 20), positive, np.array(["support"] * 20))
+    assert sure.ece() == 0.5  # says 1.0, right half the time

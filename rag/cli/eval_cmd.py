@@ -147,12 +147,13 @@ def eval_support(dataset: Path, retrain: bool, model_out: Path | None, limit: in
         return
     table = Table(title=f"sentence support on SciFact dev (thresholds from train; {folder})")
     for column in ("method", "threshold", "AUC contradiction", "AUC unsupported", "AUC all",
-                   "balanced acc."):
+                   "balanced acc.", "ECE"):
         table.add_column(column, justify="left" if column == "method" else "right")
     for name, r in results.items():
         d = r["dev"]
         table.add_row(name, f"{r['threshold']:.3f}", *(f"{d[k]}" for k in (
-            "auc_contradiction", "auc_unsupported", "auc_all", "balanced_accuracy")))
+            "auc_contradiction", "auc_unsupported", "auc_all", "balanced_accuracy",
+            "expected_calibration_error")))
     stdout.print(table)
 
 

@@ -79,9 +79,11 @@ def _report(card: dict, folder: Path, ship: bool, kind: str, as_json: bool) -> N
                                       "question for sampled passages (no labels needed).")
 @click.option("--questions", type=click.IntRange(10, 100_000), default=400, show_default=True,
               help="With --kb: passages to write questions for.")
-@click.option("--base", help="Start from (default: the shipped reranker with --kb, else "
-                             f"{BASE}).")
-@click.option("--negatives", type=click.IntRange(1, 50), default=7, show_default=True)
+@click.option("--base", default=BASE, show_default=True,
+              help="Start from: bundled:NAME, a folder (a reranker trained before, to adapt "
+                   "it to --kb) or a hub id.")
+@click.option("--negatives", type=click.IntRange(1, 50), default=5, show_default=True,
+              help="Hard negatives per positive.")
 @click.option("--depth", type=click.IntRange(5, 100), default=20, show_default=True,
               help="Candidates reranked in evaluation (as reranker.top_n does).")
 @click.option("--loss", type=click.Choice(["listwise", "bce"]), default="listwise",
@@ -89,7 +91,7 @@ def _report(card: dict, folder: Path, ship: bool, kind: str, as_json: bool) -> N
                                       "together; bce: each pair alone.")
 @click.option("--limit", type=int, help="Only the first N training queries (smoke runs).")
 @_options
-def train_reranker(dataset: str | None, kb_name: str | None, questions: int, base: str | None,
+def train_reranker(dataset: str | None, kb_name: str | None, questions: int, base: str,
                    negatives: int, depth: int, loss: str, limit: int | None, epochs: float | None,
                    learning_rate: float | None, batch_size: int, seed: int, out: Path | None,
                    resume: bool, ship: bool, as_json: bool) -> None:
@@ -114,7 +116,6 @@ def train_reranker(dataset: str | None, kb_name: str | None, questions: int, bas
     settings = get_settings()
     name = f"{RERANKER}-{kb_name}" if kb_name and not dataset else RERANKER
     folder = _out(settings, name, out, resume)
-    base = base or (f"bundled:{RERANKER}" if kb_name and not dataset else BASE)
     pairs, held, data_note, command = [], None, [], ["rag train reranker"]
     with Progress(console=stderr, transient=True) as bar:
         if dataset:

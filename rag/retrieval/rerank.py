@@ -1,5 +1,6 @@
-"""Cross-encoder reranking: the reranker trained here (``bundled:reranker-minilm``, ``rag train
-reranker``) or any sentence-transformers CrossEncoder (hub id or local folder). The top
+"""Cross-encoder reranking with any sentence-transformers CrossEncoder: hub id, local folder
+(``rag train reranker`` writes one under ``$RAG_HOME/models/reranker-minilm/model``) or a
+``bundled:NAME`` shipped with the code. The top
 ``reranker.top_n`` hits are scored in batches, in bfloat16 on CPUs that compute it natively (as
 the embedder), and reordered; the rest keep retrieval's order below them."""
 

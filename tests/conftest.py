@@ -27,13 +27,12 @@ def rag_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
              request: pytest.FixtureRequest) -> Iterator[Path]:
     """All user state in tmp; no stray RAG_* settings leak in from the developer's shell, nor
     out of a test (``rag --config`` sets RAG_CONFIG for the processes it starts). Unit tests
-    run the encoders' fallbacks (no reranking, the learned support function) so that they stay
-    fast and test one thing; integration tests run the shipped reranker and verifier."""
+    run the learned support function (the verifier's fallback) so that they stay fast and test
+    one thing; integration tests run the shipped claim verifier."""
     for key in list(os.environ):
         if key.startswith("RAG_"):
             monkeypatch.delenv(key)
     if request.node.get_closest_marker("integration") is None:
-        monkeypatch.setenv("RAG_RERANKER__ENABLED", "false")
         monkeypatch.setenv("RAG_CITATIONS__VERIFIER_MODEL", "")
     home = tmp_path / "rag-home"
     monkeypatch.setenv("RAG_HOME", str(home))

@@ -27,6 +27,7 @@ def test_train_verifier_writes_a_model_and_its_card(tmp_path: Path) -> None:
     assert {"evidence_vs_nei", "support_vs_unsupported"} <= set(card["metrics"]) or \
         card["metrics"]  # a tiny dev set may lack a class; the curve still has a point
     assert len(card["curve"]) == 1 and "train_loss" in card["curve"][0]
+    assert 0.0 <= card["threshold"] <= 1.0  # chosen on the train split's support pairs
     model = out / "model"
     assert (model / "MODEL_CARD.md").read_text().startswith("# verifier-minilm")
     assert "rag train verifier" in (model / "MODEL_CARD.md").read_text()

@@ -21,10 +21,12 @@ def markdown(card: dict[str, Any]) -> str:
     lines = [f"# {card['name']}", "", card.get("summary", ""), "",
              "| | |", "|---|---|",
              f"| task | {card.get('task', '')} |",
-             f"| base | {recipe.get('base', '')} |",
+             f"| base | {card.get('base_name') or recipe.get('base', '')} |",
              f"| trained on | {card.get('data', '')} |",
              f"| never saw | {card.get('held_out', '')} |",
              f"| recipe | {', '.join(f'{k} {v}' for k, v in recipe.items() if k != 'base')} |",
+             *([f"| supported from | P(supports) >= {card['threshold']} (best balanced accuracy "
+                 "on the train split's support pairs) |"] if "threshold" in card else []),
              f"| training time | {card.get('seconds', '?')} s on {card.get('machine', '?')} |",
              f"| date | {card.get('date', '')} |",
              f"| reproduce | `{card.get('command', '')}` |", "",

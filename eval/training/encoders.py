@@ -120,7 +120,24 @@ def train_verifier(recipe: Recipe, out: Path, train_data: SciFact, dev: SciFact,
     metrics = dict(trained.curve[-1]) if trained.curve else {}
     metrics.pop("epoch", None)
     metrics.pop("train_loss", None)
+    card = {**card, "threshold": support_threshold(trained.folder, train_data)}
     return _finish(trained, recipe, card, metrics, out, examples=len(examples), **counts)
+
+
+def support_threshold(folder: Path, train_data: SciFact) -> float:
+    """P(supports) from which a sentence counts as supported: the one with the best balanced
+    accuracy on SciFact train's support pairs, as ``rag eval support`` chooses every method's."""
+    from eval.scifact import support_pairs
+    from eval.support import best_threshold, scored
+    from rag.generation.support import SupportScorer
+    from rag.generation.verifier import Verifier
+
+    pairs = support_pairs(train_data)
+    if not any(p.positive for p in pairs) or all(p.positive for p in pairs):
+        from rag.generation.support import VERIFIER_THRESHOLD
+
+        return VERIFIER_THRESHOLD
+    return best_threshold(scored(pairs, SupportScorer(None, Verifier(str(folder))).scores))
 
 
 def _finish(trained: Trained, recipe: Recipe, card: dict[str, Any], metrics: dict[str, Any],

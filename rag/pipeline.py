@@ -123,11 +123,14 @@ class Pipeline:
     @property
     def answerer(self) -> Answerer:
         if self._answerer is None:
+            c = self.settings.citations
+            second = None  # beside the verifier, withholding an answer needs the fallback too
+            if self.scorer.verifier is not None:
+                second = SupportScorer(self.scorer.embed, None, c.support_method)
             self._answerer = Answerer(self.generator, self.scorer,
                                       self.settings.generator.answer_tokens,
-                                      passage_budget(self.settings),
-                                      self.settings.citations.attribute,
-                                      self.settings.citations.abstain, self.gate)
+                                      passage_budget(self.settings), c.attribute, c.abstain,
+                                      self.gate, second)
         return self._answerer
 
     def index(

@@ -377,3 +377,29 @@ def test_without_the_verifier_the_learned_function_checks_answers(settings, monk
     assert any("claim verifier is off" in m and "no-such-model" in m for m in said)
     monkeypatch.setenv("RAG_CITATIONS__VERIFIER_MODEL", "")
     assert Pipeline(load_settings(), "t", embedder=HashEmbedder()).scorer.method == "learned"
+
+
+def test_beside_the_verifier_an_answer_is_withheld_only_when_the_fallback_agrees() -> None:
+    """Withholding loses the whole answer: with a second opinion, an answer the verifier finds
+    unsupported is kept (its sentences keep the verifier's flags) when the fallback function
+    supports a sentence, and withheld when neither does."""
+    from rag.generation.answering import Answerer
+    from rag.generation.support import SupportScorer
+    from rag.testing import NegationVerifier, ScriptedGenerator
+
+    passage = hit("Cats purr when they are content and sleep during the day.", 1)
+    verifier = SupportScorer(None, NegationVerifier())  # type: ignore[arg-type]
+    fallback = SupportScorer(HashEmbedder().embed_documents, method="similarity")
+    contradicted = "Cats do not purr when they are content [1]."
+    unrelated = "The moon is made of green cheese [1]."
+    alone = Answerer(ScriptedGenerator(contradicted), verifier, 64)
+    assert alone.answer_many(["Do cats purr?"], [[passage]], [{}])[0].withheld == contradicted
+    generator = ScriptedGenerator()
+    both = Answerer(generator, verifier, 64, second_opinion=fallback)
+    generator.enqueue(contradicted)
+    generator.enqueue(unrelated)
+    kept, withheld = both.answer_many(["Do cats purr?", "What is the moon?"],
+                                      [[passage], [passage]], [{}, {}])
+    assert kept.withheld is None and not kept.refused
+    assert kept.sentences[0].supported is False and kept.sentences[0].contradicted_by == [1]
+    assert withheld.refused and withheld.withheld == unrelated

@@ -129,13 +129,11 @@ def support_threshold(folder: Path, train_data: SciFact) -> float:
     accuracy on SciFact train's support pairs, as ``rag eval support`` chooses every method's."""
     from eval.scifact import support_pairs
     from eval.support import best_threshold, scored
-    from rag.generation.support import SupportScorer
+    from rag.generation.support import VERIFIER_THRESHOLD, SupportScorer
     from rag.generation.verifier import Verifier
 
     pairs = support_pairs(train_data)
-    if not any(p.positive for p in pairs) or all(p.positive for p in pairs):
-        from rag.generation.support import VERIFIER_THRESHOLD
-
+    if len({p.positive for p in pairs}) < 2:  # one class only (tiny data): nothing to choose
         return VERIFIER_THRESHOLD
     return best_threshold(scored(pairs, SupportScorer(None, Verifier(str(folder))).scores))
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.browser import upload
 from tests.conftest import PAPERS, link_models, needs_shared, stop_group
 
 pytestmark = [pytest.mark.integration, needs_shared(PAPERS)]
@@ -134,7 +135,7 @@ def test_chat_in_a_real_browser(app: str, tmp_path: Path) -> None:
         notes, broken = tmp_path / "owls.md", tmp_path / "broken.pdf"
         notes.write_text("# Owls\n\nOwls hunt at night. Their feathers make no sound.\n")
         broken.write_bytes(b"%PDF-1.4\n this is not a PDF")
-        page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files([notes, broken])
+        upload(page, [notes, broken], ["owls.md", "broken.pdf"])
         page.get_by_role("button", name="Upload and index").click()
         expect(page.get_by_text("Indexed 1, unchanged 0, removed 0, failed 1")).to_be_visible(
             timeout=120_000)

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.browser import upload
 from tests.conftest import stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,9 +86,8 @@ def test_no_request_leaves_for_markdown_in_documents_or_answers(tmp_path: Path) 
             passage = page.locator(".rag-passage").first.inner_text()
             # An upload whose name is Markdown: refused (empty), listed in the job report.
             page.get_by_text("Documents", exact=True).click()
-            page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
-                [{"name": f"![t]({evil}/track.png).md", "mimeType": "text/markdown",
-                  "buffer": b""}])
+            name = f"![t]({evil}/track.png).md"
+            upload(page, [{"name": name, "mimeType": "text/markdown", "buffer": b""}], [name])
             page.get_by_role("button", name="Upload and index").click()
             expect(page.get_by_test_id("stTable")).to_be_visible(timeout=60_000)
             page.wait_for_timeout(2000)

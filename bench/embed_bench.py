@@ -1,6 +1,7 @@
 """Embedding throughput of the configured embedder per dtype and batch size, in one run (the
 machines are noisy, so compare ratios), on real chunks: the papers corpus and SciFact abstracts
-chunked as rag indexes them. Also how far each setting's vectors are from fp32's.
+chunked as rag indexes them. Also how far each setting's vectors are from fp32's. int8 is the
+ONNX Runtime graph (rag/onnx_int8.py), made before timing.
 
 Uses ../shared beside the checkout when present. Writes bench/results/embedding.json.
 """
@@ -19,6 +20,7 @@ from ingest.chunking import TokenChunker
 from ingest.loaders import load_file
 from rag.config import EmbedderSettings
 from rag.embedder import SentenceTransformerEmbedder, embedder_dtype
+from rag.hardware import cpu_name, native_bf16_cpu
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 OUT = Path(__file__).with_name("results") / "embedding.json"
@@ -40,10 +42,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     texts = chunk_texts(args.papers, args.scifact, args.chunks)
-    results: dict[str, object] = {"cpus": os.cpu_count(), "chunks": len(texts),
+    tokens = SentenceTransformerEmbedder(EmbedderSettings(dtype="float32")).count_tokens(texts)
+    results: dict[str, object] = {"cpus": os.cpu_count(), "cpu": cpu_name(),
+                                  "native_bf16": native_bf16_cpu(), "chunks": len(texts),
+                                  "mean_tokens": round(float(np.mean(tokens)), 1),
                                   "auto_dtype": embedder_dtype("auto", "cpu"), "settings": []}
     reference = None
-    for dtype, batch in [("float32", 16), ("float32", 64), ("bfloat16", 16), ("bfloat16", 64)]:
+    for dtype, batch in [("float32", 16), ("float32", 64), ("bfloat16", 16), ("bfloat16", 64),
+                         ("int8", 16), ("int8", 64)]:
         embedder = SentenceTransformerEmbedder(
             EmbedderSettings(dtype=dtype, batch_size=batch, device="cpu"))
         embedder.embed_documents(texts[:32])  # load and warm up
@@ -54,7 +60,8 @@ def main() -> None:
             reference = vecs
         row = {"dtype": dtype, "batch_size": batch, "seconds": round(seconds, 2),
                "chunks_per_s": round(len(texts) / seconds, 1),
-               "min_cosine_to_fp32": round(float(np.min(np.sum(vecs * reference, axis=1))), 4)}
+               "min_cosine_to_fp32": round(float(np.min(np.sum(vecs * reference, axis=1))), 4),
+               "mean_cosine_to_fp32": round(float(np.mean(np.sum(vecs * reference, axis=1))), 4)}
         results["settings"].append(row)  # type: ignore[union-attr]
         print(row, flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -20,16 +19,8 @@ from common import RESULTS, SHARED
 
 from eval.retrieval import BeirDataset, evaluate
 from rag.config import load_settings
-from rag.hardware import native_bf16_cpu
+from rag.hardware import cpu_name, native_bf16_cpu
 from rag.pipeline import Pipeline
-
-
-def cpu_name() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in
-                    Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rag import onnx_int8
 from rag.config import EmbedderSettings
 from rag.hardware import native_bf16_cpu
 
@@ -63,10 +65,19 @@ def _device(setting: str) -> str | None:
 
 def embedder_dtype(setting: str, device: str) -> str:
     """bf16 on a CPU that computes it natively: the vectors stay within 0.01 cosine of fp32's
-    (bench/results/embedding.json); on a GPU, or without native bf16, the model's fp32."""
+    (bench/results/embedding.json); on a GPU, or without native bf16, the model's fp32. The
+    int8 ONNX Runtime path is only ever asked for: on an AVX2-only CPU it measured 1.25x fp32's
+    embedding speed and 1.05x end to end, for 0.005 less hybrid SciFact nDCG@10."""
     if setting != "auto":
         return setting
     return "bfloat16" if device == "cpu" and native_bf16_cpu() else "float32"
+
+
+def default_cache() -> Path:
+    """Where derived model files (the int8 graph) are kept: the user's cache, not ``$RAG_HOME``,
+    since they are made again from the weights at will and every RAG_HOME may share them."""
+    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(base).expanduser() / "rag"
 
 
 class SentenceTransformerEmbedder:
@@ -76,8 +87,11 @@ class SentenceTransformerEmbedder:
     Hugging Face fast tokenizers fail ("Already borrowed") when two threads use one at once.
     """
 
-    def __init__(self, settings: EmbedderSettings) -> None:
+    def __init__(self, settings: EmbedderSettings, cache: Path | None = None) -> None:
         self.settings = settings
+        self.cache = cache or default_cache()
+        self.dtype = ""  # the variant that writes the vectors, known once loaded
+        self._int8: onnx_int8.Int8Encoder | None = None
         self.name = settings.model
         self.family = (
             detect_family(settings.model) if settings.family == "auto" else settings.family
@@ -100,10 +114,14 @@ class SentenceTransformerEmbedder:
             try:
                 model = SentenceTransformer(path, device=_device(self.settings.device))
                 dtype = embedder_dtype(self.settings.dtype, model.device.type)
-                if dtype != "float32":
+                if dtype == "int8":
+                    dtype = self._load_int8(model, path)
+                elif dtype != "float32":
                     import torch
 
                     model.to(getattr(torch, dtype))
+            except ModelLoadError:
+                raise
             except Exception as exc:  # hub unreachable, bad folder, corrupt weights
                 raise ModelLoadError(
                     f"cannot load embedding model {self.settings.model!r}: {exc}"
@@ -111,10 +129,22 @@ class SentenceTransformerEmbedder:
             # Prefixes are data: the family's, unless the model ships its own prompts.
             if self.family != "none" or not model.prompts:
                 model.prompts = dict(FAMILY_PROMPTS[self.family])
-            self._model = model
+            self._model, self.dtype = model, dtype
             log.info("embedder %s on %s, %s (family %s)", self.name, model.device, dtype,
                      self.family)
         return self._model
+
+    def _load_int8(self, model: SentenceTransformer, path: str) -> str:
+        """The int8 graph beside the fp32 model (which still tokenizes)."""
+        if model.device.type != "cpu" or not onnx_int8.available():
+            raise ModelLoadError("embedder.dtype = \"int8\" needs a CPU and onnxruntime "
+                                 "(pip install onnxruntime onnx)")
+        try:
+            self._int8 = onnx_int8.Int8Encoder(model, self.cache, path)
+        except Exception as exc:  # export or quantisation failed for this architecture
+            raise ModelLoadError(
+                f"cannot make the int8 graph of {self.settings.model!r}: {exc}") from exc
+        return "int8"
 
     @property
     def dim(self) -> int:
@@ -146,13 +176,12 @@ class SentenceTransformerEmbedder:
 
     def _encode_locked(self, texts: Sequence[str], prompt_name: str) -> np.ndarray:
         prompt = self.model.prompts.get(prompt_name) or None
-        vecs = self.model.encode(
-            list(texts),
-            prompt=prompt,
-            batch_size=self.settings.batch_size,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        if self._int8 is not None:
+            vecs = self._int8.encode(list(texts), prompt, self.settings.batch_size)
+        else:
+            vecs = self.model.encode(list(texts), prompt=prompt,
+                                     batch_size=self.settings.batch_size,
+                                     convert_to_numpy=True, show_progress_bar=False)
         vecs = np.ascontiguousarray(vecs, dtype=np.float32)
         # Normalised here in fp32: a bf16 model's own normalisation leaves norms off by ~0.5%.
         return vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import platform
 from functools import cache
+from pathlib import Path
 
 
 @cache
@@ -13,3 +15,12 @@ def native_bf16_cpu() -> bool:
     import torch
 
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def cpu_name() -> str:
+    """The CPU's model name, for labelling measured numbers."""
+    try:
+        return next(line.split(":", 1)[1].strip() for line in
+                    Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()

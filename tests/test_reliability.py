@@ -10,6 +10,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ingest.chunking import TokenChunker
@@ -353,6 +354,32 @@ def test_compatibility_check_sees_weights_and_prefix_family(settings, tmp_path: 
     with pytest.raises(KBError, match="family"):
         Pipeline(settings, "kb", embedder=with_family).index([docs])
     assert Pipeline(settings, "kb", embedder=HashEmbedder()).search("apple").hits
+
+
+class Noisy(HashEmbedder):
+    """The same model's vectors in another number format: close to, not equal to, the KB's."""
+
+    def __init__(self, dtype: str, noise: float) -> None:
+        super().__init__()
+        self.dtype, self.noise = dtype, noise
+
+    def _vec(self, text: str):  # noqa: ANN202
+        v = super()._vec(text) + self.noise * np.random.default_rng(len(text)).normal(size=self.dim)
+        return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def test_number_formats_of_one_model_may_share_a_kb_where_measured_safe(settings, tmp_path: Path) -> None:  # noqa: ANN001, E501
+    docs = write_docs(tmp_path / "docs")
+    Pipeline(settings, "kb", embedder=Noisy("float32", 0.0)).index([docs])
+    assert json.loads(KnowledgeBase("kb", settings).store.get_meta("signature"))["vectors"] == "float32"
+    # bf16 vectors a little off fp32's (cosine about 0.98): measured safe to mix.
+    assert Pipeline(settings, "kb", embedder=Noisy("bfloat16", 0.02)).search("apple").hits
+    # int8 is not: refused, and the reason names both formats and what to do.
+    with pytest.raises(KBError, match="vectors: KB has 'float32', config has 'int8'.*dtype"):
+        Pipeline(settings, "kb", embedder=Noisy("int8", 0.0)).search("apple")
+    # Far-off vectors under a mixable format are another model, not another format.
+    with pytest.raises(KBError, match="does not reproduce"):
+        Pipeline(settings, "kb", embedder=Noisy("bfloat16", 0.5)).search("apple")
 
 
 def test_a_script_without_main_guard_can_index(tmp_path: Path) -> None:

@@ -31,7 +31,8 @@ def kb_list(as_json: bool) -> None:
         updated = s["updated"]
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(updated)) if updated else "-"
         table.add_row(str(s["name"]), str(s["files"]), str(s["documents"]), str(s["chunks"]),
-                      str(s["embedder"]), when)
+                      f"{s['embedder']}" + (f" ({s['vectors']})" if s.get("vectors") else ""),
+                      when)
     stdout.print(table)
 
 

@@ -24,7 +24,8 @@ def models_cmd(as_json: bool) -> None:
     except ModelLoadError as exc:
         facts = {"name": g.model, "error": str(exc)}
     rows.append({"role": "generator", **facts, "context_window_configured": g.context_window})
-    rows.append({"role": "embedder", "name": settings.embedder.model})
+    rows.append({"role": "embedder", "name": settings.embedder.model,
+                 "vectors": _embedder_format(settings.embedder.dtype, settings.embedder.device)})
     rows.append({"role": "reranker", "name": settings.reranker.model,
                  "enabled": settings.reranker.enabled, **_card(settings.reranker.model)})
     rows.append({"role": "verifier", "name": settings.citations.verifier_model or "(off)",
@@ -46,11 +47,23 @@ def models_cmd(as_json: bool) -> None:
             f"{kv / 1024:.1f} KiB" if isinstance(kv, int) else str(r.get("error", "")),
             f"{mha / 1024:.1f} KiB" if isinstance(mha, int) else "")
     stdout.print(table)
+    stdout.print(f"embedder: vectors computed in {rows[1]['vectors']} on this machine "
+                 f"(embedder.dtype = {settings.embedder.dtype!r})", highlight=False)
     for r in rows:
         if r.get("trained_on"):
             state = "" if r.get("enabled") else " (off)"
             stdout.print(f"{r['role']}{state}: {r['name']}, trained here on {r['trained_on']}; "
                          f"held out: {r['metrics']} (model card: {r['card']})", highlight=False)
+
+
+def _embedder_format(setting: str, device: str) -> str:
+    import torch
+
+    from rag.embedder import embedder_dtype
+
+    gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    dtype = embedder_dtype(setting, "cuda" if gpu else "cpu")
+    return "int8 (ONNX Runtime)" if dtype == "int8" else dtype
 
 
 def _card(spec: str) -> dict[str, object]:

@@ -33,6 +33,13 @@ STORE = "kb.sqlite"
 # bf16 on a CPU: one text alone vs in a batch measured >= 0.9969 (MiniLM, 60 SciFact abstracts);
 # another model is far below. Prefix families are checked by the signature, not by this.
 REPRODUCE_COSINE = 0.99
+# Vectors of one model written in these number formats may share a KB (bf16's cosine to fp32's
+# measured >= 0.9965, SciFact nDCG@10 within 0.003). int8 (ONNX Runtime) may not: its own KB
+# scores within 0.005 of fp32's, but int8 queries over fp32 vectors lost 0.0053 dense nDCG@10
+# (bench/results/embedding-int8/). Between two mixable formats a stored vector need only be
+# reproduced to MIXED_COSINE.
+MIXABLE_VECTORS = frozenset({"float32", "bfloat16", "float16"})
+MIXED_COSINE = 0.97
 
 
 class KBError(RuntimeError):
@@ -201,6 +208,7 @@ class KnowledgeBase:
             "embedder": embedder.name,
             "family": getattr(embedder, "family", None),
             "dim": embedder.dim,
+            "vectors": getattr(embedder, "dtype", None) or None,  # known once the model loaded
             "normalized": True,
             "max_tokens": c.max_tokens,
             "overlap_tokens": c.overlap_tokens,
@@ -220,13 +228,20 @@ class KnowledgeBase:
             return
         wanted = self.signature(embedder)
         diff = [f"{k}: KB has {recorded.get(k)!r}, config has {v!r}"
-                for k, v in wanted.items() if k in recorded and recorded[k] != v]
+                for k, v in wanted.items() if k in recorded and recorded[k] != v
+                and k != "vectors"]
+        # A KB from before formats were recorded holds fp32 or bf16 vectors.
+        had, has = recorded.get("vectors") or "float32", wanted["vectors"]
+        mixed = has is not None and had != has
+        if mixed and not {had, has} <= MIXABLE_VECTORS:
+            diff.append(f"vectors: KB has {had!r}, config has {has!r} (these formats are not "
+                        "measured safe to mix: set embedder.dtype to the KB's)")
         if not diff and self._verified != (self.store.path, embedder):
             sample = self.store.sample_vector()
             if sample is not None:
                 again = embedder.embed_documents([sample[0]])[0]
                 cosine = float(np.dot(again, sample[1]))
-                if cosine < REPRODUCE_COSINE:
+                if cosine < (MIXED_COSINE if mixed else REPRODUCE_COSINE):
                     diff.append(f"the configured embedder does not reproduce the KB's vectors "
                                 f"(cosine {cosine:.3f}: other weights or query/passage prefixes)")
             self._verified = (self.store.path, embedder)
@@ -336,7 +351,7 @@ class KnowledgeBase:
         self.require()
         sig = self.recorded_signature() or {}
         return {"name": self.name, **self.store.stats(), "embedder": sig.get("embedder"),
-                "dim": sig.get("dim"), "snapshot": self.current_id(),
+                "dim": sig.get("dim"), "vectors": sig.get("vectors"), "snapshot": self.current_id(),
                 "updated": (self.path / "CURRENT").stat().st_mtime
                 if (self.path / "CURRENT").exists() else None}
 

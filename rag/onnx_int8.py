@@ -2,14 +2,14 @@
 native bf16, where PyTorch runs the embedder in fp32 near the cores' fp32 FMA peak.
 
 On a 2-core AVX2-only AMD EPYC it measured 1.25x fp32's embedding speed (AVX2 has no VNNI, so
-int8 gains little) for 0.005 less hybrid SciFact nDCG@10, so ``auto`` does not choose it. The
-graph is exported from the
-loaded sentence-transformers model (its transformer, pooling and any dense layers in one graph)
-and quantised with dynamic int8 weights, per output channel and with reduced range (AVX2
-without VNNI saturates the full int8 range: per-tensor full-range weights measured cosine 0.94
-to fp32, these 0.99); it is made once per model and kept in the user's cache (``~/.cache/rag/onnx``).
-ONNX Runtime's BERT fusions measured no faster here, so the graph is left to its own
-session-time optimisations.
+int8 gains little) for 0.005 less hybrid SciFact nDCG@10, so ``auto`` does not choose it.
+
+The graph is exported from the loaded sentence-transformers model (its transformer, pooling and
+any dense layers in one graph) and quantised with dynamic int8 weights, per output channel and
+with reduced range (AVX2 without VNNI saturates the full int8 range: per-tensor full-range
+weights measured cosine 0.94 to fp32, these 0.99). It is made once per model and kept in the
+user's cache (``~/.cache/rag/onnx``). ONNX Runtime's BERT fusions measured no faster here, so
+the graph is left to its own session-time optimisations.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import uuid
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from rag.folders import make_once
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 # Bumped when the export or quantisation recipe changes, so old graphs are not reused.
 RECIPE = "st-export-opset17+dynamic-int8-per-channel-reduce-range/1"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+GRAPH = "model-int8.onnx"
 
 
 def available() -> bool:
@@ -76,45 +77,36 @@ def _whole(model: SentenceTransformer) -> Any:  # noqa: ANN401 - a torch module
 
 
 def export(model: SentenceTransformer, target: Path) -> Path:
-    """Write ``target/model-int8.onnx`` (atomically: a killed export leaves nothing half-made)."""
+    """``target/model-int8.onnx``, made once (rag.folders.make_once)."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    graph = target / "model-int8.onnx"
-    if graph.is_file():
-        return graph
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
-    try:
+    def fill(folder: Path) -> None:
         features = model.preprocess(["a short text", "a somewhat longer text for the export"])
         args = tuple(features.get(name, torch.zeros_like(features["input_ids"]))
                      for name in INPUTS)
         axes = {name: {0: "batch", 1: "tokens"} for name in INPUTS}
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's notes on shapes it fixes as constants
-            torch.onnx.export(_whole(model), args, str(tmp / "fp32.onnx"),
+            torch.onnx.export(_whole(model), args, str(folder / "fp32.onnx"),
                               input_names=list(INPUTS), output_names=["embedding"],
                               dynamic_axes={**axes, "embedding": {0: "batch"}},
                               opset_version=17, dynamo=False)
         quiet = logging.getLogger().level
         logging.getLogger().setLevel(logging.ERROR)  # "consider pre-processing": for static int8
         try:
-            quantize_dynamic(str(tmp / "fp32.onnx"), str(tmp / graph.name),
+            quantize_dynamic(str(folder / "fp32.onnx"), str(folder / GRAPH),
                              weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
                              extra_options={"DefaultTensorType": 1})  # 1: float
         finally:
             logging.getLogger().setLevel(quiet)
-        (tmp / "fp32.onnx").unlink()
-        (tmp / "recipe.json").write_text(json.dumps({"recipe": RECIPE}) + "\n")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, target)
+        (folder / "fp32.onnx").unlink()
+        (folder / "recipe.json").write_text(json.dumps({"recipe": RECIPE}) + "\n")
+
+    try:
+        return make_once(target, GRAPH, fill) / GRAPH
     except OSError as exc:
-        if graph.is_file():  # another process made it meanwhile
-            return graph
         raise RuntimeError(f"cannot write the int8 graph under {target}: {exc}") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return graph
 
 
 class Int8Encoder:

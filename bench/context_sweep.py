@@ -91,7 +91,7 @@ def served(dtype: str, lengths: list[int], batches: list[int], tokens: int) -> N
 
     from rag.config import load_settings
     from rag.generation.engines import server_healthy
-    from ui.launcher import ManagedServer, free_port
+    from rag.llm_server import ManagedServer, free_port
 
     port = free_port()
     os.environ["RAG_GENERATOR__DTYPE"] = dtype

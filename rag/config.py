@@ -245,6 +245,29 @@ class UiSettings(_Section):
     llm_log_mb: int = Field(20, ge=1, description="rotate the started LLM server's log at this")
 
 
+class ApiSettings(_Section):
+    """`rag serve`: the HTTP API (docs/api.md). Once an API key exists (rag keys create), every
+    request needs one; without keys it answers on loopback only."""
+
+    host: str = Field("127.0.0.1", description="0.0.0.0 exposes the API to the network")
+    port: int = Field(8100, ge=1, le=65535)
+    published_host: str = Field("", description=(
+        "the address a container publishes the API on (docker compose sets it from "
+        "RAG_API_BIND); empty: api.host. rag serve refuses a non-loopback one without keys"))
+    workers: int = Field(8, ge=1, le=256, description=(
+        "requests answered at once (retrieval and checking run in this many threads; their "
+        "generations go to the one LLM server, which batches them)"))
+    max_queue: int = Field(32, ge=0, description=(
+        "requests that may wait for a worker; beyond, the API answers 429 with Retry-After"))
+    max_json_kb: int = Field(1024, ge=1, description="largest JSON request body")
+    max_messages: int = Field(200, ge=1, description="messages one chat request may carry")
+    max_question_chars: int = Field(8000, ge=1, description="longest question (last user message)")
+    max_k: int = Field(100, ge=1, description="most passages a search or an answer may ask for")
+    answer_timeout_s: float = Field(900.0, gt=0, description=(
+        "a request still waiting or answering after this gets 504 (the LLM call has its own "
+        "generator.timeout_s)"))
+
+
 class Settings(BaseSettings):
     """Everything configurable. Unknown keys are errors, not silently ignored."""
 
@@ -267,6 +290,7 @@ class Settings(BaseSettings):
     generator: GeneratorSettings = GeneratorSettings()
     citations: CitationSettings = CitationSettings()
     ui: UiSettings = UiSettings()
+    api: ApiSettings = ApiSettings()
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -296,7 +320,8 @@ WORKING_DIR_FILE = Path("rag.toml")
 # how it trusts them, which folders it may index, where questions, passages and documents are
 # sent. A rag.toml that merely lies in the working directory (a cloned repository, a shared
 # folder) may not set them; naming the file (--config, RAG_CONFIG) may.
-WIDENING = ("home", "ui.host", "ui.published_host", "ui.index_roots", "ui.auth_header",
+WIDENING = ("home", "ui.host", "ui.published_host", "api.host", "api.published_host",
+            "ui.index_roots", "ui.auth_header",
             "ui.trusted_proxies", "generator.server_url", "generator.mode", "index.milvus_uri",
             "index.milvus_bulk_store", "jobs.ray_address")
 

@@ -110,3 +110,24 @@ def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wait_up(url: str, proc: subprocess.Popen, what: str, timeout: float = 120,  # type: ignore[type-arg]
+            log: Path | None = None) -> None:
+    """Wait until GET ``url`` answers 200; fail if ``proc`` exits first or time runs out (with
+    the end of its ``log``)."""
+    import time
+
+    import httpx
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+        assert proc.poll() is None, f"{what} exited: {tail}"
+        assert time.time() < deadline, f"{what} did not start: {tail}"
+        time.sleep(0.5)

@@ -4,7 +4,7 @@ import sys
 import time
 
 from rag.config import load_settings
-from ui.launcher import ManagedServer
+from rag.llm_server import ManagedServer
 
 if __name__ == "__main__":
     server = ManagedServer(load_settings(), 0, command=[sys.executable, "-c",

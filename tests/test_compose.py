@@ -103,7 +103,7 @@ def app_settings(app: dict, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no
 
 def test_compose_needs_an_api_key_and_can_publish_on_purpose(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from ui.auth import exposure_problem
+    from rag.exposure import exposure_problem
 
     out = compose("cpu")
     assert out.returncode != 0 and "RAG_LLM_API_KEY" in out.stderr
@@ -124,12 +124,33 @@ def test_every_documented_auth_setting_reaches_the_app(env: dict, check,  # noqa
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """As docker-compose.yml's comment says: bind beyond loopback with a token, or with a proxy
     header and the proxy's address."""
-    from ui.auth import exposure_problem
+    from rag.exposure import exposure_problem
 
     app = config(RAG_UI_BIND="0.0.0.0", **env)["services"]["app"]
     ui = app_settings(app, monkeypatch).ui
     assert check(ui) and ui.published_host == "0.0.0.0"
     assert exposure_problem(ui, "0.0.0.0") is None
+
+
+def test_the_api_runs_beside_the_app_loopback_only_unless_keys_exist(
+        monkeypatch: pytest.MonkeyPatch, rag_home: Path) -> None:
+    from rag.exposure import api_exposure_problem
+    from rag.keys import KeyStore
+
+    api = config()["services"]["api"]
+    assert api["command"][:2] == ["rag", "serve"] and published(api) == [("127.0.0.1", 8100)]
+    assert api["environment"]["RAG_GENERATOR__SERVER_URL"] == "http://llm:8000/v1"
+    assert api["user"] == "1000:1000" and "/health" in " ".join(api["healthcheck"]["test"])
+    assert {v.split(":")[0] for v in api["volumes"]} <= {"rag-home", "model-cache"}
+    settings = app_settings(api, monkeypatch)
+    assert api_exposure_problem(settings.api, "0.0.0.0", False) is None  # loopback-published
+    exposed = config(RAG_API_BIND="0.0.0.0")["services"]["api"]
+    assert published(exposed) == [("0.0.0.0", 8100)]
+    settings = app_settings(exposed, monkeypatch)
+    assert "no API keys" in api_exposure_problem(settings.api, "0.0.0.0", False)  # type: ignore[operator]
+    KeyStore(rag_home).create(["docs"], "admin")
+    assert api_exposure_problem(settings.api, "0.0.0.0",
+                                KeyStore(rag_home).required()) is None
 
 
 def test_image_runs_as_a_non_root_user() -> None:

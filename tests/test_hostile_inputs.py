@@ -131,8 +131,8 @@ def test_a_folder_swapped_for_a_link_is_refused_by_the_descriptor_check(tmp_path
 def test_the_apps_index_roots_never_read_through_a_link(settings, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     from rag.config import load_settings
+    from rag.engine import Engine
     from rag.testing import ScriptedGenerator
-    from ui.engine import Engine
 
     allowed = tmp_path / "allowed"
     allowed.mkdir()
@@ -294,7 +294,7 @@ def test_a_many_frame_scan_stops_at_the_file_budget(tmp_path: Path,
 
 
 def test_the_app_runs_one_indexing_job_at_a_time_over_all_kbs(tmp_path: Path) -> None:
-    from ui.jobs import JobRunner
+    from rag.jobs import JobRunner
 
     runner = JobRunner(max_running=1)
     release = threading.Event()
@@ -320,9 +320,9 @@ def test_the_app_runs_one_indexing_job_at_a_time_over_all_kbs(tmp_path: Path) ->
 def test_two_sessions_uploading_one_name_at_once(settings, tmp_path: Path) -> None:  # noqa: ANN001
     """Only the session whose job starts saves its file; the other is told so and nothing of its
     upload is written (before: it was told 'refused' while its file replaced the first's)."""
+    from rag.engine import Engine
     from rag.testing import ScriptedGenerator
-    from ui.engine import Engine
-    from ui.uploads import Upload
+    from rag.uploads import Upload
 
     engine = Engine(settings, embedder=HashEmbedder(delay=0.01),
                     index_embedder=HashEmbedder(delay=0.01), generator=ScriptedGenerator())
@@ -391,8 +391,8 @@ def test_credentials_are_masked_in_cli_errors_logs_and_the_apps_job_report(
     import subprocess
     import sys
 
+    from rag.jobs import JobRunner
     from rag.redaction import RedactingFilter, redact, remember
-    from ui.jobs import JobRunner
 
     docs = tmp_path / "docs"
     docs.mkdir()

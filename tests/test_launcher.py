@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from rag.config import load_settings
-from ui.launcher import LlmState, ManagedServer, _alive, plan_llm, started_at, stop_orphans
+from rag.llm_server import LlmState, ManagedServer, _alive, plan_llm, started_at, stop_orphans
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,12 +66,12 @@ def test_orphans_of_dead_launchers_are_stopped(settings, tmp_path: Path) -> None
     dead.wait()
     started = started_at(orphan.pid)
     LlmState("u", "m", True, "n", pid=orphan.pid, launcher_pid=dead.pid,
-             pid_started=started).save(run_dir / "ui-1.json")
+             pid_started=started).save(run_dir / "llm-ui-1.json")
     LlmState("u", "m", True, "n", pid=orphan.pid, launcher_pid=os.getpid(),
-             pid_started=started).save(run_dir / "ui-2.json")  # a live launcher's: left alone
+             pid_started=started).save(run_dir / "llm-ui-2.json")  # a live launcher's: left alone
     assert stop_orphans(run_dir) == [orphan.pid]
     orphan.wait(timeout=30)
-    assert not (run_dir / "ui-1.json").exists() and (run_dir / "ui-2.json").exists()
+    assert not (run_dir / "llm-ui-1.json").exists() and (run_dir / "llm-ui-2.json").exists()
 
 
 def test_a_stale_state_file_never_kills_a_process_that_reused_the_pid(tmp_path: Path) -> None:
@@ -84,11 +84,11 @@ def test_a_stale_state_file_never_kills_a_process_that_reused_the_pid(tmp_path: 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     LlmState("u", "m", True, "n", pid=unrelated.pid, launcher_pid=dead.pid,
-             pid_started=(started_at(unrelated.pid) or 0) - 3600).save(run_dir / "ui-1.json")
+             pid_started=(started_at(unrelated.pid) or 0) - 3600).save(run_dir / "llm-ui-1.json")
     try:
         assert stop_orphans(run_dir) == []
         time.sleep(0.5)
-        assert unrelated.poll() is None and not (run_dir / "ui-1.json").exists()
+        assert unrelated.poll() is None and not (run_dir / "llm-ui-1.json").exists()
     finally:
         unrelated.kill()
         unrelated.wait()

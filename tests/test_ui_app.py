@@ -12,10 +12,10 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from rag.engine import Engine
 from rag.generation.engines import Generation, GenerationError
 from rag.testing import HashEmbedder, ReverseReranker, ScriptedGenerator
 from tests.test_indexer import write_corpus
-from ui.engine import Engine
 
 APP = str(Path(__file__).resolve().parents[1] / "ui" / "app.py")
 
@@ -137,7 +137,7 @@ def test_waits_for_the_llm_server_and_says_so(settings, monkeypatch: pytest.Monk
                                               tmp_path: Path) -> None:  # noqa: ANN001
     from rag.config import load_settings
     from rag.generation.engines import VllmServedGenerator
-    from ui.launcher import STATE_ENV, LlmState
+    from rag.llm_server import STATE_ENV, LlmState
 
     dead = "http://127.0.0.1:9/v1"
     state = tmp_path / "state.json"
@@ -347,7 +347,7 @@ def test_server_folders_only_inside_configured_roots(settings, tmp_path: Path,  
 
 def test_cancel_a_running_job_and_no_upload_meanwhile(settings, tmp_path: Path,  # noqa: ANN001
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from ui.uploads import Upload
+    from rag.uploads import Upload
 
     engine = make_engine(settings)
     engine.index_embedder = HashEmbedder(delay=0.2)
@@ -367,3 +367,30 @@ def test_cancel_a_running_job_and_no_upload_meanwhile(settings, tmp_path: Path, 
         time.sleep(0.05)
     assert job.error and "cancelled" in job.error
     assert engine.pipeline("default").kb.current_id() is None  # nothing was published
+
+
+def test_an_api_key_signs_in_and_shows_only_its_knowledge_bases(
+        settings, rag_home: Path, tmp_path: Path,  # noqa: ANN001
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.keys import KeyStore
+
+    engine = make_engine(settings)
+    for kb in ("default", "team-a", "team-b"):
+        engine.pipeline(kb).index([write_corpus(tmp_path / kb)])
+    keys = KeyStore(rag_home)
+    record, key = keys.create(["team-a"], "read")
+    at = start(engine, monkeypatch)
+    assert not at.chat_input and at.text_input(key="token")  # keys exist: sign-in first
+    at.text_input(key="token").input("rag_nope_nope")
+    at.button(key="sign_in_submit").click().run()
+    assert any("Wrong access token" in e.value for e in at.error)
+    at.text_input(key="token").input(key)
+    at.button(key="sign_in_submit").click().run()
+    assert at.selectbox(key="kb_select").options == ["team-a"] and at.chat_input
+    assert not [e for e in at.expander if e.label == "New knowledge base"]  # not an admin
+    at.radio(key="view").set_value("Documents").run()
+    assert "upload_submit" not in [b.key for b in at.button]  # read only: no upload form
+    assert any("may read this knowledge base, not change it" in c.value for c in at.caption)
+    keys.revoke(record.id)
+    at.run()
+    assert any("revoked" in e.value for e in at.error) and not at.chat_input

@@ -12,11 +12,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.browser import upload
-from tests.conftest import PAPERS, link_models, needs_shared, stop_group
+from tests.conftest import PAPERS, link_models, needs_shared, stop_group, wait_up
 
 pytestmark = [pytest.mark.integration, needs_shared(PAPERS)]
 
@@ -32,8 +31,8 @@ QUESTION = "How many identical layers does the Transformer encoder have?"
 def app(rag_home: Path, models_dir: Path, minilm, tmp_path: Path) -> Iterator[str]:  # noqa: ANN001
     """A small KB of two papers and `rag ui` serving it; yields the app's URL."""
     from rag.config import load_settings
+    from rag.llm_server import free_port
     from rag.pipeline import Pipeline
-    from ui.launcher import free_port
 
     link_models(rag_home, models_dir)
     docs = tmp_path / "papers"
@@ -50,23 +49,12 @@ def app(rag_home: Path, models_dir: Path, minilm, tmp_path: Path) -> Iterator[st
         env=dict(os.environ, HF_HUB_OFFLINE="1"))
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
-        while not _up(f"{url}/_stcore/health"):
-            assert proc.poll() is None, (tmp_path / "ui.log").read_text()[-2000:]
-            assert time.time() < deadline, "streamlit did not start"
-            time.sleep(0.5)
+        wait_up(f"{url}/_stcore/health", proc, "rag ui", 60, tmp_path / "ui.log")
         yield url
     finally:
         stop_group(proc, signal.SIGINT, timeout=60)
         log.close()
         assert not (rag_home / "run" / f"ui-{port}.json").exists(), "the launcher left its state"
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _ask(page, question: str) -> None:  # noqa: ANN001

@@ -8,15 +8,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.browser import upload
-from tests.conftest import stop_group
+from tests.conftest import stop_group, wait_up
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -39,7 +37,7 @@ def test_no_request_leaves_for_markdown_in_documents_or_answers(tmp_path: Path) 
     pytest.importorskip("playwright")
     from playwright.sync_api import expect, sync_playwright
 
-    from ui.launcher import free_port
+    from rag.llm_server import free_port
 
     attacker = ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
     threading.Thread(target=attacker.serve_forever, daemon=True).start()
@@ -60,15 +58,7 @@ def test_no_request_leaves_for_markdown_in_documents_or_answers(tmp_path: Path) 
     requests: list[str] = []
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.time() < deadline and proc.poll() is None, "streamlit did not start"
-            time.sleep(0.5)
+        wait_up(f"{url}/_stcore/health", proc, "streamlit")
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = browser.new_page()

@@ -19,13 +19,14 @@ from rag.cli.main import cli
 from rag.config import load_settings
 from rag.feedback import FeedbackStore, feedback_path
 from rag.generation.conversation import clean_rewrite, trim_history
+from rag.jobs import JobRunner
+from rag.llm_server import LlmState, plan_llm
 from rag.pdf_pages import PageRenderError, find_spans, render_page
+from rag.uploads import Upload, safe_name, save_uploads
 from tests.conftest import PAPERS, needs_shared
 from tests.documents import image_pdf
 from ui import render
-from ui.jobs import JobRunner
-from ui.launcher import LlmState, plan_llm, streamlit_command
-from ui.uploads import Upload, safe_name, save_uploads
+from ui.launcher import streamlit_command
 
 ATTENTION = PAPERS / "1706.03762v7.pdf"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import streamlit as st
 
 from rag.config import load_settings
+from rag.engine import Engine
 from rag.testing import HashEmbedder, ReverseReranker, ScriptedGenerator
-from ui.engine import Engine
 
 
 @st.cache_resource

@@ -1,7 +1,7 @@
 """The Streamlit app behind `rag ui`: chat with a knowledge base and check every claim.
 
 Layout only: retrieval, prompting and checking happen in ``rag.pipeline``; shared state (models,
-jobs, feedback) lives in one ``ui.engine.Engine`` for all browser sessions.
+jobs, feedback) lives in one ``rag.engine.Engine`` for all browser sessions.
 """
 
 from __future__ import annotations
@@ -17,16 +17,17 @@ from typing import Any
 import streamlit as st
 
 from ingest.indexer import IndexReport
-from rag.config import ConfigError, UiSettings
+from rag.config import ConfigError
 from rag.embedder import ModelLoadError
+from rag.engine import Engine
 from rag.generation.engines import GenerationError
+from rag.jobs import IndexJob
+from rag.keys import ApiKey
 from rag.pdf_pages import PageRenderError, render_page
 from rag.pipeline import MODES
 from rag.storage.kb import KBError
+from rag.uploads import Upload
 from ui import auth, render
-from ui.engine import Engine
-from ui.jobs import IndexJob
-from ui.uploads import Upload
 
 log = logging.getLogger("rag.ui")
 VIEWS = ("Chat", "Documents", "Feedback")
@@ -52,20 +53,32 @@ def turns(kb: str) -> list[dict[str, Any]]:
 
 
 # -- sidebar ---------------------------------------------------------------------------------
-def choose_kb(engine: Engine) -> str:
+def choose_kb(engine: Engine, key: ApiKey | None) -> str:
+    """The knowledge base to work on, of those the signed-in key may read (all without one)."""
     extra = st.session_state.setdefault("new_kbs", [])
     names = sorted(set(engine.kbs()) | {engine.settings.default_kb} | set(extra))
-    st.session_state.setdefault("kb_select", engine.settings.default_kb)
+    if key is not None:
+        names = key.readable(names)
+        if not names:
+            st.error("This API key may read no knowledge base.")
+            st.stop()
+    default = engine.settings.default_kb if engine.settings.default_kb in names else names[0]
+    if st.session_state.get("kb_select") not in names:
+        st.session_state["kb_select"] = default
 
     def create() -> None:  # a callback: it may set the selectbox before it is drawn again
         name = st.session_state.get("new_kb_name", "").strip()
         try:
+            if key is not None and not key.may(engine.check_name(name), "admin"):
+                raise KBError(f"this API key may not create knowledge base {name!r}")
             extra.append(engine.check_name(name))
             st.session_state["kb_select"] = name
         except KBError as exc:
             st.session_state["kb_error"] = str(exc)
 
     kb = st.selectbox("Knowledge base", names, key="kb_select")
+    if key is not None and key.role != "admin":
+        return str(kb)  # only admins make knowledge bases
     with st.expander("New knowledge base"):
         with st.form("new_kb", clear_on_submit=True, border=False):
             st.text_input("Name", placeholder="letters, digits, '.', '_' or '-'",
@@ -312,7 +325,7 @@ def job_panel(engine: Engine, kb: str) -> None:
     panel()
 
 
-def documents_view(engine: Engine, kb: str) -> None:
+def documents_view(engine: Engine, kb: str, writable: bool = True) -> None:
     st.subheader(render.md(f"Knowledge base: {kb}"))
     exists = kb in engine.kbs()
     if exists:
@@ -326,6 +339,11 @@ def documents_view(engine: Engine, kb: str) -> None:
         st.caption(render.md(f"Embedder {stats['embedder']} ({stats['dim']} dimensions) · last "
                              f"update {when} · stored in {engine.pipeline(kb).kb.path}"))
     job_panel(engine, kb)
+    if not writable:
+        st.caption("This API key may read this knowledge base, not change it.")
+        if exists:
+            documents_table(engine, kb, writable)
+        return
     limit = engine.settings.ui.max_upload_mb
     with st.form("upload", clear_on_submit=True):
         files = st.file_uploader(f"Add files (PDF, Markdown, HTML, text; up to {limit} MB each)",
@@ -353,12 +371,14 @@ def start_job(start: Any) -> None:  # noqa: ANN401 - a callable returning an Ind
     st.rerun()
 
 
-def documents_table(engine: Engine, kb: str) -> None:
+def documents_table(engine: Engine, kb: str, writable: bool = True) -> None:
     docs = engine.pipeline(kb).documents()
     st.dataframe([{"title": d.title, "file": Path(d.path).name, "kind": d.kind,
                    "chunks": d.n_chunks, "warnings": "; ".join(d.warnings),
                    "indexed": time.strftime("%Y-%m-%d %H:%M", time.localtime(d.indexed_at))}
                   for d in docs], hide_index=True, use_container_width=True)
+    if not writable:
+        return
     by_path = {d.path: d for d in docs}
     with st.form("remove"):
         chosen = st.multiselect("Remove documents", list(by_path), key="remove_docs",
@@ -390,24 +410,48 @@ def feedback_view(engine: Engine, kb: str) -> None:
 
 
 # -- page ------------------------------------------------------------------------------------
-def signed_in(ui: UiSettings) -> bool:
-    """Optional access control: a user header that only a trusted reverse proxy may set, a
-    shared token, or both (ui/auth.py)."""
+def signed_in(engine: Engine) -> bool:
+    """Optional access control: a user header that only a trusted reverse proxy may set, and a
+    shared token or an API key (asked once either is configured; ui/auth.py, rag.keys)."""
+    ui = engine.settings.ui
     if ui.auth_header:
         denial = auth.header_denial(ui, *auth.request())
         if denial:
             st.error(render.md(f"Access denied: {denial}."))
             return False
-    if not ui.auth_token or st.session_state.get("signed_in"):
+    if st.session_state.get("signed_in"):
+        return True
+    keys = engine.keys.required()
+    if not ui.auth_token and not keys:
         return True
     with st.form("sign_in"):
-        token = st.text_input("Access token", type="password", key="token")
+        label = " or ".join(name for name, on in (("Access token", ui.auth_token),
+                                                  ("API key", keys)) if on)
+        token = st.text_input(label, type="password", key="token")
         if st.form_submit_button("Sign in", key="sign_in_submit"):
-            if hmac.compare_digest(token.encode(), ui.auth_token.encode()):
+            key = engine.keys.verify(token) if keys else None
+            if key is not None or (ui.auth_token and hmac.compare_digest(
+                    token.encode(), ui.auth_token.encode())):
                 st.session_state["signed_in"] = True
+                st.session_state["key_id"] = key.id if key else None
                 st.rerun()
-            st.error("Wrong access token.")
+            st.error("Wrong access token or API key.")
     return False
+
+
+def signed_in_key(engine: Engine) -> ApiKey | None:
+    """The API key this session signed in with (None: a token, a proxy's user, or no sign-in),
+    checked again on every rerun: a revoked key signs the session out."""
+    key_id = st.session_state.get("key_id")
+    if key_id is None:
+        return None
+    key = engine.keys.keys().get(key_id)
+    if key is None or key.revoked is not None:
+        st.session_state.pop("signed_in", None)
+        st.session_state.pop("key_id", None)
+        st.error("This API key was revoked: sign in again.")
+        st.stop()
+    return key
 
 
 def main() -> None:
@@ -418,11 +462,12 @@ def main() -> None:
     except (ConfigError, KBError, ModelLoadError, OSError) as exc:
         st.error(render.md(f"rag cannot start: {exc}"))
         st.stop()
-    if not signed_in(engine.settings.ui):
+    if not signed_in(engine):
         st.stop()
+    key = signed_in_key(engine)
     with st.sidebar:
         st.title("rag")
-        kb = choose_kb(engine)
+        kb = choose_kb(engine, key)
         view = st.radio("View", VIEWS, horizontal=True, label_visibility="collapsed", key="view")
         options = answer_settings(engine)
         llm_ready = llm_status(engine)
@@ -432,7 +477,7 @@ def main() -> None:
     if view == "Chat":
         chat_view(engine, kb, options, llm_ready)
     elif view == "Documents":
-        documents_view(engine, kb)
+        documents_view(engine, kb, key is None or key.may(kb, "write"))
     else:
         feedback_view(engine, kb)
 

@@ -1,5 +1,6 @@
 """Who may use the app: a shared token, a user header that only named reverse proxies may set,
-or both; and whether the address the app is reachable on demands one of them.
+or both; or an API key (rag.keys), which also limits the knowledge bases shown. Whether the
+address the app listens on demands sign-in is rag.exposure's to say.
 
 A header is believed only from a peer listed in ``ui.trusted_proxies``: anyone who reaches the
 app directly could set it. With both a header and a token configured, both are asked for."""
@@ -10,30 +11,6 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 
 from rag.config import UiSettings
-
-LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
-
-
-def is_loopback(host: str) -> bool:
-    """True for names and addresses that only this machine reaches."""
-    host = host.strip().strip("[]").lower()
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name, 0.0.0.0, ::: reachable from elsewhere
-
-
-def exposure_problem(ui: UiSettings, host: str) -> str | None:
-    """Why the app may not listen on ``host`` (or be published on ``ui.published_host``) as
-    configured, or None."""
-    where = ui.published_host or host
-    if is_loopback(where) or ui.auth_token or ui.auth_header:
-        return None
-    return (f"the app would be reachable on {where} with no sign-in: set ui.auth_token "
-            "(RAG_UI__AUTH_TOKEN), or ui.auth_header with ui.trusted_proxies behind an "
-            "authenticating reverse proxy (docs/security.md)")
 
 
 def proxy_trusted(peer: str | None, proxies: Sequence[str]) -> bool:

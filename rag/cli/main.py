@@ -61,6 +61,7 @@ def _register() -> None:
         kb_cmd,
         models_cmd,
         search_cmd,
+        serve_cmd,
         train_cmd,
         ui_cmd,
     )
@@ -76,6 +77,8 @@ def _register() -> None:
     cli.add_command(models_cmd.serve_llm)
     cli.add_command(ui_cmd.ui)
     cli.add_command(ui_cmd.feedback_group)
+    cli.add_command(serve_cmd.serve)
+    cli.add_command(serve_cmd.keys_group)
 
 
 _register()

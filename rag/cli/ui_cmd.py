@@ -7,7 +7,9 @@ from pathlib import Path
 import click
 
 from rag.cli.common import UserError, get_settings, print_json, stdout
+from rag.exposure import exposure_problem
 from rag.feedback import RATINGS, FeedbackStore, feedback_path
+from rag.keys import KeyStore
 from rag.storage.kb import KnowledgeBase
 
 
@@ -23,14 +25,13 @@ def ui(kb_name: str | None, host: str | None, port: int | None, headless: bool |
     Uses the configured vLLM server when it answers; otherwise starts one with the configured
     generator (the bundled model by default) and stops it on exit.
     """
-    from ui.auth import exposure_problem
     from ui.launcher import run
 
     settings = get_settings()
     if kb_name:
         KnowledgeBase(kb_name, settings)  # validates the name
     host = host or settings.ui.host
-    problem = exposure_problem(settings.ui, host)
+    problem = exposure_problem(settings.ui, host, KeyStore(settings.home).required())
     if problem:
         raise UserError(problem)
     if headless is None:

@@ -1,5 +1,6 @@
-"""What every browser session shares: one set of models, one pipeline per knowledge base, the
-indexing jobs and the feedback store. The app holds one Engine in ``st.cache_resource``."""
+"""What every client of one server shares (the app's browser sessions, the API's requests): one
+set of models, one pipeline per knowledge base, the indexing jobs and the feedback store. The app
+holds one Engine in ``st.cache_resource``, the API one per process."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ from rag.config import Settings, load_settings
 from rag.embedder import SentenceTransformerEmbedder
 from rag.feedback import FeedbackStore, feedback_path
 from rag.generation.engines import Generator, VllmServedGenerator, make_generator
+from rag.jobs import IndexJob, JobRunner
+from rag.keys import KeyStore
+from rag.llm_server import read_state
 from rag.pipeline import Pipeline
 from rag.protocols import Embedder, Reranker
 from rag.retrieval.rerank import CrossEncoderReranker
 from rag.storage.kb import KBError, KnowledgeBase, list_kbs
-from ui.jobs import IndexJob, JobRunner
-from ui.launcher import read_state
-from ui.uploads import Upload, save_uploads
+from rag.uploads import Upload, save_uploads
 
 STATUS_TTL_S = 2.0
 MODELS_TTL_S = 30.0  # the sidebar asks on every rerun; a slow server must not slow each one
@@ -40,6 +42,7 @@ class Engine:
         self.generator = generator or make_generator(settings.generator, settings.home)
         self.jobs = JobRunner(settings.ui.max_index_jobs)
         self.feedback = FeedbackStore(feedback_path(settings.home))
+        self.keys = KeyStore(settings.home)
         self._pipelines: dict[str, Pipeline] = {}
         self._lock = threading.Lock()
         self._status: tuple[float, bool, str] = (0.0, False, "")
@@ -56,6 +59,18 @@ class Engine:
     def check_name(self, kb: str) -> str:
         """The name if valid (raises KBError otherwise)."""
         return KnowledgeBase(kb, self.settings).name
+
+    def create(self, kb: str) -> None:
+        """An empty knowledge base, ready to search and to take documents."""
+        base = KnowledgeBase(self.check_name(kb), self.settings)
+        if base.exists:
+            raise KBError(f"knowledge base {kb!r} already exists")
+        try:
+            with base.writer():
+                base.record_signature(self.embedder)
+                base.publish(self.embedder.dim)
+        finally:
+            base.close()
 
     def pipeline(self, kb: str) -> Pipeline:
         with self._lock:

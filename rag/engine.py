@@ -33,10 +33,11 @@ class Engine:
                  reranker: Reranker | None = None, generator: Generator | None = None,
                  index_embedder: Embedder | None = None) -> None:
         self.settings = settings
-        self.embedder = embedder or SentenceTransformerEmbedder(settings.embedder)
+        self.embedder = embedder or SentenceTransformerEmbedder(settings.embedder, home=settings.home)
         # Indexing gets its own copy of the embedder: a long job then never makes a chat
         # query wait for a batch of 256 passages.
-        self.index_embedder = index_embedder or SentenceTransformerEmbedder(settings.embedder)
+        self.index_embedder = index_embedder or SentenceTransformerEmbedder(
+            settings.embedder, home=settings.home)
         self.reranker = reranker or CrossEncoderReranker(settings.reranker,
                                                          settings.embedder.device, settings.home)
         self.generator = generator or make_generator(settings.generator, settings.home)

@@ -13,7 +13,7 @@ from pathlib import Path
 from ingest.chunking import TokenChunker
 from ingest.indexer import Indexer, IndexReport, Progress
 from rag.config import Settings
-from rag.embedder import SentenceTransformerEmbedder
+from rag.embedder import SentenceTransformerEmbedder, fusion_dense_weight
 from rag.generation.answerability import AnswerabilityGate
 from rag.generation.answering import Answer, Answerer
 from rag.generation.conversation import rewrite
@@ -75,7 +75,8 @@ class Pipeline:
     ) -> None:
         self.settings = settings
         self.kb = KnowledgeBase(kb_name or settings.default_kb, settings)
-        self.embedder: Embedder = embedder or SentenceTransformerEmbedder(settings.embedder)
+        self.embedder: Embedder = embedder or SentenceTransformerEmbedder(
+            settings.embedder, home=settings.home)
         self.reranker: Reranker = reranker or CrossEncoderReranker(
             settings.reranker, settings.embedder.device, settings.home
         )
@@ -194,8 +195,10 @@ class Pipeline:
             return DenseRetriever(snap, self.embedder)
         if mode == "bm25":
             return Bm25Retriever(snap)
+        dense = (fusion_dense_weight(self.settings.embedder.model) if r.dense_weight == "auto"
+                 else r.dense_weight)
         return HybridRetriever([DenseRetriever(snap, self.embedder), Bm25Retriever(snap)],
-                               r.candidates, r.rrf_k)
+                               r.candidates, r.rrf_k, (dense, 1.0 - dense))
 
     def search(
         self, query: str, k: int | None = None, mode: str | None = None,

@@ -16,10 +16,17 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 @pytest.mark.parametrize("command", [[], ["index"], ["search"], ["eval", "retrieval"], ["kb"],
-                                     ["kb", "list"], ["config"]])
+                                     ["kb", "list"], ["config"], ["eval", "fusion"],
+                                     ["models"], ["models", "install"]])
 def test_every_command_has_help(command: list[str]) -> None:
     code, out, _ = run(*command, "--help")
     assert code == 0 and "Usage:" in out
+
+
+def test_installing_a_licensed_model_asks_for_its_terms() -> None:
+    code, out, err = run("models", "install", "embeddinggemma-300m")
+    assert code == 1 and "Gemma Terms of Use" in out
+    assert err.startswith("error: embeddinggemma-300m is under its own licence terms")
 
 
 def test_missing_kb_is_one_line_error() -> None:
@@ -123,7 +130,8 @@ def fake_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI with the hash embedder: the command layer, not the model, is under test."""
     from rag.testing import HashEmbedder
 
-    monkeypatch.setattr("rag.pipeline.SentenceTransformerEmbedder", lambda settings: HashEmbedder())
+    monkeypatch.setattr("rag.pipeline.SentenceTransformerEmbedder",
+                        lambda settings, **_: HashEmbedder()))
 
 
 def one_line_error(code: int, err: str) -> str:
@@ -178,7 +186,8 @@ def test_storage_errors_are_one_line(fake_embedder: None, tmp_path: Path,
 
     from rag.testing import HashEmbedder
 
-    monkeypatch.setattr("rag.pipeline.SentenceTransformerEmbedder", lambda settings: HashEmbedder())
+    monkeypatch.setattr("rag.pipeline.SentenceTransformerEmbedder",
+                        lambda settings, **_: HashEmbedder()))
     monkeypatch.setattr("rag.storage.snapshot_build.save_index", faiss_full)
     err = one_line_error(*run("index", str(docs), "--kb", "s")[::2])
     assert "No space left" in err and "previous index stays live" in err

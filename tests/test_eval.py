@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.retrieval import BeirDataset, DatasetError, evaluate, save_results
+from eval.retrieval import BeirDataset, DatasetError, evaluate, fusion_sweep, save_results
 from rag.pipeline import Pipeline
 
 
@@ -35,6 +35,17 @@ def test_metrics_count_queries_without_hits_as_zero(fake_pipeline: Pipeline,
     out = save_results([result], tmp_path / "out", {"dataset": "tiny"})
     assert json.loads((out / "summary.json").read_text())["modes"]["bm25"]["nDCG@10"] > 0.6
     assert len((out / "per_query_bm25.jsonl").read_text().splitlines()) == 3
+
+
+def test_fusion_sweep_matches_the_search_modes_at_their_weights(fake_pipeline: Pipeline,
+                                                                tmp_path: Path) -> None:
+    """Even weights are today's hybrid search; weight 1 ranks as dense search does."""
+    data = BeirDataset.load(tiny_beir(tmp_path / "beir"))
+    fake_pipeline.index([data.corpus])
+    sweep = fusion_sweep(fake_pipeline, data, [0.5, 1.0])
+    hybrid, dense = evaluate(fake_pipeline, data, ["hybrid", "dense"])
+    assert sweep[0.5] == hybrid.metrics
+    assert sweep[1.0] == dense.metrics
 
 
 def test_missing_qrels_is_a_clear_error(tmp_path: Path) -> None:

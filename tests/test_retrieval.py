@@ -28,6 +28,15 @@ def test_rrf_sums_reciprocal_ranks_and_keeps_scores() -> None:
     assert fused[2].dense is None
 
 
+def test_weighted_rrf_leans_towards_the_heavier_list() -> None:
+    dense = [hit("a", dense=0.9), hit("b", dense=0.8)]
+    sparse = [hit("b", bm25=7.0), hit("c", bm25=3.0)]
+    assert rrf([dense, sparse], 3, 60, (0.5, 0.5))[0].fused == pytest.approx(1 / 62 + 1 / 61)
+    dense, sparse = [hit("a", dense=0.9), hit("b", dense=0.8)], [hit("c", bm25=7.0)]
+    assert [h.chunk_id for h in rrf([dense, sparse], 3, 60, (0.9, 0.1))] == ["a", "b", "c"]
+    assert [h.chunk_id for h in rrf([dense, sparse], 3, 60, (0.1, 0.9))] == ["c", "a", "b"]
+
+
 @pytest.fixture
 def indexed(fake_pipeline: Pipeline, tmp_path: Path) -> Pipeline:
     fake_pipeline.index([write_corpus(tmp_path / "docs")])

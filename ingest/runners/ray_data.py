@@ -60,7 +60,7 @@ def embedder_factory(embedder: Embedder) -> Callable[[], Embedder]:
     from rag.embedder import SentenceTransformerEmbedder
 
     if isinstance(embedder, SentenceTransformerEmbedder):
-        return partial(SentenceTransformerEmbedder, embedder.settings, embedder.cache)
+        return partial(SentenceTransformerEmbedder, embedder.settings, embedder.cache, embedder.home)
     return partial(copy.deepcopy, embedder)
 
 

@@ -9,7 +9,7 @@ import click
 from rich.progress import Progress
 from rich.table import Table
 
-from eval.retrieval import MEASURES, BeirDataset, evaluate, save_results
+from eval.retrieval import MEASURES, BeirDataset, evaluate, fusion_sweep, save_results
 from rag.cli.common import (
     IndexProgress,
     UserError,
@@ -50,11 +50,7 @@ def eval_retrieval(
     """nDCG@10, Recall@100, MRR@10 and MAP of each retrieval mode on a BEIR dataset."""
     settings = get_settings()
     data = BeirDataset.load(dataset, split)
-    pipeline = Pipeline(settings, kb_name or f"beir-{dataset.resolve().name}")
-    with IndexProgress() as progress:
-        report = pipeline.index([data.corpus], progress=progress)
-    if report.failed:
-        raise click.ClickException(f"corpus failed to index: {report.failed[0].reason}")
+    pipeline = _beir_pipeline(settings, data, dataset, kb_name)
     modes = modes or MODES
     with Progress(console=stderr, transient=True) as bar:
         task = bar.add_task("querying", total=len(data.queries) * len(modes))
@@ -77,6 +73,60 @@ def eval_retrieval(
         table.add_row(r.mode, *(f"{r.metrics[m]:.4f}" for m in MEASURES), f"{r.seconds:.1f}")
     stdout.print(table)
     stdout.print(f"per-query results: {folder}")
+
+
+def _beir_pipeline(settings: Settings, data: BeirDataset, dataset: Path,
+                   kb_name: str | None) -> Pipeline:
+    """A pipeline over the dataset's corpus, indexed (or brought up to date) first."""
+    pipeline = Pipeline(settings, kb_name or f"beir-{dataset.resolve().name}")
+    with IndexProgress() as progress:
+        report = pipeline.index([data.corpus], progress=progress)
+    if report.failed:
+        raise click.ClickException(f"corpus failed to index: {report.failed[0].reason}")
+    return pipeline
+
+
+@eval_group.command("fusion")
+@click.option("--dataset", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="A BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv.")
+@click.option("--split", default="train", show_default=True,
+              help="Fit on a split you will not report (SciFact: train).")
+@click.option("--kb", "kb_name", help="KB to index the corpus into (default: beir-DATASET).")
+@click.option("--output", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for summary.json.")
+@click.option("--json", "as_json", is_flag=True)
+def eval_fusion(dataset: Path, split: str, kb_name: str | None, output: Path | None,
+                as_json: bool) -> None:
+    """Hybrid retrieval's measures at dense weights 0, 0.1, ..., 1 (BM25's is 1 minus it):
+    the weight to set as retrieval.dense_weight for the configured embedder."""
+    settings = get_settings()
+    data = BeirDataset.load(dataset, split)
+    pipeline = _beir_pipeline(settings, data, dataset, kb_name)
+    weights = [round(0.1 * i, 1) for i in range(11)]
+    with Progress(console=stderr, transient=True) as bar:
+        task = bar.add_task("querying", total=len(data.queries))
+        sweep = fusion_sweep(pipeline, data, weights, tick=lambda: bar.advance(task))
+    best = max(weights, key=lambda w: (sweep[w]["nDCG@10"], -abs(w - 0.5)))
+    summary = {"dataset": str(dataset), "split": split, "queries": len(data.queries),
+               "embedder": pipeline.embedder.name, "rrf_k": settings.retrieval.rrf_k,
+               "best_dense_weight": best, "weights": {str(w): m for w, m in sweep.items()}}
+    folder = output or settings.home / "eval" / (
+        f"fusion-{dataset.resolve().name}-{split}-{time.strftime('%Y%m%d-%H%M%S')}")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+    if as_json:
+        print_json({**summary, "output": str(folder)})
+        return
+    table = Table(title=f"hybrid fusion, {dataset.name} ({split}, {len(data.queries)} queries)")
+    table.add_column("dense weight", justify="right")
+    for name in MEASURES:
+        table.add_column(name, justify="right")
+    for w in weights:
+        table.add_row(f"{w:.1f}{' *' if w == best else ''}",
+                      *(f"{sweep[w][m]:.4f}" for m in MEASURES))
+    stdout.print(table)
+    stdout.print(f"best: retrieval.dense_weight = {best} (nDCG@10 {sweep[best]['nDCG@10']:.4f}); "
+                 f"summary: {folder}", highlight=False)
 
 
 @eval_group.command("support")

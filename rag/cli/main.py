@@ -14,11 +14,12 @@ from rag.cli.common import UserError, setup_logging
 from rag.config import ConfigError
 from rag.embedder import ModelLoadError
 from rag.generation.engines import GenerationError
+from rag.installed_models import InstallError
 from rag.redaction import redact
 from rag.storage.kb import KBError
 
-KNOWN_ERRORS = (ConfigError, KBError, ModelLoadError, GenerationError, LoadError, ValueError, OSError,
-                Cancelled)
+KNOWN_ERRORS = (ConfigError, KBError, ModelLoadError, GenerationError, InstallError, LoadError,
+                ValueError, OSError, Cancelled)
 
 
 class Group(click.Group):
@@ -73,7 +74,7 @@ def _register() -> None:
     cli.add_command(kb_cmd.kb_group)
     cli.add_command(kb_cmd.config_cmd)
     cli.add_command(ask_cmd.ask)
-    cli.add_command(models_cmd.models_cmd)
+    cli.add_command(models_cmd.models_group)
     cli.add_command(models_cmd.serve_llm)
     cli.add_command(ui_cmd.ui)
     cli.add_command(ui_cmd.feedback_group)

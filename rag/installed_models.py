@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from rag.bundled import sha256_of
 from rag.folders import make_once
@@ -48,12 +49,9 @@ class Installable:
     size: int  # bytes of the joined zip
     licence: str
     max_seq_length: int  # tokens per passage rag gives it (its own limit is far above)
-    dense_weight: float  # in hybrid rank fusion: see fusion_dense_weight
+    dense_weight: float  # in hybrid rank fusion: see rag.pipeline.fusion_dense_weight
     notes: str
-
-    @property
-    def marker(self) -> str:
-        return "INSTALLED.json"
+    marker: ClassVar[str] = "INSTALLED.json"  # its presence means the folder is complete
 
 
 CATALOGUE = {m.name: m for m in (

@@ -39,6 +39,25 @@ def refusal(which: str) -> Metric:
     return metric
 
 
+LONG_ANSWER = 5  # sentences; more than this for one question reads as a passage copied out
+
+
+def answered_mean(key: str) -> Metric:
+    """Mean of a per-answer value over the answers given (refusals have no length)."""
+    def metric(rows: Sequence[Row]) -> float | None:
+        values = [float(r[key]) for r in rows if not r.get("refused") and r.get(key) is not None]
+        return sum(values) / len(values) if values else None
+
+    return metric
+
+
+def long_answers(rows: Sequence[Row]) -> float | None:
+    """Share of the answers given with more than ``LONG_ANSWER`` sentences."""
+    lengths = [int(r["sentences"]) for r in rows
+               if not r.get("refused") and r.get("sentences") is not None]
+    return sum(n > LONG_ANSWER for n in lengths) / len(lengths) if lengths else None
+
+
 def verdict_macro_f1(rows: Sequence[Row]) -> float | None:
     """Macro-F1 over the verdict labels present in the gold labels."""
     judged = [r for r in rows if r.get("verdict_gold") is not None]
@@ -66,6 +85,8 @@ METRICS: dict[str, Metric] = {
     "refusal_recall": refusal("recall"),
     "refusal_f1": refusal("f1"),
     "refused_answerable": mean_of("refused_answerable"),
+    "answer_sentences": answered_mean("sentences"),
+    "long_answers": long_answers,
     "seconds_per_answer": mean_of("seconds"),
     "prompt_tokens": mean_of("prompt_tokens"),
     "completion_tokens": mean_of("completion_tokens"),
@@ -75,7 +96,7 @@ METRICS: dict[str, Metric] = {
 HIGHER_IS_BETTER = ("citation_recall", "citation_precision", "cited_rate", "grounded_rate",
                     "fact_found", "right_doc_cited", "verdict_accuracy", "verdict_macro_f1",
                     "refusal_f1")
-LOWER_IS_BETTER = ("refused_answerable",)
+LOWER_IS_BETTER = ("refused_answerable", "long_answers")
 
 
 def _round(value: float | None) -> float | None:

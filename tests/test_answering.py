@@ -297,6 +297,23 @@ def test_an_answer_no_passage_supports_is_withheld(asking: Pipeline) -> None:
     assert not kept.refused and kept.sentences[0].supported is False
 
 
+def test_an_answer_that_repeats_the_worked_example_is_withheld() -> None:
+    gen = ScriptedGenerator()
+    answerer = Answerer(gen, scorer(0.0), 64)
+    docs = [hit("The default index kind is flat, which is exact.")]
+    echo = ("Jupiter is the largest planet in the Solar System [1]. "
+            "It has at least 95 known moons [1].")
+    gen.enqueue(echo, echo)
+    echoed, = answerer.answer_many(["Which index kind is the default?"], [docs], [{}])
+    assert echoed.refused and echoed.withheld == echo
+    assert any("worked example" in w for w in echoed.warnings)
+    # a knowledge base about Jupiter may say the same words: then they are an answer
+    moons = [hit("Jupiter is the largest planet in the Solar System. It has at least 95 known "
+                 "moons, more than any planet but Saturn.")]
+    kept, = answerer.answer_many(["How many moons does Jupiter have?"], [moons], [{}])
+    assert not kept.refused and kept.withheld is None
+
+
 def test_the_gate_refuses_without_generating_when_no_passage_addresses_the_question() -> None:
     scorer = SupportScorer(HashEmbedder().embed_documents)
     # answerability = sigmoid(10 x overlap - 5): on topic when half the query's words are there

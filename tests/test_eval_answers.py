@@ -13,7 +13,14 @@ from eval import runs
 from eval.answers import Question, load_questions
 from eval.citation_metrics import answer_citation_scores, sentence_scores
 from eval.compare import compare
-from eval.intervals import interval, mean_of, paired_difference, refusal, summarise
+from eval.intervals import (
+    interval,
+    long_answers,
+    mean_of,
+    paired_difference,
+    refusal,
+    summarise,
+)
 from rag.cli.main import cli
 from rag.generation.answering import Answer
 from rag.generation.citations import split_sentences
@@ -98,6 +105,15 @@ def test_refusal_precision_recall_f1() -> None:
     assert refusal("precision")(rows) == 0.5 and refusal("recall")(rows) == 0.5
     assert refusal("f1")(rows) == 0.5
     assert refusal("f1")([{"unanswerable": False, "refused": False}]) is None
+
+
+def test_answer_length_counts_answers_given_and_flags_copied_passages() -> None:
+    rows = [{"refused": False, "sentences": 2}, {"refused": False, "sentences": 9},
+            {"refused": True, "sentences": 1}, {"refused": False, "sentences": 5}]
+    summary = summarise(rows)
+    assert summary["answer_sentences"]["value"] == round(16 / 3, 4)
+    assert long_answers(rows) == 1 / 3
+    assert long_answers([{"refused": True, "sentences": 1}]) is None
 
 
 @pytest.fixture

@@ -7,9 +7,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from rag.generation.answerability import AnswerabilityGate, gate_passage
-from rag.generation.citations import CitationReport, Sentence, check, strip_invalid, with_attributions
+from rag.generation.citations import (
+    CitationReport,
+    Sentence,
+    check,
+    split_sentences,
+    strip_invalid,
+    with_attributions,
+)
 from rag.generation.engines import Generation, Generator
-from rag.generation.prompting import REFUSAL, BuiltPrompt, Source, build_prompt
+from rag.generation.prompting import (
+    EXAMPLE_SHINGLES,
+    REFUSAL,
+    BuiltPrompt,
+    Source,
+    adds_nothing,
+    build_prompt,
+    shingles,
+)
 from rag.generation.support import SupportScorer
 from rag.types import Hit
 
@@ -39,6 +54,22 @@ class Answer:
                                                    s.get("evidence", {}).items()}})
                      for s in data["sentences"]]
         return cls(**{**data, "sentences": sentences})
+
+
+def echoes_example(text: str, sources: Sequence[Source]) -> bool:
+    """The model wrote the prompt's worked example back instead of answering (the 0.5B model
+    did, for a docs question its ten passages left it unsure of: "Jupiter is the largest
+    planet... [1]"): a sentence of three or more word trigrams, nearly all from the example
+    and not from any source given (a KB about Jupiter's moons may say the same)."""
+    given: set[tuple[str, ...]] = set()
+    for source in sources:
+        given |= shingles(source.hit.chunk.text)
+    for sentence, _ in split_sentences(text):
+        words = shingles(sentence)
+        if len(words) >= 3 and adds_nothing(words, EXAMPLE_SHINGLES) and \
+                not adds_nothing(words, given):
+            return True
+    return False
 
 
 def source_entry(n: int, hit: Hit, cited: bool) -> dict[str, object]:
@@ -81,13 +112,15 @@ class Answerer:
         truncated = gen.finish_reason == "length"
         report: CitationReport = check(gen.text, built.sources, self.scorer, truncated,
                                        self.attribute)
-        withheld = None
-        if self._withhold(gen.text, report, built.sources):
+        withheld, why = None, ""
+        if echoes_example(gen.text, built.sources):
+            why = "it repeats the prompt's worked example, not the sources"
+        elif self._withhold(gen.text, report, built.sources):
+            why = "no passage supports any sentence of it (citations.abstain)"
+        if why:
             withheld = gen.text.strip()
             report = check(REFUSAL, built.sources, self.scorer)
-            report.warnings.append(
-                "rag withheld the model's answer: no passage supports any sentence of it "
-                "(citations.abstain)")
+            report.warnings.append(f"rag withheld the model's answer: {why}")
             if truncated:
                 report.warnings.append("the answer was cut off at the token limit")
         cited = {n for s in report.sentences for n in s.citations}

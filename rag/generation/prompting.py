@@ -99,9 +99,13 @@ class BuiltPrompt:
     duplicates: int = 0  # hits left out as near-copies of a passage already given
 
 
-def _shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
+def shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
+    """Word n-grams, lower-cased: what two texts share, order kept locally."""
     words = re.findall(r"\w+", text.lower())
     return {tuple(words[i:i + n]) for i in range(max(1, len(words) - n + 1))} if words else set()
+
+
+EXAMPLE_SHINGLES = shingles(f"{EXAMPLE_USER} {EXAMPLE_ANSWER}")
 
 
 def adds_nothing(new: set[tuple[str, ...]], given: set[tuple[str, ...]], limit: float = 0.8) -> bool:
@@ -141,8 +145,8 @@ def build_prompt(
     seen: list[set[tuple[str, ...]]] = []
     used, passages, dropped, over_budget, duplicates = base, 0, 0, 0, 0
     for hit in hits:
-        shingles = _shingles(hit.chunk.text)
-        if any(adds_nothing(shingles, given) for given in seen):
+        words = shingles(hit.chunk.text)
+        if any(adds_nothing(words, given) for given in seen):
             duplicates += 1
             continue
         candidate = Source(len(chosen) + 1, hit)
@@ -154,7 +158,7 @@ def build_prompt(
             over_budget += 1
             continue
         chosen.append(candidate)
-        seen.append(shingles)
+        seen.append(words)
         used += cost
         passages += cost
     text = render(messages(question, chosen, specials))

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).with_name("results") / "answer_latency.json"
 CONFIGS: dict[str, dict[str, int]] = {
     "k10": {"k": 10, "passage_tokens": 0},  # the default where the LLM runs in bf16
+    "k5": {"k": 5, "passage_tokens": 0},
     "k3": {"k": 3, "passage_tokens": 0},
     "budget500": {"k": 10, "passage_tokens": 500},
     "budget750": {"k": 10, "passage_tokens": 750},  # the default where it runs in fp32

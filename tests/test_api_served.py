@@ -94,5 +94,5 @@ def test_openai_client_gets_cited_answers_from_a_real_rag_serve(
     with pytest.raises(PermissionDeniedError, match="may not read"):
         client.chat.completions.create(model="rag:other", messages=question)
     logged = log.read_text()
-    assert "POST /v1/chat/completions 200" in logged and key.split("_")[2] not in logged
+    assert "POST /v1/chat/completions 200" in logged and key.split("_", 2)[2] not in logged
     assert json.dumps(key) not in logged

@@ -161,7 +161,7 @@ class GeneratorSettings(_Section):
     model: str = Field("auto", validate_default=True, description=(
         "hub id, local folder, or a bundled model; auto: the bundled 1.5B model where a CUDA GPU "
         "is present, the 0.5B on CPUs (on 2 CPU cores the 1.5B found 28 of 29 papers facts "
-        "against 21, but at 18 s per answer against 4.6 s: bench/README.md)"))
+        "against 24, but at 18 s per answer against 4.6 s: bench/README.md)"))
     mode: Literal["embedded", "served"] = "embedded"
     server_url: str = "http://127.0.0.1:8000/v1"
     served_model_name: str = "rag-llm"

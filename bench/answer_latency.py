@@ -26,10 +26,10 @@ from pathlib import Path
 import httpx
 
 from eval.answers import load_questions, rate, score
-from rag.config import Settings, load_settings
+from rag.core.config import Settings, load_settings
 from rag.generation.engines import engine_dtype, server_healthy
-from rag.llm_server import ManagedServer, free_port
-from rag.pipeline import Pipeline
+from rag.generation.server import ManagedServer, free_port
+from rag.service.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).with_name("results") / "answer_latency.json"

@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--tag", help="results key (default: the configured generator)")
     parser.add_argument("--scifact-limit", type=int, help="only the first N SciFact claims")
     args = parser.parse_args()
-    from rag.config import load_settings
+    from rag.core.config import load_settings
 
     tag = args.tag or load_settings().generator.model.removeprefix("bundled:")
     home = Path(os.environ.get("RAG_HOME", "~/.rag")).expanduser()

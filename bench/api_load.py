@@ -30,8 +30,8 @@ import httpx
 import psutil
 
 from eval.answers import load_questions
-from rag.hardware import cpu_name, native_bf16_cpu
-from rag.llm_server import free_port
+from rag.core.hardware import cpu_name, native_bf16_cpu
+from rag.generation.server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).with_name("results") / "api_load.json"

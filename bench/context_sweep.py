@@ -55,7 +55,7 @@ def timed(fn, *args, **kwargs) -> float:  # noqa: ANN001, ANN002, ANN003
 
 
 def model_path() -> str:
-    from rag.config import load_settings
+    from rag.core.config import load_settings
     from rag.generation.models import resolve_generator
 
     settings = load_settings()
@@ -89,9 +89,9 @@ def served(dtype: str, lengths: list[int], batches: list[int], tokens: int) -> N
     import httpx
     from transformers import AutoTokenizer
 
-    from rag.config import load_settings
+    from rag.core.config import load_settings
     from rag.generation.engines import server_healthy
-    from rag.llm_server import ManagedServer, free_port
+    from rag.generation.server import ManagedServer, free_port
 
     port = free_port()
     os.environ["RAG_GENERATOR__DTYPE"] = dtype

@@ -1,7 +1,7 @@
 """Embedding throughput of the configured embedder per dtype and batch size, in one run (the
 machines are noisy, so compare ratios), on real chunks: the papers corpus and SciFact abstracts
 chunked as rag indexes them. Also how far each setting's vectors are from fp32's. int8 is the
-ONNX Runtime graph (rag/onnx_int8.py), made before timing.
+ONNX Runtime graph (rag/embedding/onnx_int8.py), made before timing.
 
 Uses ../shared beside the checkout when present. Writes bench/results/embedding.json.
 """
@@ -18,9 +18,9 @@ import numpy as np
 
 from ingest.chunking import TokenChunker
 from ingest.loaders import load_file
-from rag.config import EmbedderSettings
-from rag.embedder import SentenceTransformerEmbedder, embedder_dtype
-from rag.hardware import cpu_name, native_bf16_cpu
+from rag.core.config import EmbedderSettings
+from rag.core.hardware import cpu_name, encoder_dtype, native_bf16_cpu
+from rag.embedding.embedder import SentenceTransformerEmbedder
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 OUT = Path(__file__).with_name("results") / "embedding.json"
@@ -46,7 +46,7 @@ def main() -> None:
     results: dict[str, object] = {"cpus": os.cpu_count(), "cpu": cpu_name(),
                                   "native_bf16": native_bf16_cpu(), "chunks": len(texts),
                                   "mean_tokens": round(float(np.mean(tokens)), 1),
-                                  "auto_dtype": embedder_dtype("auto", "cpu"), "settings": []}
+                                  "auto_dtype": encoder_dtype("auto", "cpu"), "settings": []}
     reference = None
     for dtype, batch in [("float32", 16), ("float32", 64), ("bfloat16", 16), ("bfloat16", 64),
                          ("int8", 16), ("int8", 64)]:

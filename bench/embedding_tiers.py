@@ -38,8 +38,8 @@ def rank_of_right_doc(home: Path, model: str) -> dict[str, dict[str, float]]:
     """Per question set: answerable questions with the right document at hybrid rank 1, top 5."""
     os.environ.update(RAG_HOME=str(home), RAG_EMBEDDER__MODEL=model)
     from eval.answers import load_questions
-    from rag.config import load_settings
-    from rag.pipeline import Pipeline
+    from rag.core.config import load_settings
+    from rag.service.pipeline import Pipeline
 
     settings = load_settings()
     out = {}
@@ -62,8 +62,8 @@ def rank_of_right_doc(home: Path, model: str) -> dict[str, dict[str, float]]:
 
 def throughput(model: str, home: Path, scifact: Path) -> dict[str, float | str]:
     """Chunks per second embedding 256 SciFact chunks (after a warm-up batch)."""
-    from rag.config import EmbedderSettings
-    from rag.embedder import SentenceTransformerEmbedder
+    from rag.core.config import EmbedderSettings
+    from rag.embedding.embedder import SentenceTransformerEmbedder
 
     rows = [json.loads(line) for line in (scifact / "corpus.jsonl").open()][:256]
     texts = [f"{r['title']}\n{r['text']}" for r in rows]
@@ -88,7 +88,7 @@ def main() -> None:
                         help="also rag eval answers on papers and docs (needs rag serve-llm)")
     parser.add_argument("--out", type=Path, default=RESULTS / "embedding_tiers.json")
     args = parser.parse_args()
-    from rag.hardware import cpu_name, native_bf16_cpu
+    from rag.core.hardware import cpu_name, native_bf16_cpu
 
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     for tier in args.tier or list(TIERS):

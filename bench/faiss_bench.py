@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from rag.config import IndexSettings
-from rag.retrieval.faiss_index import build_index, tune
+from rag.core.config import IndexSettings
+from rag.storage.faiss_index import build_index, tune
 
 OUT = Path(__file__).with_name("results") / "faiss.json"
 

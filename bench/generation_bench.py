@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from rag.config import load_settings
-from rag.pipeline import Pipeline
+from rag.core.config import load_settings
+from rag.service.pipeline import Pipeline
 
 OUT = Path(__file__).with_name("results") / "generation.json"
 DOCS = Path(__file__).resolve().parents[1] / "docs"

@@ -25,7 +25,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests' hostile files
-from rag.hardware import cpu_name  # noqa: E402
+from rag.core.hardware import cpu_name  # noqa: E402
 from tests import hostile  # noqa: E402
 
 OUT = Path(__file__).with_name("results") / "hostile_inputs.json"

@@ -16,8 +16,8 @@ import numpy as np
 from common import latency, scifact_args
 
 from eval.retrieval import BeirDataset, evaluate
-from rag.config import load_settings
-from rag.pipeline import Pipeline
+from rag.core.config import load_settings
+from rag.service.pipeline import Pipeline
 
 SETUPS = {  # name: index settings
     "faiss-flat": {"backend": "faiss", "kind": "flat"},

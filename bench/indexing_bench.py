@@ -25,9 +25,9 @@ import threading
 import time
 from pathlib import Path
 
-from rag.config import load_settings
-from rag.pipeline import Pipeline
-from rag.testing import HashEmbedder
+from rag.core.config import load_settings
+from rag.service.pipeline import Pipeline
+from tests.fakes import HashEmbedder
 
 OUT = Path(__file__).with_name("results") / "indexing.json"
 CHUNKS_PER_FILE = 100
@@ -106,8 +106,8 @@ def pause(pipeline: Pipeline, folder: Path) -> dict[str, float]:
 
 def one_line_child(mb: int) -> None:
     """Runs in a child: index one file of ``mb`` MB without a line break, real tokenizer."""
-    from rag.config import EmbedderSettings
-    from rag.embedder import SentenceTransformerEmbedder
+    from rag.core.config import EmbedderSettings
+    from rag.embedding.embedder import SentenceTransformerEmbedder
 
     class TokenizerOnly(HashEmbedder):
         """The bundled MiniLM's tokenizer and limits; fake vectors (memory is the question)."""

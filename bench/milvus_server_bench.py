@@ -22,8 +22,8 @@ from pathlib import Path
 from common import latency, scifact_args
 
 from eval.retrieval import BeirDataset, evaluate
-from rag.config import load_settings
-from rag.pipeline import Pipeline
+from rag.core.config import load_settings
+from rag.service.pipeline import Pipeline
 
 NEW_FILES = {  # the small update
     "note1.txt": "Vitamin D supplements did not lower fracture risk in older adults.",

@@ -17,8 +17,8 @@ from pathlib import Path
 from unittest import mock
 
 from ingest.parsing import ParseWorker
-from rag.config import load_settings
-from rag.pipeline import Pipeline
+from rag.core.config import load_settings
+from rag.service.pipeline import Pipeline
 
 PAPERS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "papers"
 OUT = Path(__file__).with_name("results") / "parse_overlap.json"

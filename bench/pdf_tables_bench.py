@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from ingest.loaders import LoadOptions, load_file
-from rag.config import load_settings
-from rag.pipeline import Pipeline
+from rag.core.config import load_settings
+from rag.service.pipeline import Pipeline
 
 PAPERS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "papers"
 OUT = Path(__file__).with_name("results") / "pdf_tables.json"

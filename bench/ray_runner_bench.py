@@ -14,8 +14,8 @@ import numpy as np
 from common import scifact_args
 
 from eval.retrieval import BeirDataset
-from rag.config import load_settings
-from rag.pipeline import Pipeline
+from rag.core.config import load_settings
+from rag.service.pipeline import Pipeline
 
 
 def main() -> None:

@@ -18,9 +18,9 @@ import numpy as np
 from common import RESULTS, SHARED
 
 from eval.retrieval import BeirDataset, evaluate
-from rag.config import load_settings
-from rag.hardware import cpu_name, native_bf16_cpu
-from rag.pipeline import Pipeline
+from rag.core.config import load_settings
+from rag.core.hardware import cpu_name, native_bf16_cpu
+from rag.service.pipeline import Pipeline
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ from common import SHARED, scifact_args
 from common import latency as measure
 
 from eval.retrieval import BeirDataset
-from rag.config import load_settings
-from rag.pipeline import MODES, Pipeline
+from rag.core.config import load_settings
+from rag.service.pipeline import MODES, Pipeline
 
 
 def main() -> None:

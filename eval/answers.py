@@ -12,11 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from rag.core.errors import QuestionSetError
 from rag.generation.answering import Answer
-
-
-class QuestionSetError(ValueError):
-    """The question file is unusable; the message names the line and the problem."""
 
 
 class Question(BaseModel):

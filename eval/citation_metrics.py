@@ -9,7 +9,7 @@ function instead of an NLI model.
 - grounded: some retrieved passage on its own supports the sentence (cited or not; as
   RAGChecker's "context utilisation" view of faithfulness).
 Refusal sentences are not claims and are left out. A bare answer word ("False.", "Yes.") is
-one claim with the sentence after it (rag.generation.citations.split_sentences), where ALCE's
+one claim with the sentence after it (rag.grounding.citations.split_sentences), where ALCE's
 NLTK split would count it as a sentence no passage can entail.
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from rag.generation.answering import Answer
-from rag.generation.citations import claim_text, context_of
-from rag.generation.support import SupportScorer
+from rag.grounding.citations import claim_text, context_of
+from rag.grounding.support import SupportScorer
 
 MAX_CITATIONS = 3  # ALCE counts at most the first three citations of a sentence
 

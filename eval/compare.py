@@ -8,10 +8,7 @@ from pathlib import Path
 
 from eval.intervals import HIGHER_IS_BETTER, LOWER_IS_BETTER, METRICS, Row, paired_difference
 from eval.runs import PER_ANSWER
-
-
-class CompareError(ValueError):
-    """A run folder is unusable or a metric name is unknown."""
+from rag.core.errors import CompareError
 
 
 def load_run(folder: Path) -> list[Row]:

@@ -14,16 +14,13 @@ from pathlib import Path
 import ir_measures
 from ir_measures import AP, RR, R, nDCG
 
-from rag.pipeline import Pipeline
+from rag.core.errors import DatasetError
+from rag.core.types import Hit
 from rag.retrieval.retrievers import rrf
-from rag.types import Hit
+from rag.service.pipeline import Pipeline
 
 MEASURES = {"nDCG@10": nDCG @ 10, "Recall@100": R @ 100, "MRR@10": RR @ 10, "MAP": AP @ 100}
 DEPTH = 100
-
-
-class DatasetError(ValueError):
-    """The folder is not a usable BEIR dataset; the message says what is missing."""
 
 
 @dataclass

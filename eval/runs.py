@@ -18,14 +18,11 @@ from eval.answers import Question, score
 from eval.citation_metrics import answer_citation_scores, sentence_scores
 from eval.intervals import Row, summarise
 from eval.scifact import checked_verdict
+from rag.core.errors import RunError
 from rag.generation.answering import Answer
-from rag.pipeline import Pipeline
+from rag.service.pipeline import Pipeline
 
 PER_ANSWER = "per_answer.jsonl"
-
-
-class RunError(ValueError):
-    """The run folder cannot be used (another config's results are in it)."""
 
 
 def question_ids(questions: Sequence[Question]) -> list[str]:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Literal
 
 from eval.answers import Question
-from rag.generation.support import SupportScorer
+from rag.core.errors import DatasetError
+from rag.grounding.support import SupportScorer
 
 SPLITS = ("train", "dev")
 VERDICTS = ("SUPPORT", "REFUTE", "NEI")
@@ -25,10 +26,6 @@ VERDICTS = ("SUPPORT", "REFUTE", "NEI")
 _BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[A-Z0-9])")
 _SIMPLE_BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
 _SECTION = re.compile(r"\s*(?:\\n|\n)\s*")  # structured abstracts: a literal "\n" between parts
-
-
-class DatasetError(ValueError):
-    """The folder is not a usable SciFact dataset; the message says what is missing."""
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score, roc_curve
 
 from eval.scifact import Claim, Pair
-from rag.generation.answerability import ANSWERABLE_LET_THROUGH, GATE_FEATURES, gate_features
-from rag.generation.support import FEATURES, SupportModel, SupportScorer
-from rag.generation.verifier import Verifier
+from rag.grounding.answerability import ANSWERABLE_LET_THROUGH, GATE_FEATURES, gate_features
+from rag.grounding.support import FEATURES, SupportModel, SupportScorer
+from rag.grounding.verifier import Verifier
 
 NEGATIVE_KINDS = ("contradiction", "unsupported")
 

@@ -20,17 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.chunking import Chunker
-from ingest.loaders import LoadError
-from ingest.parsing import Cancelled
 from ingest.reading import LOADER_VERSION, Refused, file_digest, not_regular, read_regular, under
 from ingest.runners import FileJob, FileMeta, Progress, Runner
 from ingest.runners.local import LocalRunner
-from rag.config import IngestSettings
-from rag.protocols import Embedder
-from rag.storage.kb import KBError, KnowledgeBase
+from rag.core.config import IngestSettings
+from rag.core.errors import Cancelled, KBError, LoadError
+from rag.core.protocols import Chunker, Embedder
+from rag.core.types import Chunk
+from rag.storage.kb import KnowledgeBase
 from rag.storage.store import FileRecord
-from rag.types import Chunk
 
 log = logging.getLogger(__name__)
 logging.getLogger("pypdf").setLevel(logging.ERROR)

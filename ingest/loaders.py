@@ -8,10 +8,11 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
-from ingest.ocr import OcrError, Tesseract, fit_for_ocr, ocr_engine, render_for_ocr
-from rag.types import Document, Section
+from ingest.ocr import Tesseract, fit_for_ocr, ocr_engine, render_for_ocr
+from rag.core.errors import LoadError, OcrError
+from rag.core.protocols import Loader
+from rag.core.types import Document, Loaded, Section
 
 MARKDOWN_EXT = {".md", ".markdown", ".mdx", ".mdown"}
 HTML_EXT = {".html", ".htm", ".xhtml"}
@@ -23,26 +24,6 @@ PACKAGES = {  # ZIP-based formats, by the MIME type filetype reads from their co
 }
 OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/tiff", "image/webp", "image/bmp", "image/gif"}
-
-
-class LoadError(Exception):
-    """This file cannot be indexed; the message is the specific reason shown to the user."""
-
-
-@dataclass
-class Loaded:
-    """What one file yielded, and what went wrong in it short of failing it as a whole."""
-
-    documents: list[Document]
-    warnings: list[str] = field(default_factory=list)
-
-
-class Loader(Protocol):
-    """Parses the bytes of one file (already type-detected) into one or more Documents."""
-
-    kind: str
-
-    def load(self, path: Path, data: bytes) -> Loaded: ...
 
 
 # Compatibility characters that only change how letters are drawn: Latin ligatures (U+FB00-06:

@@ -20,6 +20,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rag.core.errors import OcrError
+
 if TYPE_CHECKING:
     from PIL.Image import Image
 
@@ -28,10 +30,6 @@ MAX_PIXELS = 40_000_000  # a page of any declared size renders to at most this
 # Limits count CPU time, so a busy machine reads what an idle one does; a process that gets no
 # CPU at all is stopped after this many times its limit of wall time.
 HANG_FACTOR = 10
-
-
-class OcrError(RuntimeError):
-    """This page could not be read; the message says why (time limit, engine failure)."""
 
 
 @dataclass(frozen=True)

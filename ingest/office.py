@@ -12,17 +12,9 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from ingest.loaders import (
-    Loaded,
-    LoadError,
-    LoadOptions,
-    clean,
-    decode_text,
-    heading_document,
-    html_document,
-    markdown_table,
-)
-from rag.types import Document, Section
+from ingest.loaders import LoadOptions, clean, decode_text, heading_document, html_document, markdown_table
+from rag.core.errors import LoadError
+from rag.core.types import Document, Loaded, Section
 
 MAX_ROWS = 100_000  # per sheet; a bigger one is a database export, indexed up to here
 

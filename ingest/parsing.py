@@ -27,17 +27,15 @@ import time
 from pathlib import Path
 from typing import IO
 
-from ingest.loaders import Loaded, LoadError, LoadOptions, load_file
+from ingest.loaders import LoadOptions, load_file
 from ingest.ocr import HANG_FACTOR
-from rag.children import child_env
+from rag.core.children import child_env
+from rag.core.errors import Cancelled, LoadError
+from rag.core.types import Loaded
 
 POLL_S = 0.2
 ALIVE = "alive"
 HEADER = struct.Struct("!Q")
-
-
-class Cancelled(Exception):
-    """The job was asked to stop; what it committed so far stays, the live snapshot is unchanged."""
 
 
 def _send(stream: IO[bytes], value: object) -> None:

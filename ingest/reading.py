@@ -19,7 +19,7 @@ import stat
 import sys
 from pathlib import Path
 
-from ingest.loaders import LoadError
+from rag.core.errors import LoadError
 
 _KINDS = {stat.S_IFIFO: "a named pipe", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device",
           stat.S_IFBLK: "a device", stat.S_IFDIR: "a folder"}

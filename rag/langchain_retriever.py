@@ -9,7 +9,7 @@ from langchain_core.documents import Document as LCDocument
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from rag.pipeline import Pipeline
+from rag.service.pipeline import Pipeline
 
 
 class KBRetriever(BaseRetriever):

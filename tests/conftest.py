@@ -64,8 +64,8 @@ def no_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 @pytest.fixture(scope="session")
 def minilm():
     """The bundled real embedder, loaded once per session."""
-    from rag.config import EmbedderSettings
-    from rag.embedder import SentenceTransformerEmbedder
+    from rag.core.config import EmbedderSettings
+    from rag.embedding.embedder import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder(EmbedderSettings(device="cpu"))
     embedder.model  # noqa: B018 - load now
@@ -74,15 +74,15 @@ def minilm():
 
 @pytest.fixture
 def settings(rag_home: Path):
-    from rag.config import load_settings
+    from rag.core.config import load_settings
 
     return load_settings()
 
 
 @pytest.fixture
 def fake_pipeline(settings):
-    from rag.pipeline import Pipeline
-    from rag.testing import HashEmbedder, ReverseReranker
+    from rag.service.pipeline import Pipeline
+    from tests.fakes import HashEmbedder, ReverseReranker
 
     return Pipeline(settings, "test", embedder=HashEmbedder(), reranker=ReverseReranker())
 

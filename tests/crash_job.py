@@ -4,9 +4,9 @@
 import sys
 from pathlib import Path
 
-from rag.config import load_settings
-from rag.pipeline import Pipeline
-from rag.testing import HashEmbedder
+from rag.core.config import load_settings
+from rag.service.pipeline import Pipeline
+from tests.fakes import HashEmbedder
 
 if __name__ == "__main__":
     ray = "--ray" in sys.argv

@@ -3,8 +3,8 @@
 import sys
 import time
 
-from rag.config import load_settings
-from rag.llm_server import ManagedServer
+from rag.core.config import load_settings
+from rag.generation.server import ManagedServer
 
 if __name__ == "__main__":
     server = ManagedServer(load_settings(), 0, command=[sys.executable, "-c",

@@ -3,7 +3,7 @@ with SIGKILL by the tests."""
 
 import sys
 
-from rag.config import load_settings
+from rag.core.config import load_settings
 from ui import launcher
 
 if __name__ == "__main__":

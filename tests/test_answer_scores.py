@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from eval.answers import QuestionSetError, fact_found, load_questions, normalise, rate, score
+from eval.answers import fact_found, load_questions, normalise, rate, score
+from rag.core.errors import QuestionSetError
 from rag.generation.answering import Answer
-from rag.generation.citations import Sentence
+from rag.grounding.citations import Sentence
 
 PAPERS_SET = Path(__file__).resolve().parents[1] / "eval" / "questions" / "papers.jsonl"
 

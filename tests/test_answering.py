@@ -6,9 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from rag.generation.answerability import GATE_FEATURES, GATE_FILE, AnswerabilityGate
+from rag.core.errors import KBError
+from rag.core.text import REFUSAL
+from rag.core.types import Chunk, Hit, Source
 from rag.generation.answering import Answerer
-from rag.generation.citations import (
+from rag.generation.prompting import build_prompt, messages, source_block
+from rag.grounding.answerability import GATE_FEATURES, GATE_FILE, AnswerabilityGate
+from rag.grounding.citations import (
     check,
     parse_numbers,
     split_sentences,
@@ -16,12 +20,9 @@ from rag.generation.citations import (
     with_attributions,
     without_citations,
 )
-from rag.generation.prompting import REFUSAL, Source, build_prompt, messages
-from rag.generation.support import SupportModel, SupportScorer
-from rag.pipeline import Pipeline
-from rag.storage.kb import KBError
-from rag.testing import HashEmbedder, ScriptedGenerator
-from rag.types import Chunk, Hit
+from rag.grounding.support import SupportModel, SupportScorer
+from rag.service.pipeline import Pipeline
+from tests.fakes import HashEmbedder, ScriptedGenerator
 from tests.test_indexer import write_corpus
 
 
@@ -67,8 +68,8 @@ def test_passage_budget_keeps_the_best_first_and_skips_copies() -> None:
     whole = build_prompt("How is it cooled?", hits, gen.render, gen.count_tokens, 4000, 100)
     assert [s.hit.chunk_id for s in whole.sources] == ["c0", "c2", "c3"]
     assert (whole.duplicates, whole.dropped, whole.over_budget) == (1, 0, 0)
-    budget = gen.count_tokens(whole.sources[0].block()) + gen.count_tokens(
-        whole.sources[1].block()) + 4
+    budget = gen.count_tokens(source_block(whole.sources[0])) + gen.count_tokens(
+        source_block(whole.sources[1])) + 4
     tight = build_prompt("How is it cooled?", hits, gen.render, gen.count_tokens, 4000, 100,
                          passage_tokens=budget)
     assert [s.hit.chunk_id for s in tight.sources] == ["c0", "c2"]
@@ -340,7 +341,7 @@ def test_the_gate_refuses_without_generating_when_no_passage_addresses_the_quest
 def test_the_shipped_gate_is_used_only_with_its_own_embedder(
         asking: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     said: list[str] = []
-    monkeypatch.setattr("rag.pipeline.log.warning", lambda msg, *args: said.append(msg % args))
+    monkeypatch.setattr("rag.service.pipeline.log.warning", lambda msg, *args: said.append(msg % args))
     assert asking.gate is None  # trained on MiniLM's cosines; the hash embedder has others
     gate_said = [m for m in said if "the answerability gate is off" in m]
     assert len(gate_said) == 1 and "fake-hash" in gate_said[0]
@@ -355,8 +356,8 @@ def test_a_sentence_a_source_contradicts_is_marked_and_shown() -> None:
     its flags, the answer's warning, the CLI's footer and the app's page say so."""
     from rag.cli.ask_cmd import print_answer_footer
     from rag.generation.answering import Answerer
-    from rag.generation.support import SupportScorer
-    from rag.testing import NegationVerifier, ScriptedGenerator
+    from rag.grounding.support import SupportScorer
+    from tests.fakes import NegationVerifier, ScriptedGenerator
     from ui.render import answer_html
 
     generator = ScriptedGenerator("Cats purr when they are content [1]. "
@@ -382,12 +383,12 @@ def test_a_sentence_a_source_contradicts_is_marked_and_shown() -> None:
 
 
 def test_without_the_verifier_the_learned_function_checks_answers(settings, monkeypatch) -> None:  # noqa: ANN001
-    from rag.config import load_settings
-    from rag.pipeline import Pipeline
-    from rag.testing import HashEmbedder
+    from rag.core.config import load_settings
+    from rag.service.pipeline import Pipeline
+    from tests.fakes import HashEmbedder
 
     said: list[str] = []
-    monkeypatch.setattr("rag.pipeline.log.warning", lambda msg, *args: said.append(msg % args))
+    monkeypatch.setattr("rag.service.pipeline.log.warning", lambda msg, *args: said.append(msg % args))
     monkeypatch.setenv("RAG_CITATIONS__VERIFIER_MODEL", "bundled:no-such-model")
     pipeline = Pipeline(load_settings(), "t", embedder=HashEmbedder())
     assert pipeline.scorer.method == "learned" and pipeline.scorer.verifier is None
@@ -401,8 +402,8 @@ def test_beside_the_verifier_an_answer_is_withheld_only_when_the_fallback_agrees
     unsupported is kept (its sentences keep the verifier's flags) when the fallback function
     supports a sentence, and withheld when neither does."""
     from rag.generation.answering import Answerer
-    from rag.generation.support import SupportScorer
-    from rag.testing import NegationVerifier, ScriptedGenerator
+    from rag.grounding.support import SupportScorer
+    from tests.fakes import NegationVerifier, ScriptedGenerator
 
     passage = hit("Cats purr when they are content and sleep during the day.", 1)
     verifier = SupportScorer(None, NegationVerifier())  # type: ignore[arg-type]

@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from rag.api.app import create_app, doc_id
-from rag.engine import Engine
-from rag.keys import KeyStore
-from rag.testing import HashEmbedder, ReverseReranker, ScriptedGenerator
+from rag.service.engine import Engine
+from rag.storage.keys import KeyStore
+from tests.fakes import HashEmbedder, ReverseReranker, ScriptedGenerator
 
 ANSWER = "Cats purr and sleep all day [1]."
 
@@ -221,7 +221,7 @@ def test_bad_input_is_a_4xx_json_error_and_nothing_is_lost(engine: Engine) -> No
 
 def test_beyond_the_queue_limit_the_api_answers_429(settings, tmp_path: Path,  # noqa: ANN001
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from rag.config import load_settings
+    from rag.core.config import load_settings
 
     monkeypatch.setenv("RAG_API__WORKERS", "1")
     monkeypatch.setenv("RAG_API__MAX_QUEUE", "1")

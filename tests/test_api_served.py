@@ -28,8 +28,8 @@ DOC = b"# Cats\n\nCats purr. A cat sleeps about fifteen hours a day and hunts at
 @pytest.fixture
 def served(rag_home: Path, models_dir: Path, tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     """`rag serve` with an admin key for knowledge base "pets"; yields (url, key, server log)."""
-    from rag.keys import KeyStore
-    from rag.llm_server import free_port
+    from rag.generation.server import free_port
+    from rag.storage.keys import KeyStore
 
     link_models(rag_home, models_dir)
     handler = type("Handler", (Fake,), {"mode": "ok", "calls": 0, "bodies": []})

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from rag.generation.answering import Answer
-from rag.generation.citations import Sentence
+from rag.grounding.citations import Sentence
 from tests.conftest import link_models
 
 IDLE_S = 60  # outlasts a `rag index` between two asks on a loaded machine
@@ -147,7 +147,7 @@ def worker_socket(tmp_path: Path, pipeline: FakePipeline, idle_s: float = 60
                   ) -> tuple[Path, threading.Thread]:
     import socket
 
-    from rag.ask_worker import serve_on
+    from rag.service.ask_worker import serve_on
 
     path = tmp_path / "w.sock"
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -181,7 +181,7 @@ def test_a_flooding_or_trickling_client_holds_up_no_other_ask(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
 
-    from rag import ask_worker
+    from rag.service import ask_worker
 
     monkeypatch.setattr(ask_worker, "REQUEST_S", 1.0)
     path, _ = worker_socket(tmp_path, FakePipeline())

@@ -30,7 +30,7 @@ def test_shipped_weights_match_their_cards(name: str) -> None:
 def test_shipped_verifier_loads_offline_and_judges_clear_cases(rag_home: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from rag.generation.verifier import Verifier
+    from rag.grounding.verifier import Verifier
 
     verifier = Verifier(str(bundled.materialize("verifier-minilm", rag_home)))
     evidence = ["Daily aspirin reduced the incidence of heart attacks by 30% in the trial.",

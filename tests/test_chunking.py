@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.chunking import TokenChunker, sentence_spans
-from rag.testing import HashEmbedder
-from rag.types import Document, Section
+from ingest.chunking import TokenChunker
+from rag.core.text import sentence_spans
+from rag.core.types import Document, Section
+from tests.fakes import HashEmbedder
 
 
 def doc(text: str, title: str = "T", page: int | None = 3) -> Document:

@@ -128,9 +128,9 @@ def test_rerank_with_unavailable_model_warns(tmp_path: Path, monkeypatch: pytest
 @pytest.fixture
 def fake_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI with the hash embedder: the command layer, not the model, is under test."""
-    from rag.testing import HashEmbedder
+    from tests.fakes import HashEmbedder
 
-    monkeypatch.setattr("rag.pipeline.SentenceTransformerEmbedder",
+    monkeypatch.setattr("rag.service.pipeline.SentenceTransformerEmbedder",
                         lambda settings, **_: HashEmbedder())
 
 
@@ -184,9 +184,9 @@ def test_storage_errors_are_one_line(fake_embedder: None, tmp_path: Path,
     def faiss_full(index: object, path: object) -> None:
         raise RuntimeError("Error in faiss::FileIOWriter: fwrite failed: No space left on device")
 
-    from rag.testing import HashEmbedder
+    from tests.fakes import HashEmbedder
 
-    monkeypatch.setattr("rag.pipeline.SentenceTransformerEmbedder",
+    monkeypatch.setattr("rag.service.pipeline.SentenceTransformerEmbedder",
                         lambda settings, **_: HashEmbedder())
     monkeypatch.setattr("rag.storage.snapshot_build.save_index", faiss_full)
     err = one_line_error(*run("index", str(docs), "--kb", "s")[::2])

@@ -93,7 +93,7 @@ def test_profiles_select_gpu_or_cpu_server() -> None:
 
 def app_settings(app: dict, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def, type-arg]
     """The settings the app's container would load from the environment compose gives it."""
-    from rag.config import load_settings
+    from rag.core.config import load_settings
 
     for key, value in app["environment"].items():
         if key.startswith("RAG_"):
@@ -103,7 +103,7 @@ def app_settings(app: dict, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no
 
 def test_compose_needs_an_api_key_and_can_publish_on_purpose(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from rag.exposure import exposure_problem
+    from rag.service.exposure import exposure_problem
 
     out = compose("cpu")
     assert out.returncode != 0 and "RAG_LLM_API_KEY" in out.stderr
@@ -124,7 +124,7 @@ def test_every_documented_auth_setting_reaches_the_app(env: dict, check,  # noqa
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """As docker-compose.yml's comment says: bind beyond loopback with a token, or with a proxy
     header and the proxy's address."""
-    from rag.exposure import exposure_problem
+    from rag.service.exposure import exposure_problem
 
     app = config(RAG_UI_BIND="0.0.0.0", **env)["services"]["app"]
     ui = app_settings(app, monkeypatch).ui
@@ -134,8 +134,8 @@ def test_every_documented_auth_setting_reaches_the_app(env: dict, check,  # noqa
 
 def test_the_api_runs_beside_the_app_loopback_only_unless_keys_exist(
         monkeypatch: pytest.MonkeyPatch, rag_home: Path) -> None:
-    from rag.exposure import api_exposure_problem
-    from rag.keys import KeyStore
+    from rag.service.exposure import api_exposure_problem
+    from rag.storage.keys import KeyStore
 
     api = config()["services"]["api"]
     assert api["command"][:2] == ["rag", "serve"] and published(api) == [("127.0.0.1", 8100)]

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.config import ConfigError, Settings, load_settings
+from rag.core.config import Settings, load_settings
+from rag.core.errors import ConfigError
 
 
 def test_defaults_use_rag_home(rag_home: Path) -> None:
@@ -54,7 +55,7 @@ def test_malformed_toml(rag_home: Path) -> None:
 def test_native_bf16_reads_the_cpu(monkeypatch) -> None:  # noqa: ANN001
     import torch
 
-    from rag.hardware import native_bf16_cpu
+    from rag.core.hardware import native_bf16_cpu
 
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     for avx512_bf16 in (False, True):
@@ -70,21 +71,21 @@ def test_dtypes_and_passage_budget_follow_the_hardware(monkeypatch, native: bool
     there the prompt is cut to a token budget."""
     import torch
 
-    import rag.embedder
+    import rag.core.hardware
     import rag.generation.engines
-    from rag.embedder import embedder_dtype
+    from rag.core.hardware import encoder_dtype
     from rag.generation.engines import engine_dtype
-    from rag.pipeline import passage_budget
+    from rag.service.pipeline import passage_budget
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(rag.generation.engines, "native_bf16_cpu", lambda: native)
-    monkeypatch.setattr(rag.embedder, "native_bf16_cpu", lambda: native)
+    monkeypatch.setattr(rag.core.hardware, "native_bf16_cpu", lambda: native)
     bf16 = "bfloat16" if native else "float32"
     assert engine_dtype("auto") == bf16
     assert engine_dtype("float16") == "float16"  # an explicit choice is kept
-    assert embedder_dtype("auto", "cpu") == bf16
-    assert embedder_dtype("auto", "cuda") == "float32"
-    assert embedder_dtype("float32", "cpu") == "float32"
+    assert encoder_dtype("auto", "cpu") == bf16
+    assert encoder_dtype("auto", "cuda") == "float32"
+    assert encoder_dtype("float32", "cpu") == "float32"
     settings = Settings()
     assert passage_budget(settings) == (0 if native else 750)
     fixed = settings.retrieval.model_copy(update={"passage_tokens": 300})
@@ -116,18 +117,18 @@ def test_a_rag_toml_in_the_working_directory_is_named_and_cannot_widen_access(
 
 def test_auto_generator_is_the_1_5b_model_on_a_gpu_and_the_0_5b_on_cpus(
         rag_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import rag.config
+    import rag.core.config
 
-    monkeypatch.setattr(rag.config, "cuda_present", lambda: False)
+    monkeypatch.setattr(rag.core.config, "cuda_present", lambda: False)
     assert load_settings().generator.model == "bundled:qwen2.5-coder-0.5b-instruct"
-    monkeypatch.setattr(rag.config, "cuda_present", lambda: True)
+    monkeypatch.setattr(rag.core.config, "cuda_present", lambda: True)
     assert load_settings().generator.model == "bundled:qwen2.5-coder-1.5b-instruct"
     monkeypatch.setenv("RAG_GENERATOR__MODEL", "Qwen/Qwen2.5-7B-Instruct")
     assert load_settings().generator.model == "Qwen/Qwen2.5-7B-Instruct"
 
 
 def test_hidden_gpus_count_as_none(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rag.hardware import cuda_present
+    from rag.core.hardware import cuda_present
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert cuda_present() is False

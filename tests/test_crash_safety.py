@@ -9,10 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-from rag.config import load_settings
-from rag.pipeline import Pipeline
+from rag.core.config import load_settings
+from rag.service.pipeline import Pipeline
 from rag.storage.kb import KnowledgeBase
-from rag.testing import HashEmbedder
+from tests.fakes import HashEmbedder
 
 JOB = Path(__file__).with_name("crash_job.py")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.config import EmbedderSettings
-from rag.embedder import (
+from rag.core.config import EmbedderSettings
+from rag.core.errors import ModelLoadError
+from rag.embedding.embedder import (
     BGE_EN_QUERY,
-    ModelLoadError,
     SentenceTransformerEmbedder,
     detect_family,
     resolve_model_path,

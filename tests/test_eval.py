@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from eval.retrieval import BeirDataset, DatasetError, evaluate, fusion_sweep, save_results
-from rag.pipeline import Pipeline
+from eval.retrieval import BeirDataset, evaluate, fusion_sweep, save_results
+from rag.core.errors import DatasetError
+from rag.service.pipeline import Pipeline
 
 
 def tiny_beir(folder: Path) -> Path:

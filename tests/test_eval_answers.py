@@ -23,10 +23,10 @@ from eval.intervals import (
 )
 from rag.cli.main import cli
 from rag.generation.answering import Answer
-from rag.generation.citations import split_sentences
-from rag.generation.support import SupportScorer
-from rag.pipeline import Pipeline
-from rag.testing import ExtractiveGenerator, HashEmbedder
+from rag.grounding.citations import split_sentences
+from rag.grounding.support import SupportScorer
+from rag.service.pipeline import Pipeline
+from tests.fakes import ExtractiveGenerator, HashEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS_SET = ROOT / "eval" / "questions" / "docs.jsonl"
@@ -43,7 +43,7 @@ def scorer() -> SupportScorer:
 
 
 def make_answer(text: str, refused: bool = False) -> Answer:
-    from rag.generation.citations import Sentence
+    from rag.grounding.citations import Sentence
 
     sentences = [Sentence(t, [n for n in c if n in PASSAGES], []) for t, c in split_sentences(text)]
     sources = [{"n": n, "text": t, "cited": any(n in s.citations for s in sentences),
@@ -186,7 +186,7 @@ class FailsOn(ExtractiveGenerator):
     def generate(self, prompts, max_tokens, temperature=None, model=None):  # type: ignore[no-untyped-def]
         self.calls += len(prompts)
         if any(self.word in p.rsplit("Question:", 1)[-1] for p in prompts):
-            from rag.generation.engines import GenerationError
+            from rag.core.errors import GenerationError
 
             raise GenerationError("the LLM server answered 500")
         return super().generate(prompts, max_tokens, temperature, model)

@@ -10,25 +10,18 @@ import pytest
 from click.testing import CliRunner
 
 from eval import support
-from eval.scifact import (
-    DatasetError,
-    Pair,
-    SciFact,
-    claim_questions,
-    split_abstract,
-    support_pairs,
-    verdict_of,
-)
+from eval.scifact import Pair, SciFact, claim_questions, split_abstract, support_pairs, verdict_of
 from rag.cli.main import cli
-from rag.generation.answerability import (
+from rag.core.errors import DatasetError
+from rag.grounding.answerability import (
     ANSWERABLE_LET_THROUGH,
     GATE_FEATURES,
     GATE_FILE,
     AnswerabilityGate,
 )
-from rag.generation.support import MODEL_FILE, SupportModel, SupportScorer, remembering
-from rag.testing import HashEmbedder
+from rag.grounding.support import MODEL_FILE, SupportModel, SupportScorer, remembering
 from tests.conftest import SCIFACT, needs_shared
+from tests.fakes import HashEmbedder
 
 ABSTRACT = ("BACKGROUND Aspirin is common.   \\n RESULTS Aspirin lowered the risk of stroke by "
             "20%. It did not change mortality. Bleeding rose (p < 0.01).")

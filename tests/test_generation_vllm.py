@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from rag.config import load_settings
-from rag.embedder import ModelLoadError
+from rag.core.config import load_settings
+from rag.core.errors import ModelLoadError
 from rag.generation.answering import Answerer
 from rag.generation.engines import VllmEmbeddedGenerator
-from rag.pipeline import Pipeline
+from rag.service.pipeline import Pipeline
 from tests.conftest import PAPERS, link_models, needs_shared
 
 pytestmark = [pytest.mark.integration, needs_shared(PAPERS)]
@@ -74,7 +74,7 @@ def test_streaming_matches_final_text(pipeline: Pipeline) -> None:
     if not any(s.attributed or s.removed for s in answer.sentences):
         assert streamed == answer.text.strip()
     else:  # rag's attribution changed only citation markers of what was streamed
-        from rag.generation.citations import CITATION
+        from rag.grounding.citations import CITATION
 
         def words(text: str) -> list[str]:
             return CITATION.sub("", text).replace(" .", ".").split()

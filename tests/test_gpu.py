@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.config import IndexSettings
-from rag.retrieval.faiss_index import build_index, gpu_count, search, tune
+from rag.core.config import IndexSettings
+from rag.storage.faiss_index import build_index, gpu_count, search, tune
 
 pytestmark = [
     pytest.mark.gpu,

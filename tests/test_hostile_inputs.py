@@ -14,9 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from rag.pipeline import Pipeline
-from rag.testing import HashEmbedder
+from rag.service.pipeline import Pipeline
 from tests.documents import text_pdf
+from tests.fakes import HashEmbedder
 
 
 def children_named(word: str) -> list[psutil.Process]:
@@ -104,8 +104,8 @@ def test_a_second_run_removes_files_that_became_links_or_special_files(
 
 
 def test_a_folder_swapped_for_a_link_is_refused_by_the_descriptor_check(tmp_path: Path) -> None:
-    from ingest.loaders import LoadError
     from ingest.reading import Refused, read_regular
+    from rag.core.errors import LoadError
 
     docs, outside = tmp_path / "docs", tmp_path / "outside"
     (docs / "sub").mkdir(parents=True)
@@ -130,9 +130,9 @@ def test_a_folder_swapped_for_a_link_is_refused_by_the_descriptor_check(tmp_path
 
 def test_the_apps_index_roots_never_read_through_a_link(settings, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    from rag.config import load_settings
-    from rag.engine import Engine
-    from rag.testing import ScriptedGenerator
+    from rag.core.config import load_settings
+    from rag.service.engine import Engine
+    from tests.fakes import ScriptedGenerator
 
     allowed = tmp_path / "allowed"
     allowed.mkdir()
@@ -209,8 +209,8 @@ def test_a_lying_zip_is_refused_without_inflating_it() -> None:
     import io
     import zipfile
 
-    from ingest.loaders import LoadError
     from ingest.office import check_package
+    from rag.core.errors import LoadError
 
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as package:
@@ -262,7 +262,7 @@ def test_each_file_has_a_total_cpu_budget_and_the_reason_names_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each table page is progress, so no per-page limit stops 60 ruled pages; the file's total
     budget does (its CPU time: a busy machine does not change the outcome)."""
-    from rag.config import load_settings
+    from rag.core.config import load_settings
     from tests import hostile
 
     docs = tmp_path / "docs"
@@ -279,7 +279,7 @@ def test_each_file_has_a_total_cpu_budget_and_the_reason_names_it(
 @pytest.mark.skipif(not __import__("shutil").which("tesseract"), reason="tesseract not installed")
 def test_a_many_frame_scan_stops_at_the_file_budget(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from rag.config import load_settings
+    from rag.core.config import load_settings
     from tests import hostile
 
     docs = tmp_path / "docs"
@@ -294,7 +294,7 @@ def test_a_many_frame_scan_stops_at_the_file_budget(tmp_path: Path,
 
 
 def test_the_app_runs_one_indexing_job_at_a_time_over_all_kbs(tmp_path: Path) -> None:
-    from rag.jobs import JobRunner
+    from rag.service.jobs import JobRunner
 
     runner = JobRunner(max_running=1)
     release = threading.Event()
@@ -320,9 +320,9 @@ def test_the_app_runs_one_indexing_job_at_a_time_over_all_kbs(tmp_path: Path) ->
 def test_two_sessions_uploading_one_name_at_once(settings, tmp_path: Path) -> None:  # noqa: ANN001
     """Only the session whose job starts saves its file; the other is told so and nothing of its
     upload is written (before: it was told 'refused' while its file replaced the first's)."""
-    from rag.engine import Engine
-    from rag.testing import ScriptedGenerator
-    from rag.uploads import Upload
+    from rag.service.engine import Engine
+    from rag.service.uploads import Upload
+    from tests.fakes import ScriptedGenerator
 
     engine = Engine(settings, embedder=HashEmbedder(delay=0.01),
                     index_embedder=HashEmbedder(delay=0.01), generator=ScriptedGenerator())
@@ -357,7 +357,8 @@ def test_a_pdf_over_the_page_limit_is_refused_before_any_text_is_extracted(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import pypdf
 
-    from ingest.loaders import LoadError, LoadOptions, load_file
+    from ingest.loaders import LoadOptions, load_file
+    from rag.core.errors import LoadError
     from tests import hostile
 
     extracted: list[int] = []
@@ -374,8 +375,9 @@ SECRET_URI = "s3://AKIAEXAMPLE:wJal/rXUtn+FEMI@a-bucket/rag-import?endpoint_over
 
 def test_a_bulk_store_secret_is_not_repeated_in_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """pyarrow repeats the whole URI when a secret holds '/'; rag's error names the setting."""
-    from rag.config import load_settings
-    from rag.retrieval.milvus_index import MilvusUnavailable, bulk_import
+    from rag.core.config import load_settings
+    from rag.core.errors import MilvusUnavailable
+    from rag.storage.milvus_index import bulk_import
 
     monkeypatch.setenv("RAG_INDEX__MILVUS_URI", "http://127.0.0.1:9")
     monkeypatch.setenv("RAG_INDEX__MILVUS_BULK_STORE", SECRET_URI)
@@ -391,8 +393,8 @@ def test_credentials_are_masked_in_cli_errors_logs_and_the_apps_job_report(
     import subprocess
     import sys
 
-    from rag.jobs import JobRunner
-    from rag.redaction import RedactingFilter, redact, remember
+    from rag.core.redaction import RedactingFilter, redact, remember
+    from rag.service.jobs import JobRunner
 
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -437,7 +439,7 @@ def test_terminal_escapes_in_names_are_shown_escaped(tmp_path: Path) -> None:
     (docs / f"broken{ESCAPES}.pdf").write_bytes(b"%PDF-1.4 garbage")
     env = {"RAG_EMBEDDER__MODEL": "missing"}  # fails only if used: these paths need no model
     runner = CliRunner()
-    from rag.pipeline import Pipeline as RealPipeline
+    from rag.service.pipeline import Pipeline as RealPipeline
 
     class FakeModels(RealPipeline):
         def __init__(self, settings, kb_name=None, *a, **k) -> None:  # noqa: ANN001
@@ -477,7 +479,7 @@ def test_a_busy_machine_indexes_what_an_idle_one_does(tmp_path: Path,
     no failure and no warning, as on an idle machine. Wall-time limits dropped its pages."""
     import signal
 
-    from rag.config import load_settings
+    from rag.core.config import load_settings
     from tests import hostile
 
     docs = tmp_path / "docs"

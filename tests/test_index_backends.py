@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.config import load_settings
-from rag.pipeline import Pipeline
-from rag.storage.kb import KBError
+from rag.core.children import child_env
+from rag.core.config import load_settings
+from rag.core.errors import KBError
+from rag.service.pipeline import Pipeline
 from rag.storage.snapshot_build import backend_of
-from rag.testing import HashEmbedder, ReverseReranker
+from tests.fakes import HashEmbedder, ReverseReranker
 from tests.test_indexer import write_corpus
 
 # milvus: Milvus Lite (local BM25, as its analyzer has no stemmer); milvus-bm25: Milvus's own
@@ -104,7 +105,7 @@ def test_modes_find_the_file_with_provenance(indexed: Pipeline, mode: str) -> No
 def test_ask_and_retrieval_eval_work_the_same(indexed: Pipeline, backend: str,
                                               tmp_path: Path) -> None:
     from eval.retrieval import BeirDataset, evaluate
-    from rag.testing import ExtractiveGenerator
+    from tests.fakes import ExtractiveGenerator
     from tests.test_eval import tiny_beir
 
     indexed._generator = ExtractiveGenerator()
@@ -182,13 +183,13 @@ def test_milvus_lite_in_use_by_another_process_is_a_clear_error(tmp_path: Path) 
     pipeline = make_pipeline("milvus")
     pipeline.index([write_corpus(tmp_path / "docs")])
     pipeline.kb.snapshot()  # this process holds the snapshot's Milvus Lite folder
-    code = ("from rag.config import load_settings; from rag.pipeline import Pipeline; "
-            "from rag.testing import HashEmbedder; from rag.storage.kb import KBError\n"
+    code = ("from rag.core.config import load_settings; from rag.service.pipeline import Pipeline; "
+            "from tests.fakes import HashEmbedder; from rag.core.errors import KBError\n"
             "p = Pipeline(load_settings(index={'backend': 'milvus'}), 'contract', "
             "embedder=HashEmbedder())\n"
             "try:\n    p.search('dogs')\nexcept KBError as e:\n    print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300, check=False)
+                         timeout=300, check=False, env=child_env())
     assert "Milvus Lite allows one process per index" in out.stdout, out.stderr[-2000:]
     pipeline.kb.close()
 
@@ -272,7 +273,7 @@ def test_a_killed_publish_leaves_rows_no_snapshot_sees(
 
 def test_deletes_a_killed_job_missed_are_redone(
         server: str, served: tuple[Pipeline, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    from rag.retrieval import milvus_index
+    from rag.storage import milvus_index
 
     pipeline, docs = served
     with monkeypatch.context() as patch:  # killed after the swap, before the deletes

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.pipeline import Pipeline
-from rag.storage.kb import KBError
-from rag.testing import HashEmbedder
+from rag.core.errors import KBError
+from rag.service.pipeline import Pipeline
+from tests.fakes import HashEmbedder
 
 
 def write_corpus(folder: Path) -> Path:

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag import installed_models
-from rag.config import EmbedderSettings
-from rag.embedder import ModelLoadError, SentenceTransformerEmbedder, resolve_model_path
-from rag.installed_models import Installable, InstallError
+from rag.core.config import EmbedderSettings
+from rag.core.errors import InstallError, ModelLoadError
+from rag.embedding import installed_models
+from rag.embedding.embedder import SentenceTransformerEmbedder, resolve_model_path
+from rag.embedding.installed_models import Installable
 
 WEIGHTS = b"not really safetensors" * 100
 

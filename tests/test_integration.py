@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from eval.retrieval import BeirDataset, evaluate
-from rag.config import IndexSettings
-from rag.pipeline import Pipeline
+from rag.core.config import IndexSettings
+from rag.service.pipeline import Pipeline
 from tests.conftest import PAPERS, PDF_EDGE, SCIFACT, needs_shared
 
 pytestmark = pytest.mark.integration

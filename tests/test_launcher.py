@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from rag.config import load_settings
-from rag.llm_server import LlmState, ManagedServer, _alive, plan_llm, started_at, stop_orphans
+from rag.core.config import load_settings
+from rag.generation.server import LlmState, ManagedServer, _alive, plan_llm, started_at, stop_orphans
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.loaders import LoadError, LoadOptions, detect_kind, load_file
+from ingest.loaders import LoadOptions, detect_kind, load_file
+from rag.core.errors import LoadError
 from tests.conftest import PAPERS, PDF_EDGE, needs_shared
 
 

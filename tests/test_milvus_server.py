@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.config import load_settings
-from rag.pipeline import Pipeline
-from rag.retrieval import milvus_index
-from rag.storage.kb import KBError
-from rag.testing import ExtractiveGenerator, HashEmbedder
+from rag.core.config import load_settings
+from rag.core.errors import KBError
+from rag.service.pipeline import Pipeline
+from rag.storage import milvus_index
+from tests.fakes import ExtractiveGenerator, HashEmbedder
 from tests.test_index_backends import rows_in, sources
 from tests.test_indexer import write_corpus
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.embedder import ModelLoadError
+from rag.core.errors import ModelLoadError
 from rag.generation.models import BUNDLED, Bundled, join_bundled_parts, resolve_generator
 
 

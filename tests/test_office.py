@@ -12,9 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from ingest.chunking import TokenChunker
-from ingest.loaders import LoadError, load_file
-from rag.testing import HashEmbedder
+from ingest.loaders import load_file
+from rag.core.errors import LoadError
 from tests.documents import png, table_pdf
+from tests.fakes import HashEmbedder
 
 RESULTS = [["Model", "BLEU EN-DE", "BLEU EN-FR", "Training cost (FLOPs)"],
            ["ByteNet", "23.75", "", ""],

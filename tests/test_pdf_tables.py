@@ -92,7 +92,7 @@ def test_the_attention_papers_bleu_table() -> None:
 
 def test_the_page_view_marks_a_table_row(tmp_path: Path) -> None:
     """The row's cells are in the text layer's order, so the page view finds and marks it."""
-    from rag.pdf_pages import render_page
+    from ingest.page_images import render_page
 
     path = tmp_path / "doc.pdf"
     path.write_bytes(table_pdf(BEFORE, ROWS, AFTER))

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ingest.loaders import LoadError, LoadOptions, clean, dehyphenate, load_file, recover_ligatures
+from ingest.loaders import LoadOptions, clean, dehyphenate, load_file, recover_ligatures
 from ingest.ocr import Tesseract
 from ingest.parsing import ParseWorker
+from rag.core.errors import LoadError
 from tests.conftest import PAPERS, PDF_EDGE, needs_shared
 from tests.documents import image_pdf, png, text_pdf
 

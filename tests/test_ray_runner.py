@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.config import load_settings
-from rag.pipeline import Pipeline
-from rag.testing import HashEmbedder
+from rag.core.config import load_settings
+from rag.service.pipeline import Pipeline
+from tests.fakes import HashEmbedder
 from tests.test_crash_safety import JOB, finds, make_files
 from tests.test_indexer import write_corpus
 

@@ -15,10 +15,11 @@ import pytest
 
 from ingest.chunking import TokenChunker
 from ingest.loaders import HtmlLoader
-from rag.pipeline import Pipeline
-from rag.storage.kb import KBError, KnowledgeBase
-from rag.testing import HashEmbedder
+from rag.core.errors import KBError
+from rag.service.pipeline import Pipeline
+from rag.storage.kb import KnowledgeBase
 from tests.documents import text_pdf
+from tests.fakes import HashEmbedder
 
 WORDS = ("river stone light paper music garden winter copper signal forest harbor pencil "
          "thunder marble violet canyon").split()
@@ -262,7 +263,7 @@ def test_only_regular_files_inside_the_root_are_read(fake_pipeline: Pipeline,
 
 
 def test_per_file_limits_fail_the_file_not_the_job(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
-    from rag.config import load_settings
+    from rag.core.config import load_settings
 
     docs = write_docs(tmp_path / "docs")
     (docs / "big.txt").write_text("word " * 300_000)  # 1.5 MB
@@ -281,7 +282,7 @@ def test_per_file_limits_fail_the_file_not_the_job(tmp_path: Path, monkeypatch) 
 
 
 def test_cancel_leaves_the_live_snapshot(fake_pipeline: Pipeline, tmp_path: Path) -> None:
-    from ingest.parsing import Cancelled
+    from rag.core.errors import Cancelled
 
     docs = write_docs(tmp_path / "docs")
     fake_pipeline.index([docs])
@@ -304,7 +305,7 @@ def test_cancel_leaves_the_live_snapshot(fake_pipeline: Pipeline, tmp_path: Path
 
 
 def test_one_long_line_is_chunked_in_bounded_pieces() -> None:
-    from rag.types import Document, Section
+    from rag.core.types import Document, Section
 
     embedder = HashEmbedder(max_tokens=40)
     calls: list[int] = []
@@ -390,8 +391,8 @@ def test_a_script_without_main_guard_can_index(tmp_path: Path) -> None:
     docs = write_docs(tmp_path / "docs")
     script = tmp_path / "script.py"
     script.write_text(
-        "from pathlib import Path\nfrom rag.config import load_settings\n"
-        "from rag.pipeline import Pipeline\nfrom rag.testing import HashEmbedder\n"
+        "from pathlib import Path\nfrom rag.core.config import load_settings\n"
+        "from rag.service.pipeline import Pipeline\nfrom tests.fakes import HashEmbedder\n"
         f"r = Pipeline(load_settings(), 's', embedder=HashEmbedder()).index([Path({str(docs)!r})])\n"
         "print('indexed', r.indexed)\n")
     root = Path(__file__).resolve().parents[1]
@@ -414,7 +415,7 @@ def test_undecodable_names_and_lone_surrogates_fail_alone(fake_pipeline: Pipelin
 
 
 def test_a_parser_over_its_memory_limit_fails_the_file_alone(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
-    from rag.config import load_settings
+    from rag.core.config import load_settings
 
     docs = write_docs(tmp_path / "docs")
     (docs / "huge.txt").write_bytes(b"\xe9word " * 12_000_000)  # 72 MB of cp1252: decoded 4x

@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from rag.config import RerankerSettings
-from rag.embedder import ModelLoadError, resolve_model_path
-from rag.retrieval.rerank import CrossEncoderReranker
-from rag.types import Chunk, Hit
+from rag.core.config import RerankerSettings
+from rag.core.errors import ModelLoadError
+from rag.core.types import Chunk, Hit
+from rag.embedding.embedder import resolve_model_path
+from rag.reranking.cross_encoder import CrossEncoderReranker
 
 
 def hits(*texts: str) -> list[Hit]:

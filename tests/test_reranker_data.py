@@ -13,8 +13,8 @@ from eval.training.reranker_data import (
     synthetic_pairs,
     synthetic_questions,
 )
-from rag.generation.support import content_words
-from rag.types import Chunk, Hit
+from rag.core.types import Chunk, Hit
+from rag.grounding.support import content_words
 
 TEXTS = ["Aspirin lowers the risk of heart attacks in older adults.",
          "Vitamin D supplements reduce bone fractures in women.",

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from rag.core.types import Chunk, Hit
 from rag.langchain_retriever import KBRetriever
-from rag.pipeline import Pipeline
 from rag.retrieval.retrievers import rrf
-from rag.types import Chunk, Hit
+from rag.service.pipeline import Pipeline
 from tests.test_indexer import write_corpus
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.config import load_settings
+from rag.core.config import load_settings
 from rag.generation.engines import VllmServedGenerator
-from rag.pipeline import Pipeline
+from rag.service.pipeline import Pipeline
 from tests.conftest import link_models, stop_group
 from tests.test_indexer import write_corpus
 

@@ -11,8 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from rag.config import GeneratorSettings
-from rag.generation.engines import GenerationError, VllmServedGenerator
+from rag.core.config import GeneratorSettings
+from rag.core.errors import GenerationError
+from rag.generation.engines import VllmServedGenerator
 
 
 class Fake(BaseHTTPRequestHandler):
@@ -157,7 +158,7 @@ def test_model_list_when_the_server_is_down() -> None:
 def test_ask_uses_a_running_server_else_the_embedded_engine(
         server: tuple[str, type[Fake]], capsys: pytest.CaptureFixture[str]) -> None:
     from rag.cli.common import with_running_server
-    from rag.config import load_settings
+    from rag.core.config import load_settings
 
     settings = load_settings()
     up = settings.model_copy(update={"generator": GeneratorSettings(

@@ -31,7 +31,7 @@ def test_train_verifier_writes_a_model_and_its_card(tmp_path: Path) -> None:
     model = out / "model"
     assert (model / "MODEL_CARD.md").read_text().startswith("# verifier-minilm")
     assert "rag train verifier" in (model / "MODEL_CARD.md").read_text()
-    from rag.generation.verifier import Verifier
+    from rag.grounding.verifier import Verifier
 
     judged = Verifier(str(model)).judge([("Aspirin prevents heart attacks.",
                                           ["Aspirin prevents heart attacks in this trial."])])
@@ -61,7 +61,7 @@ def test_a_trained_model_packs_and_materializes_from_its_shipped_form(
     from sentence_transformers.cross_encoder import CrossEncoder
 
     from rag import bundled
-    from rag.embedder import resolve_model_path
+    from rag.embedding.embedder import resolve_model_path
 
     base = resolve_model_path("bundled:all-MiniLM-L6-v2")
     model = CrossEncoder(base, num_labels=3)

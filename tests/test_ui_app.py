@@ -12,9 +12,10 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from rag.engine import Engine
-from rag.generation.engines import Generation, GenerationError
-from rag.testing import HashEmbedder, ReverseReranker, ScriptedGenerator
+from rag.core.errors import GenerationError
+from rag.core.types import Generation
+from rag.service.engine import Engine
+from tests.fakes import HashEmbedder, ReverseReranker, ScriptedGenerator
 from tests.test_indexer import write_corpus
 
 APP = str(Path(__file__).resolve().parents[1] / "ui" / "app.py")
@@ -135,9 +136,9 @@ def test_llm_failure_mid_answer_shows_error_and_app_recovers(
 
 def test_waits_for_the_llm_server_and_says_so(settings, monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:  # noqa: ANN001
-    from rag.config import load_settings
+    from rag.core.config import load_settings
     from rag.generation.engines import VllmServedGenerator
-    from rag.llm_server import STATE_ENV, LlmState
+    from rag.generation.server import STATE_ENV, LlmState
 
     dead = "http://127.0.0.1:9/v1"
     state = tmp_path / "state.json"
@@ -167,7 +168,7 @@ def wait_for_job(engine: Engine, kb: str = "default") -> None:
 def test_upload_sanitises_limits_and_reports_each_failure(
         settings, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     monkeypatch.setenv("RAG_UI__MAX_UPLOAD_MB", "1")
-    from rag.config import load_settings
+    from rag.core.config import load_settings
 
     engine = make_engine(load_settings())
     at = start(engine, monkeypatch)
@@ -264,7 +265,7 @@ def test_feedback_view_shows_only_the_chosen_kb(engine: Engine,
 
 def test_access_token_is_required_when_configured(settings, tmp_path: Path,  # noqa: ANN001
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from rag.config import load_settings
+    from rag.core.config import load_settings
 
     monkeypatch.setenv("RAG_UI__AUTH_TOKEN", "s3cret")
     engine = make_engine(load_settings())
@@ -287,7 +288,7 @@ def test_access_token_is_required_when_configured(settings, tmp_path: Path,  # n
 def test_a_proxy_header_is_believed_only_from_a_trusted_proxy(
         peer: str, headers: dict, token: str, allowed: bool,  # type: ignore[type-arg]
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from rag.config import load_settings
+    from rag.core.config import load_settings
     from ui import auth
 
     monkeypatch.setenv("RAG_UI__AUTH_HEADER", "X-Forwarded-User")
@@ -322,8 +323,8 @@ def test_rag_ui_refuses_to_listen_beyond_loopback_without_sign_in(
 
 def test_server_folders_only_inside_configured_roots(settings, tmp_path: Path,  # noqa: ANN001
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from rag.config import load_settings
-    from rag.storage.kb import KBError
+    from rag.core.config import load_settings
+    from rag.core.errors import KBError
 
     engine = make_engine(settings)
     at = start(engine, monkeypatch)
@@ -347,7 +348,7 @@ def test_server_folders_only_inside_configured_roots(settings, tmp_path: Path,  
 
 def test_cancel_a_running_job_and_no_upload_meanwhile(settings, tmp_path: Path,  # noqa: ANN001
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from rag.uploads import Upload
+    from rag.service.uploads import Upload
 
     engine = make_engine(settings)
     engine.index_embedder = HashEmbedder(delay=0.2)
@@ -372,7 +373,7 @@ def test_cancel_a_running_job_and_no_upload_meanwhile(settings, tmp_path: Path, 
 def test_an_api_key_signs_in_and_shows_only_its_knowledge_bases(
         settings, rag_home: Path, tmp_path: Path,  # noqa: ANN001
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from rag.keys import KeyStore
+    from rag.storage.keys import KeyStore
 
     engine = make_engine(settings)
     for kb in ("default", "team-a", "team-b"):

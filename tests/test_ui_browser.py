@@ -30,9 +30,9 @@ QUESTION = "How many identical layers does the Transformer encoder have?"
 @pytest.fixture
 def app(rag_home: Path, models_dir: Path, minilm, tmp_path: Path) -> Iterator[str]:  # noqa: ANN001
     """A small KB of two papers and `rag ui` serving it; yields the app's URL."""
-    from rag.config import load_settings
-    from rag.llm_server import free_port
-    from rag.pipeline import Pipeline
+    from rag.core.config import load_settings
+    from rag.generation.server import free_port
+    from rag.service.pipeline import Pipeline
 
     link_models(rag_home, models_dir)
     docs = tmp_path / "papers"

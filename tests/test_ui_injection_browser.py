@@ -37,7 +37,7 @@ def test_no_request_leaves_for_markdown_in_documents_or_answers(tmp_path: Path) 
     pytest.importorskip("playwright")
     from playwright.sync_api import expect, sync_playwright
 
-    from rag.llm_server import free_port
+    from rag.generation.server import free_port
 
     attacker = ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
     threading.Thread(target=attacker.serve_forever, daemon=True).start()

@@ -15,14 +15,15 @@ import pytest
 from click.testing import CliRunner
 
 from ingest.ocr import Tesseract
+from ingest.page_images import find_spans, render_page
 from rag.cli.main import cli
-from rag.config import load_settings
-from rag.feedback import FeedbackStore, feedback_path
+from rag.core.config import load_settings
+from rag.core.errors import PageRenderError
 from rag.generation.conversation import clean_rewrite, trim_history
-from rag.jobs import JobRunner
-from rag.llm_server import LlmState, plan_llm
-from rag.pdf_pages import PageRenderError, find_spans, render_page
-from rag.uploads import Upload, safe_name, save_uploads
+from rag.generation.server import LlmState, plan_llm
+from rag.service.jobs import JobRunner
+from rag.service.uploads import Upload, safe_name, save_uploads
+from rag.storage.feedback import FeedbackStore, feedback_path
 from tests.conftest import PAPERS, needs_shared
 from tests.documents import image_pdf
 from ui import render
@@ -315,7 +316,7 @@ def test_document_and_model_text_cannot_make_markdown() -> None:
 def test_render_page_caps_pixels_of_huge_pages(tmp_path: Path) -> None:
     from pypdf import PdfWriter
 
-    from rag.pdf_pages import MAX_PIXELS, render_page
+    from ingest.page_images import MAX_PIXELS, render_page
 
     writer = PdfWriter()
     writer.add_blank_page(width=4000, height=4000)  # a few hundred bytes; 36 Mpx at scale 1.5

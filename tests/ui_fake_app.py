@@ -7,9 +7,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from rag.config import load_settings
-from rag.engine import Engine
-from rag.testing import HashEmbedder, ReverseReranker, ScriptedGenerator
+from rag.core.config import load_settings
+from rag.service.engine import Engine
+from tests.fakes import HashEmbedder, ReverseReranker, ScriptedGenerator
 
 
 @st.cache_resource

@@ -1,7 +1,7 @@
 """The Streamlit app behind `rag ui`: chat with a knowledge base and check every claim.
 
-Layout only: retrieval, prompting and checking happen in ``rag.pipeline``; shared state (models,
-jobs, feedback) lives in one ``rag.engine.Engine`` for all browser sessions.
+Layout only: retrieval, prompting and checking happen in ``rag.service.pipeline``; shared state (models,
+jobs, feedback) lives in one ``rag.service.engine.Engine`` for all browser sessions.
 """
 
 from __future__ import annotations
@@ -17,16 +17,13 @@ from typing import Any
 import streamlit as st
 
 from ingest.indexer import IndexReport
-from rag.config import ConfigError
-from rag.embedder import ModelLoadError
-from rag.engine import Engine
-from rag.generation.engines import GenerationError
-from rag.jobs import IndexJob
-from rag.keys import ApiKey
-from rag.pdf_pages import PageRenderError, render_page
-from rag.pipeline import MODES
-from rag.storage.kb import KBError
-from rag.uploads import Upload
+from ingest.page_images import render_page
+from rag.core.errors import ConfigError, GenerationError, KBError, ModelLoadError, PageRenderError
+from rag.service.engine import Engine
+from rag.service.jobs import IndexJob
+from rag.service.pipeline import MODES
+from rag.service.uploads import Upload
+from rag.storage.keys import ApiKey
 from ui import auth, render
 
 log = logging.getLogger("rag.ui")
@@ -412,7 +409,7 @@ def feedback_view(engine: Engine, kb: str) -> None:
 # -- page ------------------------------------------------------------------------------------
 def signed_in(engine: Engine) -> bool:
     """Optional access control: a user header that only a trusted reverse proxy may set, and a
-    shared token or an API key (asked once either is configured; ui/auth.py, rag.keys)."""
+    shared token or an API key (asked once either is configured; ui/auth.py, rag.storage.keys)."""
     ui = engine.settings.ui
     if ui.auth_header:
         denial = auth.header_denial(ui, *auth.request())

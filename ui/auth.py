@@ -1,6 +1,6 @@
 """Who may use the app: a shared token, a user header that only named reverse proxies may set,
-or both; or an API key (rag.keys), which also limits the knowledge bases shown. Whether the
-address the app listens on demands sign-in is rag.exposure's to say.
+or both; or an API key (rag.storage.keys), which also limits the knowledge bases shown. Whether the
+address the app listens on demands sign-in is rag.service.exposure's to say.
 
 A header is believed only from a peer listed in ``ui.trusted_proxies``: anyone who reaches the
 app directly could set it. With both a header and a token configured, both are asked for."""
@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 
-from rag.config import UiSettings
+from rag.core.config import UiSettings
 
 
 def proxy_trusted(peer: str | None, proxies: Sequence[str]) -> bool:

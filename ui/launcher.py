@@ -1,4 +1,4 @@
-"""`rag ui`: find or start the LLM server (rag.llm_server), then run Streamlit; both processes
+"""`rag ui`: find or start the LLM server (rag.generation.server), then run Streamlit; both processes
 are supervised and die with this launcher."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rag.config import Settings
-from rag.llm_server import LlmSupervisor, die_with_parent
+from rag.core.config import Settings
+from rag.generation.server import LlmSupervisor, die_with_parent
 
 
 def streamlit_command(settings: Settings, host: str, port: int, headless: bool) -> list[str]:

@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from rag.generation.citations import CITATION, parse_numbers
+from rag.grounding.citations import CITATION, parse_numbers
 
 Source = dict[str, Any]
 

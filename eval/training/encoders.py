@@ -19,7 +19,7 @@ from eval.training.cross_encoders import Recipe, Trained, train
 from eval.training.evaluation import reranked_ndcg, verifier_metrics
 from eval.training.reranker_data import Pair, Search, Synthetic, listwise_columns
 from eval.training.verifier_data import LABELS, corpus_examples, verifier_examples
-from rag.types import Hit
+from rag.core.types import Hit
 
 Tick = Callable[[], None]
 
@@ -28,7 +28,7 @@ def resolve_base(base: str, home: Path) -> str:
     """``bundled:all-MiniLM-L6-v2`` (the embedder's weights), ``bundled:NAME`` (a shipped
     encoder, to continue from it), or a folder or hub id."""
     if base.lower() == "bundled:all-minilm-l6-v2":
-        from rag.embedder import resolve_model_path
+        from rag.embedding.embedder import resolve_model_path
 
         return resolve_model_path(base)
     from rag.bundled import resolve
@@ -129,8 +129,8 @@ def support_threshold(folder: Path, train_data: SciFact) -> float:
     accuracy on SciFact train's support pairs, as ``rag eval support`` chooses every method's."""
     from eval.scifact import support_pairs
     from eval.support import best_threshold, scored
-    from rag.generation.support import VERIFIER_THRESHOLD, SupportScorer
-    from rag.generation.verifier import Verifier
+    from rag.grounding.support import VERIFIER_THRESHOLD, SupportScorer
+    from rag.grounding.verifier import Verifier
 
     pairs = support_pairs(train_data)
     if len({p.positive for p in pairs}) < 2:  # one class only (tiny data): nothing to choose

@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from eval.scifact import SciFact, support_pairs
-from rag.types import Hit
+from rag.core.types import Hit
 
 Predict = Callable[[list[tuple[str, str]]], np.ndarray]  # pairs -> scores (or probabilities)
 

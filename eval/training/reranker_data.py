@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from rag.types import Hit
+from rag.core.types import Hit
 
 Search = Callable[[str, int], Sequence[Hit]]
 

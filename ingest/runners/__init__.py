@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ingest.chunking import Chunker
-from ingest.loaders import Loaded, LoadError, LoadOptions
+from ingest.loaders import LoadOptions
 from ingest.parsing import ParseWorker
-from rag.config import IngestSettings
+from rag.core.config import IngestSettings
+from rag.core.errors import LoadError
+from rag.core.protocols import Chunker
+from rag.core.types import Chunk, Loaded
 from rag.storage.store import FileRecord
-from rag.types import Chunk
 
 
 @dataclass

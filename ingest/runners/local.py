@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-from ingest.chunking import Chunker
-from ingest.loaders import LoadError
 from ingest.parsing import ParseWorker
 from ingest.runners import FILE_ERRORS, FileJob, FileMeta, Progress, Sink, chunk_file, parse_worker
+from rag.core.errors import LoadError
+from rag.core.protocols import Chunker
 
 
 class LocalRunner:

@@ -26,8 +26,6 @@ from typing import Any
 import numpy as np
 
 from ingest.chunking import TokenChunker
-from ingest.loaders import LoadError
-from ingest.parsing import Cancelled
 from ingest.reading import Refused, file_digest, read_regular
 from ingest.runners import (
     FILE_ERRORS,
@@ -38,10 +36,10 @@ from ingest.runners import (
     chunk_file,
     parse_worker,
 )
-from rag.config import ChunkingSettings, IngestSettings
-from rag.protocols import Embedder
-from rag.storage.kb import KBError
-from rag.types import Chunk
+from rag.core.config import ChunkingSettings, IngestSettings
+from rag.core.errors import Cancelled, KBError, LoadError
+from rag.core.protocols import Embedder
+from rag.core.types import Chunk
 
 log = logging.getLogger(__name__)
 EMBED_BATCH = 64
@@ -57,7 +55,7 @@ class RayUnavailable(KBError):
 def embedder_factory(embedder: Embedder) -> Callable[[], Embedder]:
     """What each Ray worker calls to build the job's embedder: the configured model loaded again
     where it runs (not its weights shipped), or a copy of any other embedder."""
-    from rag.embedder import SentenceTransformerEmbedder
+    from rag.embedding.embedder import SentenceTransformerEmbedder
 
     if isinstance(embedder, SentenceTransformerEmbedder):
         return partial(SentenceTransformerEmbedder, embedder.settings, embedder.cache, embedder.home)

@@ -1,6 +1,6 @@
 """The HTTP API face (`rag serve`, docs/api.md): OpenAI-compatible chat with citations, search and
-knowledge-base management, each request checked against the caller's key (rag.keys).
+knowledge-base management, each request checked against the caller's key (rag.storage.keys).
 
-It imports the service (``rag.engine``, ``rag.pipeline``) and core modules, never the CLI or the
-app; ``access`` holds who may do what and how much, ``openai_format`` the wire shapes of chat
-answers, ``app`` the routes."""
+Owns the routes (``app``), who may do what and how much (``access``) and the wire shapes of chat
+answers (``openai_format``). May import the service (``rag.service``) and everything below it;
+never the CLI or the app."""

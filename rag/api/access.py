@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rag.keys import PREFIX, ApiKey, KeyStore
+from rag.storage.keys import PREFIX, ApiKey, KeyStore
 
 log = logging.getLogger("rag.api")
 

@@ -27,13 +27,13 @@ from rag.api.openai_format import (
     kb_of,
     plain,
 )
-from rag.engine import Engine
-from rag.generation.engines import GenerationError
-from rag.keys import ALL_KBS, KeyStore, KeyStoreError
-from rag.redaction import redact
-from rag.storage.kb import NAME, KBError
-from rag.types import content_hash
-from rag.uploads import Upload
+from rag.core.errors import GenerationError, KBError, KeyStoreError
+from rag.core.redaction import redact
+from rag.core.types import content_hash
+from rag.service.engine import Engine
+from rag.service.uploads import Upload
+from rag.storage.kb import NAME
+from rag.storage.keys import ALL_KBS, KeyStore
 
 log = logging.getLogger("rag.api")
 MAX_FILES = 100  # files one upload request may carry

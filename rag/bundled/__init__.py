@@ -17,7 +17,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.folders import make_once
+from rag.core.errors import BundledModelError
+from rag.core.folders import make_once
 
 HERE = Path(__file__).resolve().parent
 WEIGHTS, CARD = "weights.safetensors", "card.json"
@@ -25,10 +26,6 @@ WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"  # the key in the MiniLM p
 # Tokenizer files taken from the MiniLM package (the shipped models use its vocabulary).
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
                    "special_tokens_map.json")
-
-
-class BundledModelError(RuntimeError):
-    """A bundled model is missing, or its files do not match its card."""
 
 
 @dataclass(frozen=True)

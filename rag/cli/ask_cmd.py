@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from rag import ask_worker
 from rag.cli.common import (
     UserError,
     get_settings,
@@ -20,8 +19,9 @@ from rag.cli.common import (
     with_running_server,
 )
 from rag.generation.answering import Answer
-from rag.generation.citations import without_citations
-from rag.pipeline import MODES, Pipeline
+from rag.grounding.citations import without_citations
+from rag.service import ask_worker
+from rag.service.pipeline import MODES, Pipeline
 
 
 def quiet_vllm() -> None:

@@ -23,8 +23,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from rag.config import WORKING_DIR_FILE, ConfigError, Settings, from_working_dir, load_settings
-from rag.redaction import redact_logs
+from rag.core.config import WORKING_DIR_FILE, Settings, from_working_dir, load_settings
+from rag.core.errors import ConfigError
+from rag.core.redaction import redact_logs
 
 stderr = Console(stderr=True)
 stdout = Console()

@@ -20,8 +20,8 @@ from rag.cli.common import (
     stop_children_on_exit,
     with_running_server,
 )
-from rag.config import Settings
-from rag.pipeline import MODES, Pipeline, load_verifier
+from rag.core.config import Settings
+from rag.service.pipeline import MODES, Pipeline, load_verifier
 
 if TYPE_CHECKING:
     from eval.scifact import SciFact
@@ -149,7 +149,7 @@ def eval_support(dataset: Path, retrain: bool, model_out: Path | None, limit: in
     are chosen on train (the verifier's when it was trained: its card) and reported on dev."""
     from eval import support
     from eval.scifact import SciFact, support_pairs
-    from rag.generation.support import MODEL_FILE, SupportModel, remembering
+    from rag.grounding.support import MODEL_FILE, SupportModel, remembering
 
     settings = get_settings()
     pipeline = Pipeline(settings)
@@ -257,8 +257,8 @@ def eval_gate(dataset: str, kb_name: str | None, retrain: bool, model_out: Path 
     are the ones it should refuse. Reports AUC and what its threshold refuses, train and dev."""
     from eval import support
     from eval.scifact import SciFact
-    from rag.generation.answerability import GATE_FEATURES, GATE_FILE, gate_passage
-    from rag.generation.support import SupportModel, remembering
+    from rag.grounding.answerability import GATE_FEATURES, GATE_FILE, gate_passage
+    from rag.grounding.support import SupportModel, remembering
 
     settings = get_settings()
     folder = _scifact_folder(dataset, settings.home)
@@ -332,8 +332,9 @@ def eval_answers(dataset: str, kb_name: str | None, split: str, k: int | None, m
     grounded and cited shares, fact found, right document cited, refusals, SciFact verdicts,
     with bootstrap 95% intervals. Writes summary.json, per_answer.jsonl and report.html."""
     from eval import runs
-    from eval.answers import QuestionSetError, load_questions
+    from eval.answers import load_questions
     from eval.scifact import SciFact, claim_questions
+    from rag.core.errors import QuestionSetError
 
     settings = get_settings()
     folder = _scifact_folder(dataset, settings.home)

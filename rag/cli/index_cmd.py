@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from rag.cli.common import IndexProgress, UserError, get_settings, print_json, shown, stdout
-from rag.pipeline import Pipeline
+from rag.service.pipeline import Pipeline
 
 
 @click.command()

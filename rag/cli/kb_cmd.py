@@ -58,7 +58,7 @@ def kb_remove(paths: tuple[str, ...], kb_name: str | None) -> None:
     """Remove documents (by their indexed path) from a knowledge base."""
     from pathlib import Path
 
-    from rag.pipeline import Pipeline
+    from rag.service.pipeline import Pipeline
 
     pipeline = Pipeline(get_settings(), kb_name)
     absolute = [str(Path(p).expanduser().absolute()) for p in paths]

@@ -1,4 +1,4 @@
-"""The ``rag`` command: a thin layer over ``rag.pipeline``; one module per command group."""
+"""The ``rag`` command: a thin layer over ``rag.service.pipeline``; one module per command group."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ from pathlib import Path
 
 import click
 
-from ingest.loaders import LoadError
-from ingest.parsing import Cancelled
 from rag.cli.common import UserError, setup_logging
-from rag.config import ConfigError
-from rag.embedder import ModelLoadError
-from rag.generation.engines import GenerationError
-from rag.installed_models import InstallError
-from rag.redaction import redact
-from rag.storage.kb import KBError
+from rag.core.errors import (
+    Cancelled,
+    ConfigError,
+    GenerationError,
+    InstallError,
+    KBError,
+    LoadError,
+    ModelLoadError,
+)
+from rag.core.redaction import redact
 
 KNOWN_ERRORS = (ConfigError, KBError, ModelLoadError, GenerationError, InstallError, LoadError,
                 ValueError, OSError, Cancelled)

@@ -10,9 +10,10 @@ import click
 from rich.progress import Progress
 from rich.table import Table
 
-from rag import installed_models
 from rag.cli.common import UserError, get_settings, print_json, stderr, stdout
-from rag.embedder import ModelLoadError, SentenceTransformerEmbedder, bundled_name
+from rag.core.errors import ModelLoadError
+from rag.embedding import installed_models
+from rag.embedding.embedder import SentenceTransformerEmbedder, bundled_name
 from rag.generation.engines import engine_dtype
 from rag.generation.models import model_facts, resolve_generator
 
@@ -107,16 +108,17 @@ def _embedder_facts(settings, speed: bool) -> dict[str, object]:  # noqa: ANN001
 def _embedder_format(setting: str, device: str) -> str:
     import torch
 
-    from rag.embedder import embedder_dtype
+    from rag.core.hardware import encoder_dtype
 
     gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    dtype = embedder_dtype(setting, "cuda" if gpu else "cpu")
+    dtype = encoder_dtype(setting, "cuda" if gpu else "cpu")
     return "int8 (ONNX Runtime)" if dtype == "int8" else dtype
 
 
 def _card(spec: str) -> dict[str, object]:
     """What the card of a shipped encoder says about it (nothing for other models)."""
-    from rag.bundled import HERE, BundledModelError, bundled
+    from rag.bundled import HERE, bundled
+    from rag.core.errors import BundledModelError
 
     if not spec.startswith("bundled:") or spec.lower() == "bundled:all-minilm-l6-v2":
         return {}

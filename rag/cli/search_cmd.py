@@ -4,7 +4,7 @@ import click
 from rich.table import Table
 
 from rag.cli.common import get_settings, print_json, shown, stdout
-from rag.pipeline import MODES, Pipeline
+from rag.service.pipeline import MODES, Pipeline
 
 
 def _fmt(value: float | None) -> str:

@@ -10,8 +10,9 @@ import click
 from rich.table import Table
 
 from rag.cli.common import UserError, get_settings, print_json, stdout
-from rag.exposure import api_exposure_problem
-from rag.keys import ALL_KBS, ROLES, KeyStore, KeyStoreError
+from rag.core.errors import KeyStoreError
+from rag.service.exposure import api_exposure_problem
+from rag.storage.keys import ALL_KBS, ROLES, KeyStore
 
 
 @click.command("serve")
@@ -27,8 +28,8 @@ def serve(host: str | None, port: int | None) -> None:
     import uvicorn
 
     from rag.api.app import create_app
-    from rag.engine import Engine
-    from rag.llm_server import LlmSupervisor
+    from rag.generation.server import LlmSupervisor
+    from rag.service.engine import Engine
 
     settings = get_settings()
     host, port = host or settings.api.host, port or settings.api.port

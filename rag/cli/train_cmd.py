@@ -109,7 +109,7 @@ def train_reranker(dataset: str | None, kb_name: str | None, questions: int, bas
         train_reranker,
     )
     from eval.training.reranker_data import labelled_pairs, synthetic_pairs
-    from rag.pipeline import Pipeline
+    from rag.service.pipeline import Pipeline
 
     if not dataset and not kb_name:
         raise UserError("give --dataset (labelled queries) and/or --kb (synthetic questions)")
@@ -180,7 +180,7 @@ def train_verifier(dataset: str, synthetic: int, base: str, limit: int | None,
     from eval.scifact import SciFact, split_abstract
     from eval.training.cross_encoders import Recipe
     from eval.training.encoders import resolve_base, train_verifier
-    from rag.generation.support import sentences_of
+    from rag.grounding.support import sentences_of
 
     settings = get_settings()
     folder_path = _scifact_folder(dataset, settings.home)
@@ -227,7 +227,7 @@ def _search(pipeline):  # noqa: ANN001, ANN202 - a Pipeline -> (query, k) -> hit
 
 def _beir_pipeline(settings, data, folder: Path):  # noqa: ANN001, ANN202
     from rag.cli.common import IndexProgress
-    from rag.pipeline import Pipeline
+    from rag.service.pipeline import Pipeline
 
     pipeline = Pipeline(settings, f"beir-{folder.resolve().name}")
     with IndexProgress() as progress:
@@ -245,7 +245,7 @@ def _write_questions(pipeline, count: int, seed: int, bar: Progress):  # noqa: A
     ids = list(snapshot.ids)
     random.Random(seed).shuffle(ids)
     chunks = snapshot.store.chunks_by_id(ids[:count])
-    from rag.types import Hit
+    from rag.core.types import Hit
 
     passages = [Hit(chunks[i], i, 0.0) for i in ids[:count] if i in chunks
                 and len(chunks[i].text.split()) >= 30]

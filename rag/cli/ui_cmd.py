@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 
 from rag.cli.common import UserError, get_settings, print_json, stdout
-from rag.exposure import exposure_problem
-from rag.feedback import RATINGS, FeedbackStore, feedback_path
-from rag.keys import KeyStore
+from rag.service.exposure import exposure_problem
+from rag.storage.feedback import RATINGS, FeedbackStore, feedback_path
 from rag.storage.kb import KnowledgeBase
+from rag.storage.keys import KeyStore
 
 
 @click.command("ui")

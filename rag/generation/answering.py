@@ -6,8 +6,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from rag.generation.answerability import AnswerabilityGate, gate_passage
-from rag.generation.citations import (
+from rag.core.protocols import Generator
+from rag.core.text import REFUSAL
+from rag.core.types import Generation, Hit, Source
+from rag.generation.prompting import EXAMPLE_SHINGLES, BuiltPrompt, adds_nothing, build_prompt, shingles
+from rag.grounding.answerability import AnswerabilityGate, gate_passage
+from rag.grounding.citations import (
     CitationReport,
     Sentence,
     check,
@@ -15,18 +19,7 @@ from rag.generation.citations import (
     strip_invalid,
     with_attributions,
 )
-from rag.generation.engines import Generation, Generator
-from rag.generation.prompting import (
-    EXAMPLE_SHINGLES,
-    REFUSAL,
-    BuiltPrompt,
-    Source,
-    adds_nothing,
-    build_prompt,
-    shingles,
-)
-from rag.generation.support import SupportScorer
-from rag.types import Hit
+from rag.grounding.support import SupportScorer
 
 
 @dataclass
@@ -103,7 +96,7 @@ class Answerer:
     def prompt(self, question: str, hits: Sequence[Hit]) -> BuiltPrompt:
         return build_prompt(question, hits, self.generator.render, self.generator.count_tokens,
                             self.generator.context_window, self.answer_tokens,
-                            getattr(self.generator, "special_tokens", ()), self.passage_tokens)
+                            self.generator.special_tokens, self.passage_tokens)
 
     def finish(self, question: str, built: BuiltPrompt, gen: Generation,
                extra: dict[str, object]) -> Answer:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from rag.generation.citations import CITATION
-from rag.generation.engines import Generator
-from rag.generation.prompting import REFUSAL, rewrite_messages
-from rag.generation.support import content_words
+from rag.core.protocols import Generator
+from rag.core.text import REFUSAL
+from rag.generation.prompting import rewrite_messages
+from rag.grounding.citations import CITATION
+from rag.grounding.support import content_words
 
 HISTORY_TURNS = 3  # the last few turns carry the references a follow-up makes
 ANSWER_CHARS = 400  # long answers add tokens, not meaning, to the rewrite prompt
@@ -50,7 +51,7 @@ def rewrite(generator: Generator, history: Sequence[tuple[str, str]], question: 
     """A standalone version of ``question``; unchanged when there is no history."""
     if not history or not question.strip():
         return question
-    specials = getattr(generator, "special_tokens", ())
+    specials = generator.special_tokens
     turns = trim_history(history)
     budget = generator.context_window - REWRITE_TOKENS
     while True:  # oldest turns go first; a question too long to rewrite is searched as asked

@@ -12,55 +12,17 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
-from rag.config import GeneratorSettings
-from rag.embedder import ModelLoadError
+from rag.core.config import GeneratorSettings
+from rag.core.errors import GenerationError, ModelLoadError
+from rag.core.hardware import native_bf16_cpu
+from rag.core.protocols import Generator
+from rag.core.types import Generation
 from rag.generation.models import noise_to_log, resolve_generator
-from rag.hardware import native_bf16_cpu
 
 log = logging.getLogger(__name__)
-
-
-class GenerationError(RuntimeError):
-    """Generation failed (server down, timeout); the message says what to do."""
-
-
-@dataclass
-class Generation:
-    """A finished completion, or one streamed piece of one (``finish_reason`` None until the end)."""
-
-    text: str
-    finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    seconds: float = 0.0
-    first_token_s: float | None = None
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.completion_tokens / self.seconds if self.seconds else 0.0
-
-
-@runtime_checkable
-class Generator(Protocol):
-    """Renders chat prompts, counts tokens with the model's tokenizer, generates in batches or
-    streams one answer. ``temperature`` and ``model`` override the configured ones per request;
-    ``models()`` lists what ``model`` may name."""
-
-    name: str
-    context_window: int
-
-    def render(self, messages: list[dict[str, str]]) -> str: ...
-    def count_tokens(self, text: str) -> int: ...
-    def generate(self, prompts: Sequence[str], max_tokens: int,
-                 temperature: float | None = None, model: str | None = None) -> list[Generation]: ...
-    def stream(self, prompt: str, max_tokens: int, temperature: float | None = None,
-               model: str | None = None) -> Iterator[Generation]: ...
-    def models(self) -> list[str]: ...
 
 
 def engine_dtype(setting: str) -> str:

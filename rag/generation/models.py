@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rag.embedder import ModelLoadError
+from rag.core.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 

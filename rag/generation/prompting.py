@@ -6,7 +6,8 @@ import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from rag.types import Hit
+from rag.core.text import REFUSAL
+from rag.core.types import Hit, Source
 
 # Chat-template control tokens of the common formats (ChatML and Llama 3 ``<|...|>``, Llama 2 and
 # Mistral ``<s>``/``[INST]``/``<<SYS>>``, Gemma ``<start_of_turn>``) and our own source tags.
@@ -32,8 +33,6 @@ def quote(text: str, specials: Collection[str] = ()) -> str:
 def _attribute(text: str, specials: Collection[str]) -> str:
     """One line, no double quotes: a title cannot break out of ``from="..."``."""
     return quote(" ".join(text.split()), specials).replace('"', "'")
-
-REFUSAL = "The indexed documents do not answer this."
 
 SYSTEM_PROMPT = f"""You answer questions using only the numbered sources provided.
 Write 1 to 3 short sentences. End every sentence with the number of the source it comes from in
@@ -61,7 +60,7 @@ Messages = list[dict[str, str]]
 
 def messages(question: str, sources: Sequence[Source], specials: Collection[str] = ()) -> Messages:
     """System rules, the worked example, then the sources and the question."""
-    blocks = "\n\n".join(s.block(specials) for s in sources)
+    blocks = "\n\n".join(source_block(s, specials) for s in sources)
     asked = quote(question.strip(), specials)
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
@@ -71,22 +70,16 @@ def messages(question: str, sources: Sequence[Source], specials: Collection[str]
     ]
 
 
-@dataclass(frozen=True)
-class Source:
-    """A passage given to the model under the number ``n``."""
-
-    n: int
-    hit: Hit
-
-    def block(self, specials: Collection[str] = ()) -> str:
-        c = self.hit.chunk
-        where = c.title or c.source
-        if c.page:
-            where += f", page {c.page}"
-        if c.section:
-            where += f", section {c.section}"
-        return (f"<source id=\"{self.n}\" from=\"{_attribute(where, specials)}\">\n"
-                f"{quote(c.text.strip(), specials)}\n</source>")
+def source_block(source: Source, specials: Collection[str] = ()) -> str:
+    """A passage as the prompt quotes it, under its number and where it is from."""
+    c = source.hit.chunk
+    where = c.title or c.source
+    if c.page:
+        where += f", page {c.page}"
+    if c.section:
+        where += f", section {c.section}"
+    return (f"<source id=\"{source.n}\" from=\"{_attribute(where, specials)}\">\n"
+            f"{quote(c.text.strip(), specials)}\n</source>")
 
 
 @dataclass(frozen=True)
@@ -150,7 +143,7 @@ def build_prompt(
             duplicates += 1
             continue
         candidate = Source(len(chosen) + 1, hit)
-        cost = count(candidate.block(specials)) + 2  # the blank line between blocks
+        cost = count(source_block(candidate, specials)) + 2  # the blank line between blocks
         if used + cost > budget:
             dropped += 1
             continue

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.protocols import Embedder, Retriever
-from rag.types import Hit
+from rag.core.protocols import Embedder, Retriever
+from rag.core.types import Hit
 
 if TYPE_CHECKING:  # the storage layer builds snapshots from these indexes
     from rag.storage.kb import Snapshot

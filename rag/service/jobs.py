@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingest.indexer import IndexReport
-from ingest.parsing import Cancelled
-from rag.redaction import redact
+from rag.core.errors import Cancelled
+from rag.core.redaction import redact
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rag.config import Settings
+from rag.core.config import Settings
 from rag.generation.engines import server_healthy
 
 STATE_ENV = "RAG_UI_LLM_STATE"

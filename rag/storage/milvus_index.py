@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.config import IndexSettings
-from rag.redaction import redact
+from rag.core.config import IndexSettings
+from rag.core.errors import MilvusUnavailable
+from rag.core.redaction import redact
 
 log = logging.getLogger(__name__)
 INFO = "milvus.json"  # in the snapshot folder: where its collection lives, its generation
@@ -46,10 +47,6 @@ ID_BYTES = 128
 READS = "Bounded"
 TEXT_BYTES = 65_535  # Milvus VARCHAR limit
 GPU_INDEXES = {"GPU_IVF_FLAT", "GPU_CAGRA"}
-
-
-class MilvusUnavailable(RuntimeError):
-    """Milvus cannot be used: extra not installed, server down, Lite file held by another process."""
 
 
 def collection_name(kb_path: Path, snap_id: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.config import IndexSettings
+from rag.core.config import IndexSettings
 
 log = logging.getLogger(__name__)
 

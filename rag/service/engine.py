@@ -11,18 +11,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ingest.indexer import IndexReport
-from rag.config import Settings, load_settings
-from rag.embedder import SentenceTransformerEmbedder
-from rag.feedback import FeedbackStore, feedback_path
-from rag.generation.engines import Generator, VllmServedGenerator, make_generator
-from rag.jobs import IndexJob, JobRunner
-from rag.keys import KeyStore
-from rag.llm_server import read_state
-from rag.pipeline import Pipeline
-from rag.protocols import Embedder, Reranker
-from rag.retrieval.rerank import CrossEncoderReranker
-from rag.storage.kb import KBError, KnowledgeBase, list_kbs
-from rag.uploads import Upload, save_uploads
+from rag.core.config import Settings, load_settings
+from rag.core.errors import KBError
+from rag.core.protocols import Embedder, Generator, Reranker
+from rag.embedding.embedder import SentenceTransformerEmbedder
+from rag.generation.engines import VllmServedGenerator, make_generator
+from rag.generation.server import read_state
+from rag.reranking.cross_encoder import CrossEncoderReranker
+from rag.service.jobs import IndexJob, JobRunner
+from rag.service.pipeline import Pipeline
+from rag.service.uploads import Upload, save_uploads
+from rag.storage.feedback import FeedbackStore, feedback_path
+from rag.storage.kb import KnowledgeBase, list_kbs
+from rag.storage.keys import KeyStore
 
 STATUS_TTL_S = 2.0
 MODELS_TTL_S = 30.0  # the sidebar asks on every rerun; a slow server must not slow each one

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rag.types import Hit
+from rag.core.types import Hit
 
 _WORD = re.compile(r"\S+")
 
@@ -75,6 +75,7 @@ class ScriptedGenerator:
     """Returns queued answers in order (``enqueue``); counts tokens as whitespace words."""
 
     name = "fake-scripted"
+    special_tokens: frozenset[str] = frozenset()
 
     def __init__(self, *answers: str, context_window: int = 4096,
                  finish_reason: str = "stop") -> None:
@@ -97,7 +98,7 @@ class ScriptedGenerator:
         return [self.name, "fake-other"]
 
     def _next(self, prompt: str, temperature: float | None, model: str | None):  # noqa: ANN202
-        from rag.generation.engines import Generation
+        from rag.core.types import Generation
 
         self.prompts.append(prompt)
         self.options.append((temperature, model))
@@ -111,7 +112,7 @@ class ScriptedGenerator:
 
     def stream(self, prompt: str, max_tokens: int, temperature: float | None = None,
                model: str | None = None):  # noqa: ANN201
-        from rag.generation.engines import Generation
+        from rag.core.types import Generation
 
         whole = self._next(prompt, temperature, model)
         words = re.findall(r"\S+\s*", whole.text)
@@ -134,9 +135,8 @@ class ExtractiveGenerator(ScriptedGenerator):
         self.min_overlap = min_overlap
 
     def _next(self, prompt: str, temperature: float | None, model: str | None):  # noqa: ANN202
-        from ingest.chunking import sentence_spans
-        from rag.generation.prompting import REFUSAL
-        from rag.generation.support import content_words
+        from rag.core.text import REFUSAL, sentence_spans
+        from rag.grounding.support import content_words
 
         last = prompt[prompt.rindex("<user>"):]
         question = content_words(re.findall(r"Question: (.*)", last)[-1])
@@ -158,8 +158,8 @@ class NegationVerifier:
     threshold = 0.5
 
     def judge(self, claims_and_sentences: Sequence[tuple[str, Sequence[str]]]) -> list:
-        from rag.generation.support import content_words
-        from rag.generation.verifier import Judgement
+        from rag.grounding.support import content_words
+        from rag.grounding.verifier import Judgement
 
         out = []
         for claim, sentences in claims_and_sentences:

@@ -20,15 +20,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rag.core.errors import KeyStoreError
 from rag.storage.kb import NAME
 
 ROLES = ("read", "write", "admin")
 ALL_KBS = "*"
 PREFIX = "rag"
-
-
-class KeyStoreError(ValueError):
-    """A key could not be created, found or revoked; the message says why."""
 
 
 def digest(key: str) -> str:

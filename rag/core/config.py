@@ -17,14 +17,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from rag.hardware import cuda_present
-from rag.redaction import remember, uri_secrets
+from rag.core.errors import ConfigError
+from rag.core.hardware import cuda_present
+from rag.core.redaction import remember, uri_secrets
 
 DEFAULT_EMBEDDER = "bundled:all-MiniLM-L6-v2"
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; the message says which key and why."""
 
 
 # generator.model = "auto" (bench/answer_latency.py, bench/README.md "Which generator").
@@ -181,7 +178,7 @@ class GeneratorSettings(_Section):
     retries: int = Field(3, ge=0)
     ask_worker_idle_s: float = Field(600.0, ge=0, description=(
         "while an LLM server is used, `rag ask` keeps retrieval loaded in a background process "
-        "(rag/ask_worker.py) that exits after this long without a question; 0: off"))
+        "(rag/service/ask_worker.py) that exits after this long without a question; 0: off"))
 
     @model_validator(mode="after")
     def _fits(self) -> GeneratorSettings:

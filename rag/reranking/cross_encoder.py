@@ -11,9 +11,10 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.config import RerankerSettings
-from rag.embedder import ModelLoadError, _device, embedder_dtype
-from rag.types import Hit
+from rag.core.config import RerankerSettings
+from rag.core.errors import ModelLoadError
+from rag.core.hardware import encoder_dtype, torch_device
+from rag.core.types import Hit
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
@@ -45,8 +46,8 @@ class CrossEncoderReranker:
 
             try:
                 path = resolve(self.settings.model, self.home)
-                device = _device(self.device) or ("cuda" if torch.cuda.is_available() else "cpu")
-                dtype = getattr(torch, embedder_dtype("auto", device))
+                device = torch_device(self.device) or ("cuda" if torch.cuda.is_available() else "cpu")
+                dtype = getattr(torch, encoder_dtype("auto", device))
                 self._model = CrossEncoder(path, device=device, max_length=256,
                                            model_kwargs={"dtype": dtype})
             except Exception as exc:

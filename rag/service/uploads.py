@@ -11,10 +11,6 @@ from pathlib import Path
 MAX_NAME = 120
 
 
-class UploadError(ValueError):
-    """An upload was refused; the message names the file and the reason."""
-
-
 @dataclass
 class Upload:
     name: str

@@ -6,9 +6,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from ingest.chunking import sentence_spans
-from rag.generation.prompting import REFUSAL, Source
-from rag.generation.support import SupportScorer
+from rag.core.text import REFUSAL, sentence_spans
+from rag.core.types import Source
+from rag.grounding.support import SupportScorer
 
 CITATION = re.compile(r"\[(\s*\d+(?:\s*(?:[,;]|[-–])\s*\d+)*\s*)\]")
 

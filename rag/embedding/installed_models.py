@@ -23,16 +23,13 @@ from pathlib import Path
 from typing import ClassVar
 
 from rag.bundled import sha256_of
-from rag.folders import make_once
+from rag.core.errors import InstallError
+from rag.core.folders import make_once
 
 GEMMA_TERMS = (
     "Gemma is provided under and subject to the Gemma Terms of Use found at "
     "ai.google.dev/gemma/terms, and its use is restricted by the Gemma Prohibited Use Policy "
     "at ai.google.dev/gemma/prohibited_use_policy.")
-
-
-class InstallError(RuntimeError):
-    """A model cannot be installed or is not installed; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +46,7 @@ class Installable:
     size: int  # bytes of the joined zip
     licence: str
     max_seq_length: int  # tokens per passage rag gives it (its own limit is far above)
-    dense_weight: float  # in hybrid rank fusion: see rag.pipeline.fusion_dense_weight
+    dense_weight: float  # in hybrid rank fusion: see rag.service.pipeline.fusion_dense_weight
     notes: str
     marker: ClassVar[str] = "INSTALLED.json"  # its presence means the folder is complete
 

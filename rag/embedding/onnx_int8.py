@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag.folders import make_once
+from rag.core.folders import make_once
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -77,7 +77,7 @@ def _whole(model: SentenceTransformer) -> Any:  # noqa: ANN401 - a torch module
 
 
 def export(model: SentenceTransformer, target: Path) -> Path:
-    """``target/model-int8.onnx``, made once (rag.folders.make_once)."""
+    """``target/model-int8.onnx``, made once (rag.core.folders.make_once)."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -94,3 +94,35 @@ class Hit:
             "span": [c.char_start, c.char_end],
             "doc_key": c.doc_key,
         }
+
+
+@dataclass
+class Loaded:
+    """What one file yielded, and what went wrong in it short of failing it as a whole."""
+
+    documents: list[Document]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Generation:
+    """A finished completion, or one streamed piece of one (``finish_reason`` None until the end)."""
+
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    first_token_s: float | None = None
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.completion_tokens / self.seconds if self.seconds else 0.0
+
+
+@dataclass(frozen=True)
+class Source:
+    """A passage given to the model under the number ``n``: what an answer's ``[n]`` cites."""
+
+    n: int
+    hit: Hit

@@ -12,21 +12,22 @@ from pathlib import Path
 
 from ingest.chunking import TokenChunker
 from ingest.indexer import Indexer, IndexReport, Progress
-from rag.config import Settings
-from rag.embedder import SentenceTransformerEmbedder, bundled_name
-from rag.generation.answerability import AnswerabilityGate
+from rag.core.config import Settings
+from rag.core.errors import KBError
+from rag.core.protocols import Embedder, Generator, Reranker, Retriever
+from rag.core.types import Hit
+from rag.embedding.embedder import SentenceTransformerEmbedder, bundled_name
+from rag.embedding.installed_models import CATALOGUE
 from rag.generation.answering import Answer, Answerer
 from rag.generation.conversation import rewrite
-from rag.generation.engines import Generator, engine_dtype, make_generator
-from rag.generation.support import VERIFIER_THRESHOLD, SupportScorer, remembering
-from rag.generation.verifier import Verifier
-from rag.installed_models import CATALOGUE
-from rag.protocols import Embedder, Reranker, Retriever
-from rag.retrieval.rerank import CrossEncoderReranker
+from rag.generation.engines import engine_dtype, make_generator
+from rag.grounding.answerability import AnswerabilityGate
+from rag.grounding.support import VERIFIER_THRESHOLD, SupportScorer, remembering
+from rag.grounding.verifier import Verifier
+from rag.reranking.cross_encoder import CrossEncoderReranker
 from rag.retrieval.retrievers import Bm25Retriever, DenseRetriever, HybridRetriever
-from rag.storage.kb import KBError, KnowledgeBase
+from rag.storage.kb import KnowledgeBase
 from rag.storage.store import FileRecord
-from rag.types import Hit
 
 MODES = ("dense", "bm25", "hybrid")
 
@@ -235,7 +236,7 @@ class Pipeline:
             used = None
             if rerank and hits:
                 hits = self.reranker.rerank(query, hits)
-                warning = getattr(self.reranker, "warning", None)
+                warning = self.reranker.warning
                 if warning:
                     warnings.append(warning)
                 else:
@@ -300,7 +301,8 @@ def load_verifier(spec: str, home: Path, device: str = "auto") -> Verifier | Non
     check falls back to citations.support_method)."""
     if not spec:
         return None
-    from rag.bundled import BundledModelError, bundled, resolve
+    from rag.bundled import bundled, resolve
+    from rag.core.errors import BundledModelError
 
     try:
         path = resolve(spec, home)

@@ -10,16 +10,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.chunking import sentence_spans
+from rag.core.errors import PageRenderError
+from rag.core.text import sentence_spans
 
 PASSAGE = (255, 230, 0, 70)  # translucent yellow under the whole cited passage
 EVIDENCE = (255, 120, 0, 110)  # stronger orange under the sentence that supports the claim
 MIN_MATCH = 12  # normalised characters; shorter pieces match too easily by chance
 MAX_PIXELS = 4_000_000  # a page of any declared size renders to at most this (16 MB as RGBA)
-
-
-class PageRenderError(RuntimeError):
-    """The page cannot be shown (file moved, not a PDF, no such page); the message says which."""
 
 
 @dataclass
@@ -85,7 +82,8 @@ def _mark(draw, pieces: Sequence[tuple[tuple[int, ...], str]],  # noqa: ANN001 -
 def _ocr_boxes(pg, scale: float) -> Callable[[str], list[Box]] | None:  # noqa: ANN001
     """Finds pieces in the page's OCR words (boxes scaled to the rendered image), or None
     without an OCR engine."""
-    from ingest.ocr import OcrError, ocr_engine, render_for_ocr
+    from ingest.ocr import ocr_engine, render_for_ocr
+    from rag.core.errors import OcrError
 
     engine = ocr_engine("auto")
     if engine is None:

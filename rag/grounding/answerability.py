@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.generation.support import FEATURES, SupportModel, SupportScorer
-from rag.types import Chunk
+from rag.core.types import Chunk
+from rag.grounding.support import FEATURES, SupportModel, SupportScorer
 
 GATE_FILE = Path(__file__).with_name("answerability_model.json")
 GATE_FEATURES = ("cos_best", "overlap")  # the best over the passages of each support feature

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.embedder import ModelLoadError, _device
+from rag.core.errors import ModelLoadError
+from rag.core.hardware import torch_device
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
@@ -54,7 +55,7 @@ class Verifier:
             from sentence_transformers import CrossEncoder
 
             try:
-                self._model = CrossEncoder(self.path, device=_device(self.device),
+                self._model = CrossEncoder(self.path, device=torch_device(self.device),
                                            max_length=self.max_length)
             except Exception as exc:
                 raise ModelLoadError(f"cannot load the verifier {self.name!r}: "

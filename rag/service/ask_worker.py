@@ -30,17 +30,14 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from rag.config import Settings, remember_secrets
+from rag.core.config import Settings, remember_secrets
+from rag.core.errors import WorkerError
 
 MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 108 bytes on Linux
 MAX_REQUEST = 64 * 1024  # one question and its options
 REQUEST_S = 5.0  # the whole request line, from the connection on
 SEND_S = 60.0  # a client that stops reading the streamed answer is dropped after this
 POLL_S = 5.0  # how often an idle worker looks at its KB
-
-
-class WorkerError(Exception):
-    """The worker answered with an error (the message is the one-line reason)."""
 
 
 def _run_dir(settings: Settings) -> Path:
@@ -115,7 +112,7 @@ def start(settings: Settings, kb: str | None) -> bool:
     log = settings.home / "logs" / "ask-worker.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as err:
-        subprocess.run([sys.executable, "-m", "rag.ask_worker", str(settings_path)],
+        subprocess.run([sys.executable, "-m", "rag.service.ask_worker", str(settings_path)],
                        stdin=subprocess.DEVNULL, stdout=err, stderr=err, check=False,
                        start_new_session=True, timeout=30)
     return True
@@ -134,7 +131,7 @@ def _locked(lock_path: Path) -> bool:
 
 def serve(settings: Settings, kb: str | None) -> None:
     """Load the pipeline, then answer connections one at a time until idle for too long."""
-    from rag.pipeline import Pipeline
+    from rag.service.pipeline import Pipeline
 
     sock_path, lock_path, _ = paths(settings, kb)
     lock = open(lock_path, "a")  # noqa: SIM115 - held for the process's life
@@ -203,7 +200,7 @@ def _read_request(conn: socket.socket) -> dict:
     return json.loads(data.split(b"\n", 1)[0])
 
 
-def _answer(pipeline, conn: socket.socket) -> None:  # noqa: ANN001 - rag.pipeline.Pipeline
+def _answer(pipeline, conn: socket.socket) -> None:  # noqa: ANN001 - rag.service.pipeline.Pipeline
     def send(message: dict) -> None:
         conn.sendall(json.dumps(message, ensure_ascii=False, default=str).encode() + b"\n")
 
@@ -223,7 +220,7 @@ def _answer(pipeline, conn: socket.socket) -> None:  # noqa: ANN001 - rag.pipeli
 
 
 def main() -> None:
-    """``python -m rag.ask_worker SETTINGS_FILE``: detach (fork, the parent exits at once so the
+    """``python -m rag.service.ask_worker SETTINGS_FILE``: detach (fork, the parent exits at once so the
     starting command goes on), then serve."""
     spec = json.loads(Path(sys.argv[1]).read_text())
     if os.fork():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from rag.config import ApiSettings, UiSettings
+from rag.core.config import ApiSettings, UiSettings
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 

@@ -1,7 +1,7 @@
 """Sentence support: how well a passage backs a sentence, as a score in [0, 1] and a threshold,
 and how strongly it contradicts it.
 
-The default is the claim verifier trained here (rag/generation/verifier.py, ``rag train
+The default is the claim verifier trained here (rag/grounding/verifier.py, ``rag train
 verifier``): the probability that the passage's best sentence supports the sentence, and the
 highest probability that one of its sentences contradicts it. Where the verifier is off or
 missing, the fallback is a logistic regression over a few measured signals (embedding
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.chunking import sentence_spans
-from rag.generation.verifier import Verifier
+from rag.core.text import sentence_spans
+from rag.grounding.verifier import Verifier
 
 WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'-]*")
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")

@@ -27,8 +27,8 @@ from pathlib import Path
 from rapidfuzz.distance import Levenshtein
 from rapidfuzz.fuzz import partial_ratio_alignment
 
-from ingest.loaders import clean, dehyphenate
 from ingest.ocr import Tesseract, render_for_ocr
+from ingest.text import clean, dehyphenate
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests' page generator

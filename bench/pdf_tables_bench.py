@@ -17,8 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from ingest.loaders import LoadOptions, load_file
+from ingest.loaders import load_file
 from rag.core.config import load_settings
+from rag.core.types import LoadOptions
 from rag.service.pipeline import Pipeline
 
 PAPERS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "papers"

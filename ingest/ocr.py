@@ -20,7 +20,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rag.core.errors import OcrError
+from rag.core.errors import LoadError, OcrError
+from rag.core.types import LoadOptions
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -131,3 +132,11 @@ def render_for_ocr(pdf_page, dpi: int = DPI) -> Image:  # noqa: ANN001 - pypdfiu
     width, height = pdf_page.get_size()
     scale = min(dpi / 72, (MAX_PIXELS / max(1.0, width * height)) ** 0.5)
     return pdf_page.render(scale=scale, grayscale=True).to_pil()
+
+
+def engine_for(options: LoadOptions) -> Tesseract | None:
+    """The OCR engine the options ask for (None: OCR is off); one that cannot run fails the file."""
+    try:
+        return ocr_engine(options.ocr, options.ocr_languages, options.ocr_page_timeout_s)
+    except OcrError as exc:
+        raise LoadError(str(exc)) from None

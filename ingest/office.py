@@ -12,9 +12,10 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from ingest.loaders import LoadOptions, clean, decode_text, heading_document, html_document, markdown_table
+from ingest.markup import heading_document, html_document
+from ingest.text import clean, decode_text, markdown_table
 from rag.core.errors import LoadError
-from rag.core.types import Document, Loaded, Section
+from rag.core.types import Document, Loaded, LoadOptions, Section
 
 MAX_ROWS = 100_000  # per sheet; a bigger one is a database export, indexed up to here
 

@@ -27,11 +27,11 @@ import time
 from pathlib import Path
 from typing import IO
 
-from ingest.loaders import LoadOptions, load_file
+from ingest.loaders import load_file
 from ingest.ocr import HANG_FACTOR
 from rag.core.children import child_env
 from rag.core.errors import Cancelled, LoadError
-from rag.core.types import Loaded
+from rag.core.types import Loaded, LoadOptions
 
 POLL_S = 0.2
 ALIVE = "alive"

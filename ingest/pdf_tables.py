@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ingest.loaders import clean, markdown_table
+from ingest.text import clean, markdown_table
 
 RULE_HEIGHT = 2.0  # pt: thicker shapes are boxes or bars, not rules
 RULE_WIDTH = 40.0  # pt: shorter ones are underlines, cmidrules, math bars

@@ -228,7 +228,7 @@ def test_a_lying_zip_is_refused_without_inflating_it() -> None:
 
 def test_deep_html_tables_and_thousands_of_headings_stay_linear(fake_pipeline: Pipeline,
                                                                 tmp_path: Path) -> None:
-    from ingest.loaders import HtmlLoader
+    from ingest.markup import HtmlLoader
     from tests import hostile
 
     docs = tmp_path / "docs"
@@ -357,8 +357,9 @@ def test_a_pdf_over_the_page_limit_is_refused_before_any_text_is_extracted(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import pypdf
 
-    from ingest.loaders import LoadOptions, load_file
+    from ingest.loaders import load_file
     from rag.core.errors import LoadError
+    from rag.core.types import LoadOptions
     from tests import hostile
 
     extracted: list[int] = []

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.loaders import LoadOptions, detect_kind, load_file
+from ingest.loaders import detect_kind, load_file
 from rag.core.errors import LoadError
+from rag.core.types import LoadOptions
 from tests.conftest import PAPERS, PDF_EDGE, needs_shared
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.loaders import LoadOptions, load_file
+from ingest.loaders import load_file
+from rag.core.types import LoadOptions
 from tests.documents import table_pdf, text_pdf
 
 PAPERS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "papers"

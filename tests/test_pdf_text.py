@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ingest.loaders import LoadOptions, clean, dehyphenate, load_file, recover_ligatures
+from ingest.loaders import load_file
 from ingest.ocr import Tesseract
 from ingest.parsing import ParseWorker
+from ingest.text import clean, dehyphenate, recover_ligatures
 from rag.core.errors import LoadError
+from rag.core.types import LoadOptions
 from tests.conftest import PAPERS, PDF_EDGE, needs_shared
 from tests.documents import image_pdf, png, text_pdf
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ingest.chunking import TokenChunker
-from ingest.loaders import HtmlLoader
+from ingest.markup import HtmlLoader
 from rag.core.errors import KBError
 from rag.service.pipeline import Pipeline
 from rag.storage.kb import KnowledgeBase

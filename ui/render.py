@@ -9,7 +9,12 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from rag.core.errors import RagError
 from rag.grounding.citations import CITATION, parse_numbers
+
+# What the app shows as a message instead of a traceback: every error rag raises for the user,
+# bad values, and the file system's (a full disk, a file that vanished).
+USER_ERRORS = (RagError, ValueError, OSError)
 
 Source = dict[str, Any]
 

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ingest.loaders import LoadOptions
 from ingest.parsing import ParseWorker
 from rag.core.config import IngestSettings
 from rag.core.errors import LoadError
 from rag.core.protocols import Chunker
-from rag.core.types import Chunk, Loaded
+from rag.core.types import Chunk, Loaded, LoadOptions
 from rag.storage.store import FileRecord
 
 

@@ -126,3 +126,15 @@ class Source:
 
     n: int
     hit: Hit
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What the job's settings change in loading (sent to the parser process with each file)."""
+
+    max_pages: int = 0  # 0: no limit (PDF pages, image frames)
+    ocr: str = "auto"  # auto (when an engine is installed) | tesseract | off
+    ocr_languages: str = "eng"
+    ocr_page_timeout_s: float = 60.0  # CPU seconds of one page's OCR
+    pdf_tables: bool = True
+    max_unzipped_mb: int = 256  # what a ZIP package (DOCX, PPTX, XLSX, EPUB) may inflate to

@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import math
-import threading
 import time
 import uuid
 import weakref
@@ -30,6 +29,7 @@ import numpy as np
 from rag.core.config import IndexSettings
 from rag.core.errors import MilvusUnavailable
 from rag.core.redaction import redact
+from rag.storage.milvus_connection import Connection, close_client
 
 log = logging.getLogger(__name__)
 INFO = "milvus.json"  # in the snapshot folder: where its collection lives, its generation
@@ -86,60 +86,6 @@ def _truncate(text: str) -> str:
     return text if len(data) <= TEXT_BYTES else data[:TEXT_BYTES].decode("utf-8", "ignore")
 
 
-class _Connection:
-    """One client; for Milvus Lite also the in-process server that holds the folder's lock."""
-
-    def __init__(self, uri: str, token: str) -> None:
-        try:
-            from pymilvus import MilvusClient
-        except ImportError:
-            raise MilvusUnavailable("index.backend = 'milvus' needs the scale extra: "
-                                    "pip install 'rag[scale]'") from None
-        # pymilvus (configuring its loggers on import) logs every failed call at ERROR with a
-        # traceback, and Milvus Lite's gRPC server logs the calls it does not implement
-        # (AllocTimestamp); rag reports real failures itself.
-        for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer", "grpc._server"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-        self.uri, self.token, self.lite = uri, token, "://" not in uri
-        try:
-            self.client = MilvusClient(uri=uri, token=token)
-            if self.lite:
-                with _LITE_LOCK:
-                    _LITE_USERS[uri] = _LITE_USERS.get(uri, 0) + 1
-        except Exception as exc:  # pymilvus raises its own exception tree for every failure
-            if self.lite:
-                raise MilvusUnavailable(
-                    f"cannot open Milvus Lite at {uri}: Milvus Lite allows one process per index "
-                    "(is the UI or another rag command using this knowledge base?); use a Milvus "
-                    "server (index.milvus_uri) for several processes") from None
-            raise MilvusUnavailable(redact(f"cannot reach Milvus at {uri}: {exc}")) from None
-
-    def close(self) -> None:
-        _close(self.client, self.uri if self.lite else None)
-
-
-# Milvus Lite runs one in-process server per folder, shared by every client of this process that
-# opens it; the last one to close stops it (and frees the folder's lock).
-_LITE_USERS: dict[str, int] = {}
-_LITE_LOCK = threading.Lock()
-
-
-def _close(client: object, lite_path: str | None) -> None:
-    try:
-        client.close()  # type: ignore[attr-defined]
-    finally:
-        if lite_path is not None:
-            with _LITE_LOCK:
-                _LITE_USERS[lite_path] -= 1
-                last = not _LITE_USERS[lite_path]
-                if last:
-                    del _LITE_USERS[lite_path]
-            if last:
-                from milvus_lite.server_manager import server_manager_instance
-
-                server_manager_instance.release_server(lite_path)
-
-
 def _uri(folder: Path, settings: IndexSettings) -> str:
     return settings.milvus_uri or str(folder / LITE)
 
@@ -178,7 +124,7 @@ def write(folder: Path, name: str, ids: Sequence[str], texts: Sequence[str],
     record = {"uri": settings.milvus_uri, "collection": collection, "layout": key,
               "generation": generation}
     _record(folder, **record)
-    conn = _Connection(_uri(folder, settings), settings.milvus_token)
+    conn = Connection(_uri(folder, settings), settings.milvus_token)
     try:
         if reuse and before and live:
             full_text, kind = bool(before.get("bm25")), str(before["index"])
@@ -205,7 +151,7 @@ def write(folder: Path, name: str, ids: Sequence[str], texts: Sequence[str],
     return full_text
 
 
-def _create_with_bm25(conn: _Connection, name: str, dim: int, kind: str, n: int,
+def _create_with_bm25(conn: Connection, name: str, dim: int, kind: str, n: int,
                       settings: IndexSettings) -> bool:
     # Milvus Lite's analyzer does not stem: on SciFact its BM25 lost 0.024 hybrid nDCG@10 to
     # the local (stemmed) index (bench/results/index_backends.json), so auto keeps bm25s.
@@ -223,7 +169,7 @@ def _create_with_bm25(conn: _Connection, name: str, dim: int, kind: str, n: int,
     return full_text
 
 
-def _create(conn: _Connection, name: str, dim: int, kind: str, n: int,
+def _create(conn: Connection, name: str, dim: int, kind: str, n: int,
             settings: IndexSettings, full_text: bool) -> None:
     from pymilvus import DataType, Function, FunctionType, MilvusClient
 
@@ -257,7 +203,7 @@ def _batches(ids: Sequence[str], texts: Sequence[str], vectors_of: Callable[
         yield part, [_truncate(t) for t in texts[start:start + size]], vectors_of(part)
 
 
-def _upsert(conn: _Connection, name: str, ids: Sequence[str], texts: Sequence[str],
+def _upsert(conn: Connection, name: str, ids: Sequence[str], texts: Sequence[str],
             vectors_of: Callable[[Sequence[str]], np.ndarray], generation: int,
             fresh: bool) -> None:
     """Small updates: upserts (a chunk id already there is replaced, never duplicated); a new
@@ -268,7 +214,7 @@ def _upsert(conn: _Connection, name: str, ids: Sequence[str], texts: Sequence[st
                     for c, t, v in zip(part, part_texts, vectors, strict=True)])
 
 
-def bulk_import(conn: _Connection, name: str, ids: Sequence[str], texts: Sequence[str],
+def bulk_import(conn: Connection, name: str, ids: Sequence[str], texts: Sequence[str],
                 vectors_of: Callable[[Sequence[str]], np.ndarray], generation: int,
                 store: str) -> None:
     """Large loads: parquet files written where the server reads (its object store bucket, or a
@@ -333,7 +279,7 @@ def _await_import(utility: object, alias: str, task: int, path: str) -> None:
     raise RuntimeError(f"Milvus bulk import of {path} did not finish in {IMPORT_TIMEOUT_S} s")
 
 
-def _await_rows(conn: _Connection, name: str, generation: int, expected: int) -> None:
+def _await_rows(conn: Connection, name: str, generation: int, expected: int) -> None:
     """Return once the new rows are searchable at the readers' consistency level (an import
     also waits for its segments to be indexed and loaded), so the snapshot that needs them goes
     live only then."""
@@ -348,12 +294,12 @@ def _await_rows(conn: _Connection, name: str, generation: int, expected: int) ->
                        f"{IMPORT_TIMEOUT_S} s")
 
 
-def _delete(conn: _Connection, name: str, ids: Sequence[str]) -> None:
+def _delete(conn: Connection, name: str, ids: Sequence[str]) -> None:
     for start in range(0, len(ids), DELETE_BATCH):
         conn.client.delete(name, ids=list(ids[start:start + DELETE_BATCH]))
 
 
-def _forget(conn: _Connection, name: str, generation: int, live: Path) -> None:
+def _forget(conn: Connection, name: str, generation: int, live: Path) -> None:
     """Before adding rows: delete what killed publishes left (rows born after the live snapshot,
     and the live snapshot's dropped chunks if their deletes did not run)."""
     conn.client.delete(name, filter=f"born > {generation}")
@@ -369,7 +315,7 @@ def finish(live: Path, settings: IndexSettings) -> None:
     if not pending.exists() or not recorded:
         return
     try:
-        conn = _Connection(str(recorded["uri"]), settings.milvus_token)
+        conn = Connection(str(recorded["uri"]), settings.milvus_token)
         try:
             _delete(conn, str(recorded["collection"]), json.loads(pending.read_text()))
         finally:
@@ -388,7 +334,7 @@ def drop(folder: Path, live: Path, settings: IndexSettings) -> None:
     if (recorded["uri"], recorded["collection"]) == (current.get("uri"), current.get("collection")):
         return
     try:
-        conn = _Connection(str(recorded["uri"]), settings.milvus_token)
+        conn = Connection(str(recorded["uri"]), settings.milvus_token)
         try:
             conn.client.drop_collection(str(recorded["collection"]))
         finally:
@@ -411,9 +357,9 @@ class MilvusIndex:
         self.filter = "" if generation is None else f"born <= {int(generation)}"  # type: ignore[call-overload]
         self.ids, self.settings = ids, settings
         self._positions: dict[str, int] | None = None
-        conn = _Connection(str(recorded.get("uri") or folder / LITE), settings.milvus_token)
+        conn = Connection(str(recorded.get("uri") or folder / LITE), settings.milvus_token)
         self.client = conn.client
-        self._finalizer = weakref.finalize(self, _close, conn.client,
+        self._finalizer = weakref.finalize(self, close_client, conn.client,
                                            conn.uri if conn.lite else None)
         try:
             self.client.load_collection(self.name)

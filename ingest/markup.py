@@ -1,0 +1,168 @@
+"""Markdown, HTML and plain-text files: headings become sections, HTML tables become Markdown
+tables, scripts and navigation are dropped."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ingest.text import clean, decode_text, markdown_table
+from rag.core.errors import LoadError
+from rag.core.types import Document, Loaded, Section
+
+
+class MarkdownLoader:
+    """One section per heading, titled with the heading path (``Install > From source``)."""
+
+    kind = "markdown"
+
+    def load(self, path: Path, data: bytes) -> Loaded:
+        text = clean(decode_text(data))
+        return Loaded([heading_document(path, text, _markdown_headings(text), self.kind)])
+
+
+def _markdown_headings(text: str) -> list[tuple[int, int, str]]:
+    """(char offset, level, title) of each heading, via markdown-it's parser (not regexes)."""
+    from markdown_it import MarkdownIt
+
+    line_starts = [0]
+    for match in re.finditer("\n", text):
+        line_starts.append(match.end())
+    tokens = MarkdownIt("commonmark").parse(text)
+    headings = []
+    for i, tok in enumerate(tokens):
+        if tok.type == "heading_open" and tok.map:
+            title = tokens[i + 1].content.strip()
+            headings.append((line_starts[tok.map[0]], int(tok.tag[1]), title))
+    return headings
+
+
+def heading_document(
+    path: Path, text: str, headings: list[tuple[int, int, str]], kind: str
+) -> Document:
+    sections: list[Section] = []
+    stack: list[tuple[int, str]] = []
+    bounds = [(0, 0, "")] + headings + [(len(text), 0, "")]
+    doc_title = next((t for _, level, t in headings if level == 1), "") or path.stem
+    for (start, level, title), (end, _, _) in zip(bounds, bounds[1:], strict=False):
+        if level:
+            stack = [(lv, t) for lv, t in stack if lv < level] + [(level, title)]
+        body = text[start:end]
+        if body.strip():
+            name = " > ".join(t for _, t in stack) or None
+            sections.append(Section(text=body, page=None, title=name))
+    if not sections:
+        raise LoadError("no text content")
+    return Document(str(path), doc_title, tuple(sections), str(path), kind)
+
+
+MARK = "\ue000"  # private-use character marking headings inside extracted HTML text
+
+
+class HtmlLoader:
+    """Main text via BeautifulSoup (boilerplate elements dropped), split into heading sections;
+    tables become Markdown tables."""
+
+    kind = "html"
+
+    def load(self, path: Path, data: bytes) -> Loaded:
+        return Loaded([html_document(path, decode_text(data), self.kind)])
+
+
+HTML_DROP = ["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "svg",
+             "template", "iframe"]
+
+
+def html_document(path: Path, html: str, kind: str) -> Document:
+    import warnings
+
+    from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML reads well as HTML
+        soup = BeautifulSoup(html, "lxml")
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    main = next((tag for name in ("main", "article") for tag in soup.find_all(name)
+                 if not tag.find_parent(HTML_DROP)), None) or soup.body or soup
+    lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in _html_text(main).splitlines()]
+    text = clean(re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip())
+    headings, plain, pos, offset = [], [], 0, 0
+    for match in re.finditer(f"{MARK}(\\d){MARK}(.*?){MARK}", text):
+        plain.append(text[pos:match.start()])
+        offset += len(plain[-1])
+        heading = match.group(2)
+        headings.append((offset, int(match.group(1)), heading))
+        plain.append(heading)
+        offset += len(heading)
+        pos = match.end()
+    plain.append(text[pos:])
+    body = "".join(plain)
+    if not body.strip():
+        raise LoadError("HTML page has no text content")
+    doc = heading_document(path, body, headings, kind)
+    return Document(doc.source, title, doc.sections, doc.key, doc.kind) if title else doc
+
+
+_HEADING = re.compile(r"^h[1-6]$")
+
+
+def _html_text(main) -> str:  # noqa: ANN001 - a bs4 Tag
+    """The text of ``main`` in one pass over its tree, its strings joined by newlines: dropped
+    elements (scripts, navigation) skipped, headings marked (``MARK``), each outermost table as a
+    Markdown table (a table nested in a cell is that cell's text). Nothing in the tree is
+    replaced, so the cost stays linear in the page (bs4's ``replace_with`` is linear in the
+    siblings, quadratic over thousands of headings; markdown nested in markdown is quadratic in
+    the nesting depth)."""
+    from bs4 import CData, NavigableString, Tag
+
+    pieces: list[str] = []
+    node = main.next_element
+    end = _after(main)
+    while node is not None and node is not end:
+        if isinstance(node, Tag):
+            if node.name in HTML_DROP:
+                node = _after(node)
+            elif _HEADING.match(node.name):
+                pieces.append(f"\n{MARK}{node.name[1]}{MARK}{node.get_text(' ', strip=True)}{MARK}\n")
+                node = _after(node)
+            elif node.name == "table":
+                rows = [[cell.get_text(" ", strip=True)
+                         for cell in tr.find_all(["th", "td"], recursive=False)]
+                        for tr in _table_rows(node)]
+                pieces.append(f"\n\n{markdown_table(rows)}\n\n")
+                node = _after(node)
+            else:
+                node = node.next_element
+        else:
+            if type(node) in (NavigableString, CData):
+                pieces.append(str(node))
+            node = node.next_element
+    return "\n".join(pieces)
+
+
+def _after(tag):  # noqa: ANN001, ANN202 - bs4 elements
+    """The element that follows ``tag`` and everything inside it."""
+    last = tag
+    while getattr(last, "contents", None):
+        last = last.contents[-1]
+    return last.next_element
+
+
+def _table_rows(table):  # noqa: ANN001, ANN202 - bs4 Tags
+    """The table's own rows (directly, or in its thead/tbody/tfoot), not those of tables nested
+    in its cells."""
+    for child in table.find_all(["tr", "thead", "tbody", "tfoot"], recursive=False):
+        if child.name == "tr":
+            yield child
+        else:
+            yield from child.find_all("tr", recursive=False)
+
+
+class TextLoader:
+    kind = "text"
+
+    def load(self, path: Path, data: bytes) -> Loaded:
+        text = clean(decode_text(data))
+        if not text.strip():
+            raise LoadError("no text content")
+        return Loaded([Document(str(path), path.stem, (Section(text=text),), str(path), self.kind)])

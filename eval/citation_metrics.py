@@ -44,7 +44,7 @@ def sentence_scores(answer: Answer, scorer: SupportScorer,
                     model_only: bool = False) -> list[SentenceScore]:
     """Every claim sentence of the answer, scored in one batch of support pairs; with
     ``model_only``, by the citations the model wrote (before rag's attribution)."""
-    passages = {int(s["n"]): str(s["text"]) for s in answer.sources}  # type: ignore[call-overload]
+    passages = {s["n"]: s["text"] for s in answer.sources}
     claims = [(claim_text(s.text),
                [n for n in (s.model_citations if model_only else s.citations) if n in passages]
                [:MAX_CITATIONS]) for s in answer.sentences if "refusal" not in s.flags]

@@ -8,7 +8,7 @@ import pytest
 
 from rag.core.errors import KBError
 from rag.core.text import REFUSAL
-from rag.core.types import Chunk, Hit, Source
+from rag.core.types import Chunk, Hit, RetrievalNotes, Source
 from rag.generation.answering import Answerer
 from rag.generation.prompting import build_prompt, messages, source_block
 from rag.grounding.answerability import GATE_FEATURES, GATE_FILE, AnswerabilityGate
@@ -305,13 +305,15 @@ def test_an_answer_that_repeats_the_worked_example_is_withheld() -> None:
     echo = ("Jupiter is the largest planet in the Solar System [1]. "
             "It has at least 95 known moons [1].")
     gen.enqueue(echo, echo)
-    echoed, = answerer.answer_many(["Which index kind is the default?"], [docs], [{}])
+    echoed, = answerer.answer_many(["Which index kind is the default?"], [docs],
+                                   [RetrievalNotes()])
     assert echoed.refused and echoed.withheld == echo
     assert any("worked example" in w for w in echoed.warnings)
     # a knowledge base about Jupiter may say the same words: then they are an answer
     moons = [hit("Jupiter is the largest planet in the Solar System. It has at least 95 known "
                  "moons, more than any planet but Saturn.")]
-    kept, = answerer.answer_many(["How many moons does Jupiter have?"], [moons], [{}])
+    kept, = answerer.answer_many(["How many moons does Jupiter have?"], [moons],
+                                 [RetrievalNotes()])
     assert not kept.refused and kept.withheld is None
 
 
@@ -326,7 +328,7 @@ def test_the_gate_refuses_without_generating_when_no_passage_addresses_the_quest
     gen.enqueue("Dogs bark at the mailman [1].")
     on_topic, off_topic = answerer.answer_many(
         ["Do dogs bark at the mailman? True or false?", "Is the moon made of cheese?"],
-        [hits, hits], [{"query": "dogs bark at the mailman"}, {}])
+        [hits, hits], [RetrievalNotes("dogs bark at the mailman"), RetrievalNotes()])
     assert len(gen.prompts) == 1 and "True or false" in gen.prompts[0]
     assert not on_topic.refused and "gate_s" in on_topic.timings
     assert off_topic.refused and off_topic.text == REFUSAL and off_topic.withheld is None
@@ -334,7 +336,8 @@ def test_the_gate_refuses_without_generating_when_no_passage_addresses_the_quest
     assert "no retrieved passage addresses the question" in off_topic.warnings[0]
     assert [s["cited"] for s in off_topic.sources] == [False, False]  # shown, not cited
     pieces: list[str] = []
-    streamed = answerer.answer_stream("Is the moon made of cheese?", hits, {}, pieces.append)
+    streamed = answerer.answer_stream("Is the moon made of cheese?", hits, RetrievalNotes(),
+                                      pieces.append)
     assert streamed.refused and pieces == [REFUSAL] and len(gen.prompts) == 1
 
 
@@ -365,7 +368,7 @@ def test_a_sentence_a_source_contradicts_is_marked_and_shown() -> None:
     scorer = SupportScorer(None, NegationVerifier())  # type: ignore[arg-type]
     answerer = Answerer(generator, scorer, 64)
     passage = hit("Cats purr when they are content. Cats sleep during the day.", 1)
-    answer = answerer.answer_many(["What do cats do?"], [[passage]], [{}])[0]
+    answer = answerer.answer_many(["What do cats do?"], [[passage]], [RetrievalNotes()])[0]
     first, second = answer.sentences
     assert first.supported and not first.contradicted_by
     assert second.supported is False and second.contradicted_by == [1]
@@ -411,13 +414,14 @@ def test_beside_the_verifier_an_answer_is_withheld_only_when_the_fallback_agrees
     contradicted = "Cats do not purr when they are content [1]."
     unrelated = "The moon is made of green cheese [1]."
     alone = Answerer(ScriptedGenerator(contradicted), verifier, 64)
-    assert alone.answer_many(["Do cats purr?"], [[passage]], [{}])[0].withheld == contradicted
+    assert alone.answer_many(["Do cats purr?"], [[passage]],
+                             [RetrievalNotes()])[0].withheld == contradicted
     generator = ScriptedGenerator()
     both = Answerer(generator, verifier, 64, second_opinion=fallback)
     generator.enqueue(contradicted)
     generator.enqueue(unrelated)
     kept, withheld = both.answer_many(["Do cats purr?", "What is the moon?"],
-                                      [[passage], [passage]], [{}, {}])
+                                      [[passage], [passage]], [RetrievalNotes(), RetrievalNotes()])
     assert kept.withheld is None and not kept.refused
     assert kept.sentences[0].supported is False and kept.sentences[0].contradicted_by == [1]
     assert withheld.refused and withheld.withheld == unrelated

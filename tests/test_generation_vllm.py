@@ -9,6 +9,7 @@ import pytest
 
 from rag.core.config import load_settings
 from rag.core.errors import ModelLoadError
+from rag.core.types import RetrievalNotes
 from rag.generation.answering import Answerer
 from rag.generation.engines import VllmEmbeddedGenerator
 from rag.service.pipeline import Pipeline
@@ -93,7 +94,7 @@ def test_answer_cut_at_token_limit_is_flagged(pipeline: Pipeline) -> None:
     short = Answerer(pipeline.generator, pipeline.answerer.scorer, answer_tokens=6)
     hits = pipeline.search("Burrows-Wheeler transform", k=2).hits
     [answer] = short.answer_many(["Explain the Burrows-Wheeler transform in detail."], [hits],
-                                 [{}])
+                                 [RetrievalNotes()])
     assert answer.finish_reason == "length"
     assert any("token limit" in w for w in answer.warnings)
 

@@ -27,7 +27,7 @@ from rag.api.openai_format import (
     kb_of,
     plain,
 )
-from rag.core.errors import GenerationError, KBError, KeyStoreError
+from rag.core.errors import GenerationError, KBError, KeyStoreError, RagError
 from rag.core.redaction import redact
 from rag.core.types import content_hash
 from rag.service.engine import Engine
@@ -99,8 +99,7 @@ def create_app(engine: Engine, keys: KeyStore | None = None) -> FastAPI:  # noqa
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return await api_error(_, ApiError(exc.status_code, code, str(exc.detail)))
 
-    @app.exception_handler(KBError)
-    @app.exception_handler(GenerationError)
+    @app.exception_handler(RagError)
     @app.exception_handler(ValueError)
     async def known(_: Request, exc: Exception) -> JSONResponse:
         return await api_error(_, as_api_error(exc))
@@ -358,4 +357,6 @@ def as_api_error(exc: BaseException) -> ApiError:
         return ApiError(409, "kb_error", redact(str(exc)))
     if isinstance(exc, ValueError):
         return ApiError(400, "invalid_request", redact(str(exc)))
+    if isinstance(exc, RagError):  # a resource failed: a model, an index, the OCR engine
+        return ApiError(503, "unavailable", redact(str(exc)))
     return ApiError(500, "internal_error", f"{type(exc).__name__}: {redact(str(exc))}"[:300])

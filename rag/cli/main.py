@@ -9,19 +9,11 @@ from pathlib import Path
 import click
 
 from rag.cli.common import UserError, setup_logging
-from rag.core.errors import (
-    Cancelled,
-    ConfigError,
-    GenerationError,
-    InstallError,
-    KBError,
-    LoadError,
-    ModelLoadError,
-)
+from rag.core.errors import RagError
 from rag.core.redaction import redact
 
-KNOWN_ERRORS = (ConfigError, KBError, ModelLoadError, GenerationError, InstallError, LoadError,
-                ValueError, OSError, Cancelled)
+# Every error rag raises for the user, bad values and the file system's: one line, exit 1.
+KNOWN_ERRORS = (RagError, ValueError, OSError)
 
 
 class Group(click.Group):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 
 def content_hash(*parts: str | int | None, length: int = 16) -> str:
@@ -65,6 +66,38 @@ class Chunk:
         return content_hash(self.embed_text or self.text, length=32)
 
 
+class Scores(TypedDict):
+    dense: float | None
+    bm25: float | None
+    fused: float | None
+    rerank: float | None
+
+
+class HitRecord(TypedDict):
+    """A hit as JSON: what ``rag search --json``, the API and the app show of it."""
+
+    chunk_id: str
+    score: float
+    scores: Scores
+    ranks: dict[str, int]
+    text: str
+    source: str
+    title: str
+    page: int | None
+    section: str | None
+    span: list[int]
+    doc_key: str
+
+
+class SourceRecord(HitRecord):
+    """A passage an answer was given, as JSON: its number in the prompt, whether a sentence
+    cites it, and a one-line snippet for lists."""
+
+    n: int
+    cited: bool
+    snippet: str
+
+
 @dataclass
 class Hit:
     """A retrieved chunk with every score that put it there (None: that retriever did not find it)."""
@@ -78,7 +111,7 @@ class Hit:
     rerank: float | None = None
     ranks: dict[str, int] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> HitRecord:
         c = self.chunk
         return {
             "chunk_id": self.chunk_id,
@@ -138,3 +171,15 @@ class LoadOptions:
     ocr_page_timeout_s: float = 60.0  # CPU seconds of one page's OCR
     pdf_tables: bool = True
     max_unzipped_mb: int = 256  # what a ZIP package (DOCX, PPTX, XLSX, EPUB) may inflate to
+
+
+@dataclass
+class RetrievalNotes:
+    """What retrieval tells the answerer besides its hits: the query it searched (a follow-up
+    made standalone), its warnings and timings, and the models that ran. The answer carries
+    them on."""
+
+    query: str = ""
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    models: dict[str, str | None] = field(default_factory=dict)

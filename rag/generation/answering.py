@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 from rag.core.protocols import Generator
 from rag.core.text import REFUSAL
-from rag.core.types import Generation, Hit, Source
+from rag.core.types import Generation, Hit, RetrievalNotes, Source, SourceRecord
 from rag.generation.prompting import EXAMPLE_SHINGLES, BuiltPrompt, adds_nothing, build_prompt, shingles
 from rag.grounding.answerability import AnswerabilityGate, gate_passage
 from rag.grounding.citations import (
@@ -27,7 +27,7 @@ class Answer:
     question: str
     text: str
     sentences: list[Sentence]
-    sources: list[dict[str, object]]
+    sources: list[SourceRecord]
     refused: bool
     warnings: list[str]
     timings: dict[str, float]
@@ -65,9 +65,9 @@ def echoes_example(text: str, sources: Sequence[Source]) -> bool:
     return False
 
 
-def source_entry(n: int, hit: Hit, cited: bool) -> dict[str, object]:
-    return {"n": n, "cited": cited, **hit.to_dict(),
-            "snippet": " ".join(hit.chunk.text.split())[:240]}
+def source_entry(n: int, hit: Hit, cited: bool) -> SourceRecord:
+    return SourceRecord(n=n, cited=cited, **hit.to_dict(),
+                        snippet=" ".join(hit.chunk.text.split())[:240])
 
 
 class Answerer:
@@ -99,8 +99,8 @@ class Answerer:
                             self.generator.special_tokens, self.passage_tokens)
 
     def finish(self, question: str, built: BuiltPrompt, gen: Generation,
-               extra: dict[str, object]) -> Answer:
-        """Citation check and the Answer object; ``extra`` holds retrieval facts."""
+               notes: RetrievalNotes) -> Answer:
+        """Citation check and the Answer object, with retrieval's notes carried on."""
         started = time.perf_counter()
         truncated = gen.finish_reason == "length"
         report: CitationReport = check(gen.text, built.sources, self.scorer, truncated,
@@ -118,10 +118,10 @@ class Answerer:
                 report.warnings.append("the answer was cut off at the token limit")
         cited = {n for s in report.sentences for n in s.citations}
         sources = [source_entry(s.n, s.hit, s.n in cited) for s in built.sources]
-        warnings = list(extra.get("warnings", [])) + report.warnings  # type: ignore[arg-type]
+        warnings = list(notes.warnings) + report.warnings
         if built.dropped:
             warnings.append(f"{built.dropped} retrieved passage(s) did not fit the context window")
-        timings = dict(extra.get("timings", {}))  # type: ignore[arg-type]
+        timings: dict[str, float] = dict(notes.timings)
         timings.update({
             "generate_s": round(gen.seconds, 3),
             "check_s": round(time.perf_counter() - started, 3),
@@ -138,56 +138,56 @@ class Answerer:
                 with_attributions(gen.text.strip(), report.sentences), report.invalid),
             sentences=report.sentences, sources=sources, refused=report.refused,
             warnings=warnings, timings=timings,
-            models=extra.get("models", {}),  # type: ignore[arg-type]
+            models=dict(notes.models),
             finish_reason=gen.finish_reason, invalid_citations=report.invalid,
             withheld=withheld,
         )
 
-    def no_passages(self, question: str, extra: dict[str, object]) -> Answer:
+    def no_passages(self, question: str, notes: RetrievalNotes) -> Answer:
         """Nothing retrieved: the refusal, without spending a generation."""
         gen = Generation(REFUSAL, "no_passages")
         built = BuiltPrompt("", [], 0, 0)
-        answer = self.finish(question, built, gen, extra)
+        answer = self.finish(question, built, gen, notes)
         answer.warnings.insert(0, "no passages were retrieved for this question")
         return answer
 
-    def declined(self, question: str, built: BuiltPrompt, extra: dict[str, object]) -> Answer | None:
+    def declined(self, question: str, built: BuiltPrompt, notes: RetrievalNotes) -> Answer | None:
         """The refusal, without spending a generation, when the answerability gate finds that
-        no passage in the prompt addresses the question (``extra["query"]``: what was searched);
+        no passage in the prompt addresses the question (``notes.query``: what was searched);
         None when it does, or there is no gate."""
         if self.gate is None:
             return None
         started = time.perf_counter()
-        query = str(extra.get("query") or question)
+        query = notes.query or question
         score = self.gate.score(query, [gate_passage(s.hit.chunk) for s in built.sources])
-        extra.setdefault("timings", {})["gate_s"] = round(time.perf_counter() - started, 3)  # type: ignore[index]
+        notes.timings["gate_s"] = round(time.perf_counter() - started, 3)
         if self.gate.addressed(score):
             return None
-        answer = self.finish(question, built, Generation(REFUSAL, "unaddressed"), extra)
+        answer = self.finish(question, built, Generation(REFUSAL, "unaddressed"), notes)
         answer.warnings.insert(0, (
             f"rag did not ask the model: no retrieved passage addresses the question "
             f"(answerability {score:.2f} < {self.gate.threshold}; citations.gate)"))
         return answer
 
     def answer_many(self, questions: Sequence[str], hits: Sequence[Sequence[Hit]],
-                    extras: Sequence[dict[str, object]], temperature: float | None = None,
+                    notes: Sequence[RetrievalNotes], temperature: float | None = None,
                     model: str | None = None) -> list[Answer]:
         """One batched generation for every question that has passages that address it."""
         built = [self.prompt(q, h) if h else None for q, h in zip(questions, hits, strict=True)]
         early = [self.no_passages(q, e) if b is None else self.declined(q, b, e)
-                 for q, b, e in zip(questions, built, extras, strict=True)]
+                 for q, b, e in zip(questions, built, notes, strict=True)]
         todo = [b.text for b, a in zip(built, early, strict=True) if a is None and b is not None]
         gens = iter(self.generator.generate(todo, self.answer_tokens, temperature, model)
                     if todo else [])
         return [a or self.finish(q, b, next(gens), e)  # type: ignore[arg-type]
-                for q, b, e, a in zip(questions, built, extras, early, strict=True)]
+                for q, b, e, a in zip(questions, built, notes, early, strict=True)]
 
-    def answer_stream(self, question: str, hits: Sequence[Hit], extra: dict[str, object],
+    def answer_stream(self, question: str, hits: Sequence[Hit], notes: RetrievalNotes,
                       on_token: Callable[[str], None], temperature: float | None = None,
                       model: str | None = None) -> Answer:
         built = self.prompt(question, hits) if hits else None
-        early = self.no_passages(question, extra) if built is None else self.declined(
-            question, built, extra)
+        early = self.no_passages(question, notes) if built is None else self.declined(
+            question, built, notes)
         if early is not None:
             on_token(early.text)
             return early
@@ -200,4 +200,4 @@ class Answerer:
             last = piece
         final = Generation("".join(text), last.finish_reason, built.prompt_tokens,
                            last.completion_tokens, last.seconds, last.first_token_s)
-        return self.finish(question, built, final, extra)
+        return self.finish(question, built, final, notes)

@@ -15,7 +15,7 @@ from ingest.indexer import Indexer, IndexReport, Progress
 from rag.core.config import Settings
 from rag.core.errors import KBError
 from rag.core.protocols import Embedder, Generator, Reranker, Retriever
-from rag.core.types import Hit
+from rag.core.types import Hit, RetrievalNotes
 from rag.embedding.embedder import SentenceTransformerEmbedder, bundled_name
 from rag.embedding.installed_models import CATALOGUE
 from rag.generation.answering import Answer, Answerer
@@ -250,12 +250,12 @@ class Pipeline:
     def _retrieve_for_answer(
         self, question: str, k: int | None, mode: str | None, rerank: bool | None,
         model: str | None = None,
-    ) -> tuple[list[Hit], dict[str, object]]:
+    ) -> tuple[list[Hit], RetrievalNotes]:
         result = self.search(question, k=k, mode=mode, rerank=rerank)
         models = {"embedder": self.embedder.name, "reranker": result.reranker,
                   "generator": model or self.generator.name}
-        return result.hits, {"warnings": result.warnings, "timings": result.timings,
-                             "models": models, "query": question}
+        return result.hits, RetrievalNotes(question, list(result.warnings), dict(result.timings),
+                                           models)
 
     def rewrite(self, history: Sequence[tuple[str, str]], question: str,
                 model: str | None = None) -> str:
@@ -273,11 +273,11 @@ class Pipeline:
         started = time.perf_counter()
         query = self.rewrite(history, question, model) if history else question
         rewrite_s = round(time.perf_counter() - started, 4)
-        hits, extra = self._retrieve_for_answer(query, k, mode, rerank, model)
+        hits, notes = self._retrieve_for_answer(query, k, mode, rerank, model)
         if on_token is None:
-            answer = self.answerer.answer_many([query], [hits], [extra], temperature, model)[0]
+            answer = self.answerer.answer_many([query], [hits], [notes], temperature, model)[0]
         else:
-            answer = self.answerer.answer_stream(query, hits, extra, on_token, temperature, model)
+            answer = self.answerer.answer_stream(query, hits, notes, on_token, temperature, model)
         if query != question:
             answer.question, answer.standalone_query = question, query
             answer.timings["rewrite_s"] = rewrite_s

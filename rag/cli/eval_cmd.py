@@ -9,7 +9,7 @@ import click
 from rich.progress import Progress
 from rich.table import Table
 
-from eval.retrieval import MEASURES, BeirDataset, evaluate, fusion_sweep, save_results
+from eval.retrieval import MEASURES, BeirDataset, evaluate, save_results
 from rag.cli.common import (
     IndexProgress,
     UserError,
@@ -99,17 +99,17 @@ def eval_fusion(dataset: Path, split: str, kb_name: str | None, output: Path | N
                 as_json: bool) -> None:
     """Hybrid retrieval's measures at dense weights 0, 0.1, ..., 1 (BM25's is 1 minus it):
     the weight to set as retrieval.dense_weight for the configured embedder."""
+    from eval.evaluators import FusionEvaluator
+
     settings = get_settings()
     data = BeirDataset.load(dataset, split)
     pipeline = _beir_pipeline(settings, data, dataset, kb_name)
-    weights = [round(0.1 * i, 1) for i in range(11)]
+    evaluator = FusionEvaluator(data, str(dataset), split)
     with Progress(console=stderr, transient=True) as bar:
         task = bar.add_task("querying", total=len(data.queries))
-        sweep = fusion_sweep(pipeline, data, weights, tick=lambda: bar.advance(task))
-    best = max(weights, key=lambda w: (sweep[w]["nDCG@10"], -abs(w - 0.5)))
-    summary = {"dataset": str(dataset), "split": split, "queries": len(data.queries),
-               "embedder": pipeline.embedder.name, "rrf_k": settings.retrieval.rrf_k,
-               "best_dense_weight": best, "weights": {str(w): m for w, m in sweep.items()}}
+        summary = evaluator(pipeline, tick=lambda: bar.advance(task))
+    weights, best = evaluator.weights, summary["best_dense_weight"]
+    sweep = {w: summary["weights"][str(w)] for w in weights}
     folder = output or settings.home / "eval" / (
         f"fusion-{dataset.resolve().name}-{split}-{time.strftime('%Y%m%d-%H%M%S')}")
     folder.mkdir(parents=True, exist_ok=True)
@@ -148,22 +148,17 @@ def eval_support(dataset: Path, retrain: bool, model_out: Path | None, limit: in
     (contradiction) and the other sentences of the cited abstract (unsupported). Thresholds
     are chosen on train (the verifier's when it was trained: its card) and reported on dev."""
     from eval import support
-    from eval.scifact import SciFact, support_pairs
+    from eval.evaluators import SupportEvaluator
     from rag.grounding.support import MODEL_FILE, SupportModel, remembering
 
     settings = get_settings()
     pipeline = Pipeline(settings)
-    splits = {s: SciFact.load(dataset, s) for s in ("train", "dev")}
-    pairs = {}
-    for name, data in splits.items():
-        if limit:
-            data.claims = data.claims[:limit]
-        pairs[name] = support_pairs(data)
+    evaluator = SupportEvaluator(dataset, limit)
     embed = remembering(pipeline.embedder.embed_documents, None)
     if retrain:
-        stderr.print(f"training on {len(pairs['train'])} SciFact train pairs ...")
-        model = support.train(support.SupportScorer(embed, method="similarity"), pairs["train"],
-                              pipeline.embedder.name, f"SciFact train ({len(pairs['train'])} pairs)")
+        stderr.print(f"training on {len(evaluator.pairs['train'])} SciFact train pairs ...")
+        model = evaluator.train(support.SupportScorer(embed, method="similarity"),
+                                pipeline.embedder.name)
         target = model_out or MODEL_FILE
         model.save(target)
         stderr.print(f"wrote {target}")
@@ -171,26 +166,11 @@ def eval_support(dataset: Path, retrain: bool, model_out: Path | None, limit: in
         model = SupportModel.load()
     verifier = load_verifier(settings.citations.verifier_model, settings.home,
                              settings.embedder.device)
-    results, curves = {}, {}
     scorers = support.methods(embed, model, verifier)
     with Progress(console=stderr, transient=True) as bar:
         task = bar.add_task("scoring pairs", total=len(scorers) * 2)
-        for name, scorer in scorers.items():
-            train_scored = support.scored(pairs["train"], scorer.scores)
-            bar.advance(task)
-            curves[name] = support.scored(pairs["dev"], scorer.scores)
-            bar.advance(task)
-            # The verifier's threshold was chosen on train when it was trained (its card); the
-            # specifics rule caps scores at the threshold in use, so choosing again would drift.
-            results[name] = support.report(train_scored, curves[name],
-                                           scorer.threshold if name == "verifier" else None)
-    summary: dict[str, Any] = {
-        "dataset": str(dataset), "embedder": pipeline.embedder.name,
-        "pairs": {s: {k: sum(p.kind == k for p in ps) for k in ("support", *support.NEGATIVE_KINDS)}
-                  for s, ps in pairs.items()},
-        "dropped_docs": {s: len(d.dropped_docs) for s, d in splits.items()},
-        "methods": results,
-    }
+        summary, curves = evaluator(scorers, pipeline.embedder.name, tick=lambda: bar.advance(task))
+    results = summary["methods"]
     folder = output or settings.home / "eval" / f"support-{time.strftime('%Y%m%d-%H%M%S')}"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -255,45 +235,31 @@ def eval_gate(dataset: str, kb_name: str | None, retrain: bool, model_out: Path 
               k: int | None, output: Path | None, as_json: bool) -> None:
     """Validate (and with --train, fit) the answerability gate on SciFact claims: NEI claims
     are the ones it should refuse. Reports AUC and what its threshold refuses, train and dev."""
-    from eval import support
+    from eval.evaluators import GateEvaluator
     from eval.scifact import SciFact
-    from rag.grounding.answerability import GATE_FEATURES, GATE_FILE, gate_passage
-    from rag.grounding.support import SupportModel, remembering
+    from rag.grounding.answerability import GATE_FILE
 
     settings = get_settings()
     folder = _scifact_folder(dataset, settings.home)
     if folder is None:
         raise UserError(f"--dataset {dataset}: not a SciFact folder (claims_*.jsonl)")
-    splits = {s: SciFact.load(folder, s) for s in ("train", "dev")}
-    pipeline = _scifact_pipeline(settings, splits["dev"], kb_name)
-    scorer = support.SupportScorer(remembering(pipeline.embedder.embed_documents, None))
-
-    def passages(claim: str) -> list[str]:
-        return [gate_passage(h.chunk) for h in pipeline.search(claim, k=k).hits]
-
-    data = {}
+    pipeline = _scifact_pipeline(settings, SciFact.load(folder, "dev"), kb_name)
     with Progress(console=stderr, transient=True) as bar:
         task = bar.add_task("retrieving and scoring claims", total=2)
-        for name, split in splits.items():
-            data[name] = support.gate_data(scorer, split.claims, passages)
-            bar.advance(task)
+        evaluator = GateEvaluator(folder, pipeline, k, tick=lambda: bar.advance(task))
     if retrain:
-        model = support.train_gate(*data["train"], pipeline.embedder.name,
-                                   f"SciFact train ({len(data['train'][1])} claims, top "
-                                   f"{k or settings.retrieval.k} {settings.retrieval.mode})")
+        model = evaluator.train()
         target = model_out or GATE_FILE
         model.save(target)
         stderr.print(f"wrote {target}")
     else:
-        model = SupportModel.load(GATE_FILE, GATE_FEATURES)
+        model = evaluator.bundled()
         if model.embedder != pipeline.embedder.name:
             stderr.print(f"warning: the gate was trained with {model.embedder}, not "
                          f"{pipeline.embedder.name}; rag does not use it with this embedder "
                          "(refit it with --train)")
-    threshold = settings.citations.gate_threshold
-    summary = {"dataset": str(folder), "kb": pipeline.kb.name, "embedder": pipeline.embedder.name,
-               "gate_embedder": model.embedder, "k": k or settings.retrieval.k,
-               **{name: support.gate_report(model, *xy, threshold) for name, xy in data.items()}}
+    summary = evaluator(model, settings.citations.gate_threshold)
+    splits = ("train", "dev")
     out = output or settings.home / "eval" / f"gate-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

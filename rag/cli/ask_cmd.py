@@ -1,3 +1,6 @@
+"""`rag ask`: one cited answer, streamed, with its sources and checks; through the ask worker
+when one is running."""
+
 from __future__ import annotations
 
 import json

@@ -1,3 +1,6 @@
+"""`rag eval retrieval|fusion|support|gate|answers|compare`: parse, call an evaluator of ``eval``,
+write its results and print them."""
+
 from __future__ import annotations
 
 import json

@@ -1,3 +1,5 @@
+"""`rag index`: index files and folders into a knowledge base, incrementally, with progress."""
+
 from __future__ import annotations
 
 import sys

@@ -1,6 +1,7 @@
+"""`rag kb list|delete|remove`: the knowledge bases under $RAG_HOME."""
+
 from __future__ import annotations
 
-import shutil
 import time
 
 import click
@@ -45,9 +46,7 @@ def kb_delete(name: str, yes: bool) -> None:
     kb.require()
     if not yes:
         click.confirm(f"delete knowledge base {name!r}?", abort=True)
-    with kb.writer():
-        kb.close()
-        shutil.rmtree(kb.path)
+    kb.delete()
     stdout.print(f"deleted {name}")
 
 
@@ -66,15 +65,3 @@ def kb_remove(paths: tuple[str, ...], kb_name: str | None) -> None:
     stdout.print(f"removed {len(absolute)} file(s), {dropped} chunks", highlight=False)
 
 
-SECRETS = ("api_key", "auth_token", "milvus_token", "milvus_bulk_store")
-
-
-@click.command("config")
-def config_cmd() -> None:
-    """Print the effective configuration (defaults, file and environment merged); secrets that
-    are set show as "***"."""
-    settings = get_settings().model_dump(mode="json")
-    for section in settings.values():
-        if isinstance(section, dict):
-            section.update({k: "***" for k in SECRETS if section.get(k)})
-    print_json(settings)

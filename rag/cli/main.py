@@ -51,7 +51,9 @@ def cli(verbose: bool, config_file: Path | None) -> None:
 def _register() -> None:
     from rag.cli import (
         ask_cmd,
+        config_cmd,
         eval_cmd,
+        feedback_cmd,
         index_cmd,
         kb_cmd,
         models_cmd,
@@ -66,12 +68,12 @@ def _register() -> None:
     cli.add_command(eval_cmd.eval_group)
     cli.add_command(train_cmd.train_group)
     cli.add_command(kb_cmd.kb_group)
-    cli.add_command(kb_cmd.config_cmd)
+    cli.add_command(config_cmd.config_cmd)
     cli.add_command(ask_cmd.ask)
     cli.add_command(models_cmd.models_group)
     cli.add_command(models_cmd.serve_llm)
     cli.add_command(ui_cmd.ui)
-    cli.add_command(ui_cmd.feedback_group)
+    cli.add_command(feedback_cmd.feedback_group)
     cli.add_command(serve_cmd.serve)
     cli.add_command(serve_cmd.keys_group)
 

@@ -1,3 +1,6 @@
+"""`rag models` (what is configured and installed, speed and dimension; `install`) and
+`rag serve-llm` (the shared LLM server)."""
+
 from __future__ import annotations
 
 import os

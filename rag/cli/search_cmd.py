@@ -1,3 +1,5 @@
+"""`rag search`: the ranked passages for a query, with every retriever's score."""
+
 from __future__ import annotations
 
 import click

@@ -138,6 +138,14 @@ class KnowledgeBase:
             self._store.close()
             self._store = None
 
+    def delete(self) -> None:
+        """The KB and everything in it, gone: under the writer lock, so never while a job is
+        indexing it (that is a KBError)."""
+        self.require()
+        with self.writer():
+            self.close()
+            shutil.rmtree(self.path)
+
     @contextlib.contextmanager
     def writer(self) -> Iterator[None]:
         """One indexing job per KB at a time (an OS lock, released even on kill -9)."""

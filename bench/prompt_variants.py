@@ -22,11 +22,11 @@ import rag.generation.prompting as prompting
 from eval import runs
 from eval.answers import load_questions
 from eval.scifact import SciFact, claim_questions
-from rag.cli.common import with_running_server
 from rag.core.config import load_settings
 from rag.core.text import REFUSAL
 from rag.core.types import Source
 from rag.generation.prompting import EXAMPLE_USER, Messages
+from rag.generation.server import with_running_server
 from rag.service.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -157,18 +157,19 @@ def test_model_list_when_the_server_is_down() -> None:
 
 def test_ask_uses_a_running_server_else_the_embedded_engine(
         server: tuple[str, type[Fake]], capsys: pytest.CaptureFixture[str]) -> None:
-    from rag.cli.common import with_running_server
     from rag.core.config import load_settings
+    from rag.cli.common import dim
+    from rag.generation.server import with_running_server
 
     settings = load_settings()
     up = settings.model_copy(update={"generator": GeneratorSettings(
         server_url=server[0], model="rag-llm")})  # the fake serves the model "rag-llm"
-    assert with_running_server(up).generator.mode == "served"
+    assert with_running_server(up, dim).generator.mode == "served"
     other = settings.model_copy(update={"generator": GeneratorSettings(server_url=server[0])})
-    assert with_running_server(other).generator.mode == "embedded"  # another model there
+    assert with_running_server(other, dim).generator.mode == "embedded"  # another model there
     down = settings.model_copy(update={"generator": GeneratorSettings(
         server_url="http://127.0.0.1:9/v1")})
-    assert with_running_server(down).generator.mode == "embedded"
+    assert with_running_server(down, dim).generator.mode == "embedded"
     said = " ".join(capsys.readouterr().err.split())
     assert "using the LLM server" in said and "serves rag-llm, other-llm, not bundled:" in said
     assert "no LLM server at http://127.0.0.1:9/v1" in said

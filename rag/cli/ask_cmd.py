@@ -12,6 +12,7 @@ import click
 
 from rag.cli.common import (
     UserError,
+    dim,
     get_settings,
     print_json,
     printable,
@@ -19,9 +20,9 @@ from rag.cli.common import (
     stderr,
     stdout,
     stop_children_on_exit,
-    with_running_server,
 )
 from rag.generation.answering import Answer
+from rag.generation.server import with_running_server
 from rag.grounding.citations import without_citations
 from rag.service import ask_worker
 from rag.service.pipeline import MODES, Pipeline
@@ -102,7 +103,7 @@ def ask(question: str | None, kb_name: str | None, k: int | None, mode: str | No
         raise click.UsageError("give a QUESTION or --questions FILE")
     quiet_vllm()
     stop_children_on_exit()
-    settings = with_running_server(get_settings())
+    settings = with_running_server(get_settings(), dim)
     served = settings.generator.mode == "served" and question is not None
     if served:
         try:

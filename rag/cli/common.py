@@ -121,49 +121,6 @@ class IndexProgress:
         self.bar.update(self.task, chunks=self.chunks, rate=self.chunks / elapsed)
 
 
-def with_running_server(settings: Settings) -> Settings:
-    """Settings that use the LLM server at ``generator.server_url`` when one answers there with
-    the configured model (a ``rag serve-llm`` left running): no engine start. Otherwise the
-    embedded engine, said once."""
-    from rag.generation.engines import server_healthy
-
-    g = settings.generator
-    if g.mode == "served":
-        return settings
-    if server_healthy(g.server_url, timeout=1.0):
-        served = _served_models(g.server_url, g.api_key)
-        if any(_same_model(root, g.model) for root in served):
-            stderr.print(f"[dim]using the LLM server at {g.server_url}[/]", highlight=False)
-            return settings.model_copy(
-                update={"generator": g.model_copy(update={"mode": "served"})})
-        stderr.print(f"[dim]the LLM server at {g.server_url} serves {', '.join(served) or '?'}, "
-                     f"not {g.model}: starting the embedded engine (about a minute)[/]",
-                     highlight=False)
-        return settings
-    stderr.print(f"[dim]no LLM server at {g.server_url}: starting the embedded engine "
-                 "(about a minute; `rag serve-llm` keeps one running)[/]", highlight=False)
-    return settings
-
-
-def _served_models(url: str, api_key: str) -> list[str]:
-    """What the server's models are loaded from (vLLM's ``root``: a hub id or folder)."""
-    import httpx
-
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        data = httpx.get(url.rstrip("/") + "/models", headers=headers, timeout=2.0).json()
-        return [str(m.get("root") or m.get("id")) for m in data.get("data", [])]
-    except (httpx.HTTPError, ValueError, AttributeError):
-        return []
-
-
-def _same_model(root: str, configured: str) -> bool:
-    if configured.startswith("bundled:"):  # converted under some $RAG_HOME/models/NAME
-        return Path(root).name == configured.removeprefix("bundled:")
-    return root == configured or Path(root).expanduser().resolve() == Path(
-        configured).expanduser().resolve()
-
-
 def stop_children_on_exit() -> None:
     """On exit, SIGTERM and Ctrl-C included, stop every process this one started (vLLM's engine
     core ignores SIGTERM and would outlive a killed ``rag ask``)."""
@@ -197,3 +154,8 @@ def stop_children_on_exit() -> None:
     atexit.register(stop)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+
+
+def dim(message: str) -> None:
+    """A side note on stderr (which LLM a command uses, and why), kept out of the answer."""
+    stderr.print(f"[dim]{message}[/]", highlight=False)

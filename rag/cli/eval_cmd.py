@@ -16,14 +16,15 @@ from eval.retrieval import MEASURES, BeirDataset, evaluate, save_results
 from rag.cli.common import (
     IndexProgress,
     UserError,
+    dim,
     get_settings,
     print_json,
     stderr,
     stdout,
     stop_children_on_exit,
-    with_running_server,
 )
 from rag.core.config import Settings
+from rag.generation.server import with_running_server
 from rag.service.pipeline import MODES, Pipeline, load_verifier
 
 if TYPE_CHECKING:
@@ -325,7 +326,7 @@ def eval_answers(dataset: str, kb_name: str | None, split: str, k: int | None, m
         "dataset": str(dataset), "split": split if folder else None, "kb": pipeline.kb.name,
         "questions": len(questions), "config": runs.config_of(pipeline, k, mode)}
     out = output or settings.home / "eval" / f"answers-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    pipeline.settings = with_running_server(settings)  # the LLM is created on first use
+    pipeline.settings = with_running_server(settings, dim)  # the LLM is created on first use
     stop_children_on_exit()
     try:
         with Progress(console=stderr) as bar:

@@ -28,6 +28,7 @@ from pathlib import Path
 from rag.core.config import Settings
 from rag.generation.engines import server_healthy
 
+log = logging.getLogger(__name__)
 STATE_ENV = "RAG_UI_LLM_STATE"
 MAX_RESTARTS = 5
 
@@ -250,3 +251,44 @@ class LlmSupervisor:
                             f"(restart {state.restarts} of {MAX_RESTARTS}; log: {server.log}).")
         self.echo(state.notice)
         state.save(self.state_file)
+
+
+def with_running_server(settings: Settings, say: Callable[[str], None] = log.info) -> Settings:
+    """Settings that use the LLM server at ``generator.server_url`` when one answers there with
+    the configured model (a ``rag serve-llm`` left running): no engine start. Otherwise the
+    embedded engine, said once (through ``say``)."""
+
+    g = settings.generator
+    if g.mode == "served":
+        return settings
+    if server_healthy(g.server_url, timeout=1.0):
+        served = _served_models(g.server_url, g.api_key)
+        if any(_same_model(root, g.model) for root in served):
+            say(f"using the LLM server at {g.server_url}")
+            return settings.model_copy(
+                update={"generator": g.model_copy(update={"mode": "served"})})
+        say(f"the LLM server at {g.server_url} serves {', '.join(served) or '?'}, "
+            f"not {g.model}: starting the embedded engine (about a minute)")
+        return settings
+    say(f"no LLM server at {g.server_url}: starting the embedded engine "
+        "(about a minute; `rag serve-llm` keeps one running)")
+    return settings
+
+
+def _served_models(url: str, api_key: str) -> list[str]:
+    """What the server's models are loaded from (vLLM's ``root``: a hub id or folder)."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        data = httpx.get(url.rstrip("/") + "/models", headers=headers, timeout=2.0).json()
+        return [str(m.get("root") or m.get("id")) for m in data.get("data", [])]
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return []
+
+
+def _same_model(root: str, configured: str) -> bool:
+    if configured.startswith("bundled:"):  # converted under some $RAG_HOME/models/NAME
+        return Path(root).name == configured.removeprefix("bundled:")
+    return root == configured or Path(root).expanduser().resolve() == Path(
+        configured).expanduser().resolve()

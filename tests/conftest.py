@@ -1,25 +1,14 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-PAPERS = SHARED / "corpora" / "papers"
-PDF_EDGE = SHARED / "corpora" / "pdf-edge"
-SCIFACT = SHARED / "datasets" / "scifact"
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def needs_shared(path: Path) -> pytest.MarkDecorator:
-    return pytest.mark.skipif(not path.exists(), reason=f"{path} not present")
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +25,7 @@ def rag_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         monkeypatch.setenv("RAG_CITATIONS__VERIFIER_MODEL", "")
     home = tmp_path / "rag-home"
     monkeypatch.setenv("RAG_HOME", str(home))
-    # No `rag ask` leaves an ask worker behind (tests/test_ask_worker.py turns it on).
+    # No `rag ask` leaves an ask worker behind (tests/service/test_ask_worker.py turns it on).
     monkeypatch.setenv("RAG_GENERATOR__ASK_WORKER_IDLE_S", "0")
     monkeypatch.chdir(tmp_path)
     before = {key for key in os.environ if key.startswith("RAG_")}
@@ -89,45 +78,13 @@ def fake_pipeline(settings):
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Converted LLMs shared by every test of the session: the user's ~/.rag/models when it
-    already holds them, else one session folder (the bundled model converts once, ~1 min)."""
-    user = Path("~/.rag/models").expanduser()
-    if (user / "qwen2.5-coder-0.5b-instruct" / "config.json").is_file():
-        return user
+    """Converted LLMs shared by every test of the session, in one session folder (the bundled
+    model converts once, about a minute), or in ``TEST_MODELS_DIR`` when a developer names a
+    folder to keep them between runs. Never the user's ~/.rag."""
+    kept = os.environ.get("TEST_MODELS_DIR")
+    if kept:
+        Path(kept).mkdir(parents=True, exist_ok=True)
+        return Path(kept)
     return tmp_path_factory.mktemp("models")
 
 
-def link_models(home: Path, models: Path) -> None:
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "models").exists():
-        (home / "models").symlink_to(models, target_is_directory=True)
-
-
-def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> None:  # type: ignore[type-arg]
-    """Stop a child started with start_new_session=True, and everything it started."""
-    os.killpg(proc.pid, sig)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def wait_up(url: str, proc: subprocess.Popen, what: str, timeout: float = 120,  # type: ignore[type-arg]
-            log: Path | None = None) -> None:
-    """Wait until GET ``url`` answers 200; fail if ``proc`` exits first or time runs out (with
-    the end of its ``log``)."""
-    import time
-
-    import httpx
-
-    deadline = time.time() + timeout
-    while True:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-        assert proc.poll() is None, f"{what} exited: {tail}"
-        assert time.time() < deadline, f"{what} did not start: {tail}"
-        time.sleep(0.5)

@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ingest.loaders import detect_kind, load_file
+from rag.core.errors import LoadError
+from rag.core.types import LoadOptions
+from tests.helpers import PAPERS, PDF_EDGE, needs_shared
+
+
+def load(path: Path, options: LoadOptions | None = None):  # noqa: ANN201
+    return load_file(path, path.read_bytes(), options or LoadOptions())
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "kind"),
+    [
+        ("a.pdf", b"%PDF-1.7\n...", "pdf"),
+        ("renamed.txt", b"%PDF-1.4\n...", "pdf"),
+        ("page.dat", b"  <!DOCTYPE html><html><body>x</body></html>", "html"),
+        ("notes.md", b"# Title\n\ntext", "markdown"),
+        ("corpus.jsonl", b'{"_id": "1", "title": "t", "text": "x"}\n', "beir"),
+        ("data.jsonl", b'{"id": 1}\n', "text"),
+        ("readme", b"plain words", "text"),
+        ("scan.txt", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "image"),
+    ],
+)
+def test_detect_kind_by_content(name: str, data: bytes, kind: str) -> None:
+    assert detect_kind(Path(name), data) == kind
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty file"),
+        (b"  \n\n", "empty file"),
+        (b"ID3\x03\x00" + b"\x00" * 64, "unsupported file type: audio/mpeg"),
+        (b"PK\x03\x04" + b"\x00" * 64, "unsupported file type: application/zip"),
+        (b"\x01\x02\x00\x00\xff" * 20, "unsupported binary file"),
+    ],
+)
+def test_refused_content_has_specific_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(LoadError, match=reason):
+        detect_kind(Path("x.txt"), data)
+
+
+def test_markdown_heading_path(tmp_path: Path) -> None:
+    md = tmp_path / "guide.md"
+    md.write_text("intro\n\n# Guide\n\nabout\n\n## Install\n\nrun pip\n\n## Use\n\nrun rag\n")
+    doc = load(md).documents[0]
+    assert doc.title == "Guide"
+    titles = [s.title for s in doc.sections]
+    assert titles == [None, "Guide", "Guide > Install", "Guide > Use"]
+    assert "run pip" in doc.sections[2].text
+
+
+def test_markdown_code_block_hash_is_not_a_heading(tmp_path: Path) -> None:
+    md = tmp_path / "code.md"
+    md.write_text("# Real\n\n```sh\n# not a heading\n```\n")
+    assert [s.title for s in load(md).documents[0].sections] == ["Real"]
+
+
+def test_html_main_text_and_headings(tmp_path: Path) -> None:
+    page = tmp_path / "p.html"
+    page.write_text(
+        "<html><head><title>Doc T</title><script>var x=1;</script></head><body>"
+        "<nav>menu items</nav><main><h1>Top</h1><p>First para.</p><h2>Sub</h2>"
+        "<p>Second <b>bold</b> para.</p></main><footer>copyright</footer></body></html>"
+    )
+    doc = load(page).documents[0]
+    text = " ".join(s.text for s in doc.sections)
+    assert doc.title == "Doc T"
+    assert "var x" not in text and "menu items" not in text and "copyright" not in text
+    assert [s.title for s in doc.sections] == ["Top", "Top > Sub"]
+    assert "Second\nbold\npara." in doc.sections[1].text or "bold" in doc.sections[1].text
+
+
+def test_non_utf8_text_is_decoded(tmp_path: Path) -> None:
+    f = tmp_path / "latin.txt"
+    f.write_bytes("Café crème brûlée, naïve façade. " .encode("cp1252") * 20)
+    assert "Café crème" in load(f).documents[0].sections[0].text
+
+
+def test_beir_rows_and_bad_lines(tmp_path: Path) -> None:
+    f = tmp_path / "corpus.jsonl"
+    rows = [{"_id": "d1", "title": "T1", "text": "alpha"}, {"_id": "d2", "text": "beta"}]
+    f.write_text("\n".join(json.dumps(r) for r in rows) + "\n{broken\n")
+    loaded = load(f)
+    assert [d.key for d in loaded.documents] == ["d1", "d2"]
+    assert loaded.warnings == ["1 malformed line(s) skipped, first at line 3"]
+
+
+@needs_shared(PDF_EDGE)
+def test_encrypted_pdf_reports_password() -> None:
+    with pytest.raises(LoadError, match="encrypted PDF"):
+        load(PDF_EDGE / "libreoffice-writer-password.pdf")
+
+
+@needs_shared(PDF_EDGE)
+def test_image_only_pages_are_named() -> None:
+    loaded = load(PDF_EDGE / "imagemagick-images.pdf", LoadOptions(ocr="off"))
+    assert any("no text layer on page(s) 4-5" in w for w in loaded.warnings)
+
+
+@needs_shared(PDF_EDGE)
+def test_pdf_outline_names_sections_and_pages_are_numbered() -> None:
+    doc = load(PDF_EDGE / "pdflatex-outline.pdf").documents[0]
+    assert [s.page for s in doc.sections] == [1, 2, 3, 4]
+    assert "Foo" in {s.title for s in doc.sections}
+
+
+@needs_shared(PAPERS)
+def test_scanned_paper_is_flagged() -> None:
+    loaded = load(PAPERS / "Huffman1952.pdf", LoadOptions(ocr="off"))
+    joined = " ".join(loaded.warnings)
+    assert "no text layer on page(s) 3-4" in joined
+    assert "mostly images" in joined
+
+
+@needs_shared(PAPERS)
+def test_truncated_pdf_is_a_load_error_not_a_crash(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes((PAPERS / "BPE.pdf").read_bytes()[:3000])
+    with pytest.raises(LoadError):
+        load(broken)
+
+
+def test_garbage_after_pdf_magic(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pdf"
+    bad.write_bytes(b"%PDF-1.4\nthis is not a pdf at all\n")
+    with pytest.raises(LoadError, match="PDF"):
+        load(bad)

@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from rag.core.children import die_with_parent
 from rag.core.config import Settings
-from rag.generation.server import LlmSupervisor, die_with_parent
+from rag.generation.server import LlmSupervisor
 
 
 def streamlit_command(settings: Settings, host: str, port: int, headless: bool) -> list[str]:

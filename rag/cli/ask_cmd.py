@@ -10,17 +10,8 @@ from pathlib import Path
 
 import click
 
-from rag.cli.common import (
-    UserError,
-    dim,
-    get_settings,
-    print_json,
-    printable,
-    shown,
-    stderr,
-    stdout,
-    stop_children_on_exit,
-)
+from rag.cli.common import UserError, dim, get_settings, print_json, printable, shown, stderr, stdout
+from rag.core.children import stop_children_on_exit
 from rag.generation.answering import Answer
 from rag.generation.server import with_running_server
 from rag.grounding.citations import without_citations

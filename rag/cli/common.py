@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import re
 import sys
 from pathlib import Path
@@ -119,41 +117,6 @@ class IndexProgress:
         self.chunks += count
         elapsed = self.bar.tasks[0].elapsed or 1e-9
         self.bar.update(self.task, chunks=self.chunks, rate=self.chunks / elapsed)
-
-
-def stop_children_on_exit() -> None:
-    """On exit, SIGTERM and Ctrl-C included, stop every process this one started (vLLM's engine
-    core ignores SIGTERM and would outlive a killed ``rag ask``)."""
-    import atexit
-    import signal
-
-    if getattr(stop_children_on_exit, "armed", False):
-        return
-    stop_children_on_exit.armed = True  # type: ignore[attr-defined]
-
-    def stop() -> None:
-        import psutil
-
-        children = psutil.Process().children(recursive=True)
-        for child in children:
-            with contextlib.suppress(psutil.Error):
-                child.terminate()
-        _, alive = psutil.wait_procs(children, timeout=5)
-        for child in alive:
-            with contextlib.suppress(psutil.Error):
-                child.kill()
-
-    def on_signal(number: int, _frame: object) -> None:
-        # Exit at once: an exception raised here can land inside vLLM's start-up wait, which
-        # swallows it and waits on for the engine just stopped. Results are already on disk.
-        stop()
-        click.echo(f"error: {'interrupted' if number == signal.SIGINT else 'terminated'}",
-                   err=True)
-        os._exit(128 + number)
-
-    atexit.register(stop)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
 
 
 def dim(message: str) -> None:

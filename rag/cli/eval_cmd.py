@@ -13,16 +13,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from eval.retrieval import MEASURES, BeirDataset, evaluate, save_results
-from rag.cli.common import (
-    IndexProgress,
-    UserError,
-    dim,
-    get_settings,
-    print_json,
-    stderr,
-    stdout,
-    stop_children_on_exit,
-)
+from rag.cli.common import IndexProgress, UserError, dim, get_settings, print_json, stderr, stdout
+from rag.core.children import stop_children_on_exit
 from rag.core.config import Settings
 from rag.generation.server import with_running_server
 from rag.service.pipeline import MODES, Pipeline, load_verifier

@@ -9,7 +9,6 @@ dies, and stops on exit. The face learns which from a small JSON state file (``R
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import logging.handlers
@@ -25,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from rag.core.children import die_with_parent
 from rag.core.config import Settings
 from rag.generation.engines import server_healthy
 
@@ -78,14 +78,6 @@ def last_line(path: Path) -> str:
     return lines[-1][-300:] if lines else ""
 
 
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """In the child before exec: the kernel sends SIGTERM when the launcher dies, even by
-    SIGKILL, so a server is never orphaned (Linux; elsewhere the stale-state sweep stops it)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _alive(pid: int | None) -> bool:

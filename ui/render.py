@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rag.core.errors import RagError
-from rag.grounding.citations import CITATION, parse_numbers
+from rag.grounding.citations import CITATION, parse_numbers, sentence_state
 
 # What the app shows as a message instead of a traceback: every error rag raises for the user,
 # bad values, and the file system's (a full disk, a file that vanished).
@@ -152,14 +152,13 @@ def answer_html(turn: str, answer: str, sentences: Sequence[dict[str, Any]],
     by_n = {int(s["n"]): s for s in sources}
     out, cursor = [], 0
     for start, end, s in _locate(answer, sentences):
-        attributed = s.get("attributed") or []
-        if s.get("supported") is not False and not attributed:
+        state = sentence_state(s.get("supported"), s.get("attributed"), s.get("contradicted_by"))
+        if state in ("supported", "unchecked"):
             continue
         out.append(_cite_links(answer[cursor:start], turn, by_n))
-        inner = _cite_links(answer[start:end], turn, by_n, attributed)
-        style = "contradicted" if s.get("contradicted_by") else "unsupported"
-        out.append(inner if s.get("supported") is not False else
-                   f'<span class="{style}" title="{text(_why(s))}">{inner}</span>')
+        inner = _cite_links(answer[start:end], turn, by_n, s.get("attributed") or [])
+        out.append(inner if state == "attributed" else
+                   f'<span class="{state}" title="{text(_why(s))}">{inner}</span>')
         cursor = end
     out.append(_cite_links(answer[cursor:], turn, by_n))
     return f'<div class="rag-answer">{"".join(out)}</div>'

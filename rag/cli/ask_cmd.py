@@ -31,7 +31,7 @@ def print_answer_footer(answer: Answer) -> None:
     if answer.withheld:
         stdout.print(f"\n[bold yellow]Withheld:[/] no passage supports the answer above. "
                      f"{shown(answer.text, lines=True)}", highlight=False)
-    attributed = [s for s in answer.sentences if s.attributed]
+    attributed = [s for s in answer.sentences if s.state == "attributed"]
     if attributed:
         stdout.print("\n[bold]Cited by rag[/] [dim](the model did not write these citations; "
                      "the passage supports the sentence)[/]")
@@ -40,14 +40,14 @@ def print_answer_footer(answer: Answer) -> None:
             text = shown(" ".join(without_citations(s.text).split()))
             stdout.print(f"  - {text} -> [{', '.join(map(str, s.attributed))}]"
                          f"[dim]{shown(was)}[/]", highlight=False)
-    contradicted = [s for s in answer.sentences if s.contradicted_by]
+    contradicted = [s for s in answer.sentences if s.state == "contradicted"]
     if contradicted:
         stdout.print("\n[bold red]Contradicted by the sources:[/]")
         for s in contradicted:
             sources = ", ".join(f"[{n}]" for n in s.contradicted_by)
             stdout.print(f"  - {shown(' '.join(s.text.split()))}  [dim](contradicted by "
                          f"{shown(sources)})[/]", highlight=False)
-    flagged = [s for s in answer.sentences if s.supported is False and not s.contradicted_by]
+    flagged = [s for s in answer.sentences if s.state == "unsupported"]
     if flagged:
         stdout.print("\n[bold yellow]Check these sentences:[/]")
         for s in flagged:

@@ -32,8 +32,27 @@ class Sentence:
     # sources whose passage contradicts the sentence (the verifier's word), when none supports it
     contradicted_by: list[int] = field(default_factory=list)
 
+    @property
+    def state(self) -> str:
+        return sentence_state(self.supported, self.attributed, self.contradicted_by)
+
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def sentence_state(supported: bool | None, attributed: Sequence[int] | None,
+                   contradicted_by: Sequence[int] | None) -> str:
+    """What every face shows of a checked sentence, decided here once: ``contradicted`` (a
+    passage contradicts it and none supports it), ``unsupported`` (flagged), ``attributed``
+    (supported once rag cited the passage the model did not), ``supported``, or ``unchecked``
+    (a refusal, or no check ran)."""
+    if contradicted_by:
+        return "contradicted"
+    if supported is False:
+        return "unsupported"
+    if attributed:
+        return "attributed"
+    return "supported" if supported else "unchecked"
 
 
 def parse_numbers(group: str) -> list[int]:

@@ -27,6 +27,7 @@ import httpx
 
 from eval.answers import load_questions, rate, score
 from rag.core.config import Settings, load_settings
+from rag.core.hardware import cpu_name
 from rag.generation.engines import engine_dtype, server_healthy
 from rag.generation.server import ManagedServer, free_port
 from rag.service.pipeline import Pipeline
@@ -112,6 +113,7 @@ def main() -> None:
     parser.add_argument("--batch-tokens", type=int, default=64,
                         help="answer tokens in the vLLM vs transformers comparison")
     parser.add_argument("--no-transformers", action="store_true")
+    parser.add_argument("--no-batch", action="store_true", help="only the one-at-a-time configs")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     os.environ.setdefault("RAG_HOME", tempfile.mkdtemp(prefix="rag-bench-"))
@@ -136,6 +138,7 @@ def main() -> None:
         result: dict[str, object] = {
             "cpus": os.cpu_count(), "model": base.generator.model,
             "dtype": engine_dtype(base.generator.dtype), "questions": len(questions),
+            "speculative": base.generator.speculative, "cpu": cpu_name(),
             "corpus": args.corpus.name, "server_start_s": round(time.perf_counter() - started, 1),
             "configs": old.get("configs", {}),
         }
@@ -148,6 +151,8 @@ def main() -> None:
             print({k: v for k, v in summary.items() if k != "rows"}, flush=True)
             args.out.parent.mkdir(exist_ok=True)
             args.out.write_text(json.dumps(result, indent=2) + "\n")
+        if args.no_batch:
+            return
         batch_settings = configured(base, CONFIGS.get(args.batch_config, {}))
         p = Pipeline(batch_settings, "bench-answers", embedder=pipeline.embedder)
         empty_cache(base.generator.server_url)

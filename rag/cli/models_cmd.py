@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -17,7 +18,7 @@ from rag.cli.common import UserError, get_settings, print_json, stderr, stdout
 from rag.core.errors import ModelLoadError
 from rag.embedding import installed_models
 from rag.embedding.embedder import SentenceTransformerEmbedder, bundled_name
-from rag.generation.engines import engine_dtype
+from rag.generation.engines import engine_dtype, speculative_config
 from rag.generation.models import model_facts, resolve_generator
 
 
@@ -196,10 +197,12 @@ def serve_llm(host: str, port: int, vllm_args: tuple[str, ...]) -> None:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(g.kv_cache_gib))
     if (os.cpu_count() or 1) <= 4:
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    spec = speculative_config(g, get_settings().home)
     sys.argv = ["vllm", "serve", path, "--host", host, "--port", str(port),
                 "--served-model-name", g.served_model_name, "--max-model-len", str(g.context_window),
                 "--dtype", engine_dtype(g.dtype), "--seed", str(g.seed),
-                *(["--enforce-eager"] if g.enforce_eager else []), *vllm_args]
+                *(["--enforce-eager"] if g.enforce_eager else []),
+                *(["--speculative-config", json.dumps(spec)] if spec else []), *vllm_args]
     click.echo(f"starting: {' '.join(sys.argv)}", err=True)
     if g.api_key:  # through the environment (vLLM reads VLLM_API_KEY), not the process list
         os.environ["VLLM_API_KEY"] = g.api_key

@@ -171,6 +171,11 @@ class GeneratorSettings(_Section):
         "auto: bfloat16 where the hardware computes it (GPU; CPU with AVX512-BF16 or AMX), "
         "else float32 (prompt processing 5.6x faster on AVX2-only CPUs); or any vLLM dtype"))
     enforce_eager: bool = Field(True, description="skip torch.compile: faster start, slower run")
+    speculative: Literal["off", "ngram", "draft"] = Field("off", description=(
+        "speculative decoding in vLLM: ngram proposes the next tokens from the prompt (answers "
+        "quote their passages); draft: the bundled 0.5B model drafts for a larger generator of "
+        "its family (same tokenizer)"))
+    speculative_tokens: int = Field(4, ge=1, le=16, description="tokens proposed per step")
     kv_cache_gib: int = Field(2, ge=1, description="VLLM_CPU_KVCACHE_SPACE on CPU (GiB)")
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
     timeout_s: float = Field(600.0, gt=0, description=(

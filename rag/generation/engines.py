@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 
-from rag.core.config import GeneratorSettings
+from rag.core.config import GENERATOR_ON_CPU, GeneratorSettings
 from rag.core.errors import GenerationError, ModelLoadError
 from rag.core.hardware import native_bf16_cpu
 from rag.core.protocols import Generator
@@ -23,6 +23,17 @@ from rag.core.types import Generation
 from rag.generation.models import noise_to_log, resolve_generator
 
 log = logging.getLogger(__name__)
+
+
+def speculative_config(settings: GeneratorSettings, home: Path) -> dict[str, object] | None:
+    """vLLM's ``speculative_config`` for ``generator.speculative`` (None: off)."""
+    if settings.speculative == "off":
+        return None
+    if settings.speculative == "ngram":
+        return {"method": "ngram", "num_speculative_tokens": settings.speculative_tokens,
+                "prompt_lookup_min": 2, "prompt_lookup_max": 5}
+    return {"method": "draft_model", "model": resolve_generator(GENERATOR_ON_CPU, home),
+            "num_speculative_tokens": settings.speculative_tokens}
 
 
 def engine_dtype(setting: str) -> str:
@@ -120,6 +131,7 @@ class VllmEmbeddedGenerator(_TokenizerMixin):
                         dtype=engine_dtype(s.dtype),
                         enforce_eager=s.enforce_eager, seed=s.seed,
                         gpu_memory_utilization=s.gpu_memory_utilization, disable_log_stats=True,
+                        speculative_config=speculative_config(s, self.home),
                     )
                 except Exception as exc:
                     raise ModelLoadError(

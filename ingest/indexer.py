@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pathspec
 
 from ingest.reading import LOADER_VERSION, Refused, file_digest, not_regular, read_regular, under
 from ingest.runners import FileJob, FileMeta, Progress, Runner
@@ -91,9 +92,38 @@ class Scan:
             self.files.append(path)
 
 
+IGNORE_FILE = ".ragignore"
+
+
+def _ignore_rules(folder: str, inherited: list[tuple[str, pathspec.GitIgnoreSpec]],
+                  out: Scan) -> list[tuple[str, pathspec.GitIgnoreSpec]]:
+    """The folder's ``.ragignore`` (gitignore syntax, relative to its folder) added to those of
+    the folders above it, so a user can keep drafts, build output or pages that quote answers
+    out of a knowledge base."""
+    path = os.path.join(folder, IGNORE_FILE)
+    if not os.path.isfile(path):
+        return inherited
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            spec = pathspec.GitIgnoreSpec.from_lines(f.read().splitlines())
+    except (OSError, ValueError) as exc:  # an unreadable or malformed file ignores nothing
+        out.skipped.append(Failure(path, f"ignore rules not used: {exc}"))
+        return inherited
+    return [*inherited, (folder, spec)]
+
+
+def _ignored(path: str, is_dir: bool, rules: list[tuple[str, pathspec.GitIgnoreSpec]]) -> bool:
+    for folder, spec in rules:
+        rel = os.path.relpath(path, folder).replace(os.sep, "/")
+        if spec.match_file(rel + "/" if is_dir else rel):
+            return True
+    return False
+
+
 def scan(root: Path) -> Scan:
-    """Non-hidden regular files below ``root``. Symbolic links are followed only when they stay
-    inside the root; pipes, sockets and devices are skipped (reading one could block forever)."""
+    """Non-hidden regular files below ``root`` that no ``.ragignore`` on the way excludes.
+    Symbolic links are followed only when they stay inside the root; pipes, sockets and
+    devices are skipped (reading one could block forever). Ignored files count as gone."""
     root = root.expanduser().absolute()
     out = Scan(root)
     try:
@@ -108,10 +138,14 @@ def scan(root: Path) -> Scan:
     if not stat.S_ISDIR(mode):
         out.add(root, mode)
         return out
+    rules_of: dict[str, list[tuple[str, pathspec.GitIgnoreSpec]]] = {str(root): []}
     for dirpath, dirnames, filenames in os.walk(root):  # never descends into linked folders
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rules = _ignore_rules(dirpath, rules_of.pop(dirpath), out)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and not _ignored(os.path.join(dirpath, d), True, rules))
+        rules_of.update((os.path.join(dirpath, d), rules) for d in dirnames)
         for name in sorted(filenames):
-            if name.startswith("."):
+            if name.startswith(".") or _ignored(os.path.join(dirpath, name), False, rules):
                 continue
             path = Path(dirpath) / name
             try:

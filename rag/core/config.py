@@ -24,7 +24,7 @@ from rag.core.redaction import remember, uri_secrets
 DEFAULT_EMBEDDER = "bundled:all-MiniLM-L6-v2"
 
 
-# generator.model = "auto" (bench/answer_latency.py, bench/README.md "Which generator").
+# generator.model = "auto" (bench/answer_latency.py, docs/benchmarks.md "Which generator").
 GENERATOR_ON_CPU = "bundled:qwen2.5-coder-0.5b-instruct"
 GENERATOR_ON_GPU = "bundled:qwen2.5-coder-1.5b-instruct"
 
@@ -158,7 +158,7 @@ class GeneratorSettings(_Section):
     model: str = Field("auto", validate_default=True, description=(
         "hub id, local folder, or a bundled model; auto: the bundled 1.5B model where a CUDA GPU "
         "is present, the 0.5B on CPUs (on 2 CPU cores the 1.5B found 28 of 29 papers facts "
-        "against 24, but at 18 s per answer against 4.6 s: bench/README.md)"))
+        "against 24, but at 18 s per answer against 4.6 s: docs/benchmarks.md)"))
     mode: Literal["embedded", "served"] = "embedded"
     server_url: str = "http://127.0.0.1:8000/v1"
     served_model_name: str = "rag-llm"

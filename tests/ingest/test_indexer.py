@@ -176,3 +176,27 @@ def test_the_next_file_parses_while_the_previous_one_embeds(
     # Each file goes to the parser before the one before it is embedded.
     assert events == ["parse broken.pdf", "parse cats.md", "parse dogs.txt", "embed Cats",
                       "parse fish.html", "embed dogs", "embed fish"]
+
+
+def test_ragignore_keeps_files_out_and_takes_out_what_it_newly_names(
+        fake_pipeline: Pipeline, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    (docs / "notes" / "drafts").mkdir(parents=True)
+    (docs / "build").mkdir()
+    (docs / "guide.md").write_text("The guide talks about otters.")
+    (docs / "results.md").write_text("Results mention herons.")
+    (docs / "build" / "page.html").write_text("<p>Built page about pelicans.</p>")
+    (docs / "notes" / "idea.txt").write_text("An idea about walruses.")
+    (docs / "notes" / "drafts" / "draft.txt").write_text("A draft about beavers.")
+    (docs / ".ragignore").write_text("# build output\nbuild/\n")
+    (docs / "notes" / ".ragignore").write_text("drafts/\n")  # relative to its own folder
+    report = fake_pipeline.index([docs])
+    assert report.indexed == 3 and not report.failed
+    for word, found in (("otters", True), ("herons", True), ("walruses", True),
+                        ("pelicans", False), ("beavers", False)):
+        assert bool(fake_pipeline.search(word, mode="bm25").hits) is found, word
+    (docs / ".ragignore").write_text("build/\n*.md\n!guide.md\n")
+    report = fake_pipeline.index([docs])
+    assert report.removed == 1
+    assert not fake_pipeline.search("herons", mode="bm25").hits
+    assert fake_pipeline.search("otters", mode="bm25").hits

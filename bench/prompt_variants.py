@@ -91,6 +91,25 @@ def _quote_first(question: str, sources: Sequence[Source], specials: Collection[
         "Answer: Jupiter has at least 95 known moons [1]."))(question, sources, specials)
 
 
+# The 0.5B model's most common miss on the docs and papers sets: a sentence that restates the
+# question ("Chunks and vectors are committed per file during indexing [1].") while passage [1]
+# names the answer (SQLite). These ask for the answer itself, by instruction or by example.
+NAME_IT_INSTRUCTION = ("Answer in 1-3 sentences. Start with what the question asks for (the name, "
+                       "number, setting or place, in the source's words); do not repeat the "
+                       "question. End each sentence with its source number like [1]:")
+WHICH_USER = EXAMPLE_USER.replace("How many moons does Jupiter have?", "Which ocean is the deepest?")
+WHICH_ANSWER = ("The Pacific is the deepest ocean [2]. "
+                "Its Mariana Trench reaches about 11,000 metres [2].")
+
+
+def _which_example(instruction: str | None = None) -> Variant:
+    def build(question: str, sources: Sequence[Source], specials: Collection[str] = ()) -> Messages:
+        base = _with(instruction=instruction, answer=WHICH_ANSWER)(question, sources, specials)
+        base[1]["content"] = base[1]["content"].replace(EXAMPLE_USER, WHICH_USER)
+        return base
+    return build
+
+
 VARIANTS: dict[str, Variant] = {
     "current": ORIGINAL,
     "short": _with(SHORT_SYSTEM, SHORT_INSTRUCTION, SHORT_ANSWER),
@@ -99,6 +118,9 @@ VARIANTS: dict[str, Variant] = {
     "best_last": _with(order=lambda s: list(reversed(s))),
     "by_document": _with(order=_by_document),
     "quote_first": _quote_first,
+    "name_it": _with(instruction=NAME_IT_INSTRUCTION),
+    "which_example": _which_example(),
+    "name_it_which": _which_example(NAME_IT_INSTRUCTION),
 }
 
 

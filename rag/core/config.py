@@ -144,6 +144,11 @@ class RetrievalSettings(_Section):
         "most k of them (0: up to k, as many as fit the context window); auto: 750 where the "
         "generator runs in fp32 on a CPU (prompts at ~150 tokens/s), else 0. The prompt is "
         "most of an answer's time on a CPU (bench/answer_latency.py)"))
+    excerpt_words: int = Field(120, ge=0, description=(
+        "under a passage budget (passage_tokens above 0): each passage is quoted as an excerpt "
+        "of at most this many words around its sentences that hold the question's rarer words, "
+        "so the budget holds more passages (papers facts 14 -> 19 of 29 at 750 tokens, docs "
+        "unchanged: docs/benchmarks.md); 0: whole passages"))
 
 
 class RerankerSettings(_Section):

@@ -159,6 +159,7 @@ class Source:
 
     n: int
     hit: Hit
+    text: str = ""  # what the prompt quotes when it is not the whole chunk (an excerpt)
 
 
 @dataclass(frozen=True)

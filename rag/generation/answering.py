@@ -76,8 +76,9 @@ class Answerer:
     def __init__(self, generator: Generator, scorer: SupportScorer, answer_tokens: int,
                  passage_tokens: int = 0, attribute: bool = True, abstain: bool = True,
                  gate: AnswerabilityGate | None = None,
-                 second_opinion: SupportScorer | None = None) -> None:
+                 second_opinion: SupportScorer | None = None, excerpt_words: int = 0) -> None:
         self.generator, self.scorer, self.gate = generator, scorer, gate
+        self.excerpt_words = excerpt_words  # passages as excerpts, only under a passage budget
         self.answer_tokens, self.attribute, self.abstain = answer_tokens, attribute, abstain
         self.passage_tokens = passage_tokens
         self.second_opinion = second_opinion
@@ -96,7 +97,8 @@ class Answerer:
     def prompt(self, question: str, hits: Sequence[Hit]) -> BuiltPrompt:
         return build_prompt(question, hits, self.generator.render, self.generator.count_tokens,
                             self.generator.context_window, self.answer_tokens,
-                            self.generator.special_tokens, self.passage_tokens)
+                            self.generator.special_tokens, self.passage_tokens,
+                            self.excerpt_words if self.passage_tokens else 0)
 
     def finish(self, question: str, built: BuiltPrompt, gen: Generation,
                notes: RetrievalNotes) -> Answer:

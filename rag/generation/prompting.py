@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from rag.core.text import REFUSAL
 from rag.core.types import Hit, Source
+from rag.generation.excerpts import excerpt
 
 # Chat-template control tokens of the common formats (ChatML and Llama 3 ``<|...|>``, Llama 2 and
 # Mistral ``<s>``/``[INST]``/``<<SYS>>``, Gemma ``<start_of_turn>``) and our own source tags.
@@ -79,7 +80,7 @@ def source_block(source: Source, specials: Collection[str] = ()) -> str:
     if c.section:
         where += f", section {c.section}"
     return (f"<source id=\"{source.n}\" from=\"{_attribute(where, specials)}\">\n"
-            f"{quote(c.text.strip(), specials)}\n</source>")
+            f"{quote((source.text or c.text).strip(), specials)}\n</source>")
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ def build_prompt(
     answer_tokens: int,
     specials: Collection[str] = (),
     passage_tokens: int = 0,
+    excerpt_words: int = 0,
 ) -> BuiltPrompt:
     """Adds sources best-first while the templated prompt fits ``context_window - answer_tokens``
     and the sources together fit ``passage_tokens`` (0: no budget but the window).
@@ -142,7 +144,8 @@ def build_prompt(
         if any(adds_nothing(words, given) for given in seen):
             duplicates += 1
             continue
-        candidate = Source(len(chosen) + 1, hit)
+        candidate = Source(len(chosen) + 1, hit, excerpt(hit.chunk.text, question, excerpt_words)
+                           if excerpt_words else "")
         cost = count(source_block(candidate, specials)) + 2  # the blank line between blocks
         if used + cost > budget:
             dropped += 1

@@ -142,7 +142,7 @@ class Pipeline:
             self._answerer = Answerer(self.generator, self.scorer,
                                       self.settings.generator.answer_tokens,
                                       passage_budget(self.settings), c.attribute, c.abstain,
-                                      self.gate, second)
+                                      self.gate, second, self.settings.retrieval.excerpt_words)
         return self._answerer
 
     def index(

@@ -79,6 +79,26 @@ def test_passage_budget_keeps_the_best_first_and_skips_copies() -> None:
     assert len(alone.sources) == 1  # the best passage is always given
 
 
+def test_under_a_budget_excerpts_around_the_question_words_let_more_passages_in() -> None:
+    gen = ScriptedGenerator()
+    filler = " ".join(f"Section {i} describes the general layout of the building." for i in range(30))
+    plant = " ".join(f"Unit {i} of the plant was built in year {1960 + i}." for i in range(30))
+    answering = plant + " The reactor is cooled by liquid sodium pumped through the core. " + plant
+    hits = [hit(filler, 0), hit(answering, 1), hit(" ".join(
+        f"Chapter {i} lists the opening hours of the museum shop." for i in range(30)), 2)]
+    budget = gen.count_tokens(source_block(Source(1, hits[0]))) + 4
+    whole = build_prompt("What cools the reactor?", hits, gen.render, gen.count_tokens, 8000,
+                         100, passage_tokens=budget)
+    assert len(whole.sources) == 1  # only the first, irrelevant passage fits whole
+    cut = build_prompt("What cools the reactor?", hits, gen.render, gen.count_tokens, 8000, 100,
+                       passage_tokens=budget, excerpt_words=40)
+    assert len(cut.sources) == 3
+    quoted = cut.sources[1].text
+    assert "cooled by liquid sodium" in quoted and quoted.startswith("…") and quoted.endswith("…")
+    assert len(quoted.split()) <= 42 and "liquid sodium" in cut.text
+    assert cut.sources[1].hit.chunk.text == answering  # checks still read the whole passage
+
+
 def test_question_too_long_for_context() -> None:
     gen = ScriptedGenerator()
     with pytest.raises(ValueError, match="question alone needs"):

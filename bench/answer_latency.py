@@ -1,12 +1,13 @@
 """Answer latency and quality per prompt config on a question set, from a warm LLM server.
 
 For each config (passages by count or by a token budget), every question of the
-set is asked one at a time, streamed, as the chat app asks it: seconds until the answer is
-complete, prompt tokens, and the answer's scores (fact found, right document cited, refusal
-right; eval/answers.py). vLLM's prefix cache is emptied between configs (the server runs with
-VLLM_SERVER_DEV_MODE for its /reset_prefix_cache route), then warmed with one unrelated question
-so the shared system prompt is cached as on any warm server. Then a batch of 16 questions through
-``ask_many`` on the server, and transformers ``generate`` on the same 16 prompts (batch 16).
+set is asked one at a time, streamed, as the chat app asks it: seconds until the first token
+and until the answer is complete, prompt tokens, and the answer's scores (fact found, right
+document cited, refusal right; eval/answers.py). vLLM's prefix cache is emptied between
+configs (the server runs with VLLM_SERVER_DEV_MODE for its /reset_prefix_cache route), then
+warmed with one unrelated question so the shared system prompt is cached as on any warm
+server. Then a batch of 16 questions through ``ask_many`` on the server, and transformers
+``generate`` on the same 16 prompts (batch 16).
 
 Default: the papers question set (eval/questions/papers.jsonl) over ../shared/corpora/papers.
 Writes bench/results/answer_latency.json.
@@ -40,6 +41,7 @@ CONFIGS: dict[str, dict[str, int]] = {
     "k3": {"k": 3, "passage_tokens": 0},
     "budget500": {"k": 10, "passage_tokens": 500},
     "budget750": {"k": 10, "passage_tokens": 750},  # the default where it runs in fp32
+    "budget1200": {"k": 10, "passage_tokens": 1200},
 }
 WARM_UP = "What is this collection of documents about?"
 
@@ -62,18 +64,27 @@ def run_config(pipeline: Pipeline, questions: list, url: str) -> dict[str, objec
     pipeline.ask(WARM_UP, on_token=lambda _: None)
     rows = []
     for q in questions:
+        first: list[float] = []
+
+        def on_token(_: str, first: list[float] = first) -> None:
+            if not first:
+                first.append(time.perf_counter())
+
         started = time.perf_counter()
-        answer = pipeline.ask(q.question, on_token=lambda _: None)
+        answer = pipeline.ask(q.question, on_token=on_token)
         row = score(answer, q)
         row["seconds"] = round(time.perf_counter() - started, 2)
+        row["first_token_s"] = round(first[0] - started, 2) if first else row["seconds"]
         rows.append(row)
-        print(f"  {row['seconds']:6.1f} s  {row['prompt_tokens']:5} tok  "
+        print(f"  {row['seconds']:6.1f} s  first {row['first_token_s']:4.1f} s  "
+              f"{row['prompt_tokens']:5} tok  "
               f"fact={row['fact_found']} doc={row['right_doc_cited']} "
               f"refused={row['refused']}  {q.question[:60]}", flush=True)
     seconds = [float(r["seconds"]) for r in rows]  # type: ignore[arg-type]
     return {
         "median_s": round(statistics.median(seconds), 2), "p95_s": percentile(seconds, 95),
         "max_s": max(seconds),
+        "first_token_median_s": round(statistics.median(float(r["first_token_s"]) for r in rows), 2),  # type: ignore[arg-type]
         "prompt_tokens_mean": round(statistics.mean(int(r["prompt_tokens"]) for r in rows)),  # type: ignore[arg-type]
         "fact_found": rate(rows, "fact_found"), "right_doc_cited": rate(rows, "right_doc_cited"),
         "refusal_correct": rate(rows, "refusal_correct"),

@@ -25,6 +25,10 @@ def rag_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         monkeypatch.setenv("RAG_CITATIONS__VERIFIER_MODEL", "")
     home = tmp_path / "rag-home"
     monkeypatch.setenv("RAG_HOME", str(home))
+    # The suite runs the bundled 0.5B generator on every machine: the 1.5B that
+    # generator.model = "auto" picks on bf16 CPUs would triple the integration tests' time;
+    # the choice itself is tested in tests/core/test_config.py.
+    monkeypatch.setenv("RAG_GENERATOR__MODEL", "bundled:qwen2.5-coder-0.5b-instruct")
     # No `rag ask` leaves an ask worker behind (tests/service/test_ask_worker.py turns it on).
     monkeypatch.setenv("RAG_GENERATOR__ASK_WORKER_IDLE_S", "0")
     monkeypatch.chdir(tmp_path)

@@ -18,15 +18,15 @@ from pydantic_settings import (
 )
 
 from rag.core.errors import ConfigError
-from rag.core.hardware import generator_gpu
+from rag.core.hardware import generator_gpu, native_bf16_cpu
 from rag.core.redaction import remember, uri_secrets
 
 DEFAULT_EMBEDDER = "bundled:all-MiniLM-L6-v2"
 
 
 # generator.model = "auto" (bench/answer_latency.py, docs/benchmarks.md "Which generator").
-GENERATOR_ON_CPU = "bundled:qwen2.5-coder-0.5b-instruct"
-GENERATOR_ON_GPU = "bundled:qwen2.5-coder-1.5b-instruct"
+GENERATOR_SMALL = "bundled:qwen2.5-coder-0.5b-instruct"
+GENERATOR_LARGE = "bundled:qwen2.5-coder-1.5b-instruct"
 
 
 class _Section(BaseModel):
@@ -141,9 +141,10 @@ class RetrievalSettings(_Section):
         "fitted on SciFact train for the configured embedder (0.5 for embedders not measured)"))
     passage_tokens: Annotated[int, Field(ge=0)] | Literal["auto"] = Field("auto", description=(
         "answering: the passages given to the LLM stop at this many tokens, best first, at "
-        "most k of them (0: up to k, as many as fit the context window); auto: 750 where the "
-        "generator runs in fp32 on a CPU (prompts at ~150 tokens/s), else 0. The prompt is "
-        "most of an answer's time on a CPU (bench/answer_latency.py)"))
+        "most k of them (0: up to k, as many as fit the context window); auto: 750 where a CPU "
+        "runs the generator in fp32 (prompts at ~150 tokens/s) or runs a model larger than the "
+        "bundled 0.5B, else 0. The prompt is most of an answer's time on a CPU "
+        "(bench/answer_latency.py)"))
     excerpt_words: int = Field(120, ge=0, description=(
         "under a passage budget (passage_tokens above 0): each passage is quoted as an excerpt "
         "of at most this many words around its sentences that hold the question's rarer words, "
@@ -162,8 +163,9 @@ class RerankerSettings(_Section):
 class GeneratorSettings(_Section):
     model: str = Field("auto", validate_default=True, description=(
         "hub id, local folder, or a bundled model; auto: the bundled 1.5B model where vLLM runs on "
-        "a CUDA GPU, the 0.5B on CPUs (on 2 CPU cores the 1.5B found 28 of 29 papers facts "
-        "against 24, but at 18 s per answer against 4.6 s: docs/benchmarks.md)"))
+        "a CUDA GPU or on a CPU with native bf16 (there with excerpts under a 750-token passage "
+        "budget: 5.5 s per papers answer and 22 of 29 facts, against the 0.5B's 6.2 s and 21 "
+        "with 10 whole passages), the 0.5B on CPUs without (docs/benchmarks.md)"))
     mode: Literal["embedded", "served"] = "embedded"
     server_url: str = "http://127.0.0.1:8000/v1"
     served_model_name: str = "rag-llm"
@@ -201,7 +203,7 @@ class GeneratorSettings(_Section):
     def _choose(cls, value: str) -> str:
         if value != "auto":
             return value
-        return GENERATOR_ON_GPU if generator_gpu() else GENERATOR_ON_CPU
+        return GENERATOR_LARGE if generator_gpu() or native_bf16_cpu() else GENERATOR_SMALL
 
 
 class CitationSettings(_Section):

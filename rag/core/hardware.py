@@ -14,10 +14,23 @@ from pathlib import Path
 def native_bf16_cpu() -> bool:
     """bfloat16 matrix products in hardware (AVX512-BF16 or AMX). Without them torch and vLLM
     emulate bf16, which measured 4-5x slower than fp32 on a 2-core AVX2 machine
-    (bench/results/context_sweep.json)."""
+    (bench/results/context_sweep.json). Read from the CPU's flags where Linux lists them, so
+    that the settings (which choose the generator by it) need not import torch."""
+    flags = _cpu_flags()
+    if flags is not None:
+        return bool(flags & {"avx512_bf16", "amx_bf16"})
     import torch
 
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def _cpu_flags() -> set[str] | None:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    flags = next((line.split(":", 1)[1] for line in lines if line.startswith("flags")), None)
+    return set(flags.split()) if flags is not None else None
 
 
 def cuda_present() -> bool:

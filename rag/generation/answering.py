@@ -153,15 +153,19 @@ class Answerer:
         answer.warnings.insert(0, "no passages were retrieved for this question")
         return answer
 
-    def declined(self, question: str, built: BuiltPrompt, notes: RetrievalNotes) -> Answer | None:
+    def declined(self, question: str, hits: Sequence[Hit], built: BuiltPrompt,
+                 notes: RetrievalNotes) -> Answer | None:
         """The refusal, without spending a generation, when the answerability gate finds that
-        no passage in the prompt addresses the question (``notes.query``: what was searched);
-        None when it does, or there is no gate."""
+        no retrieved passage addresses the question (``notes.query``: what was searched); None
+        when one does, or there is no gate. The gate reads every retrieved passage, as it was
+        fitted (`rag eval gate`: the top k), not only those a passage budget lets into the
+        prompt: on the 4 that fit 750 tokens it refused a papers question that it let through
+        with all 10."""
         if self.gate is None:
             return None
         started = time.perf_counter()
         query = notes.query or question
-        score = self.gate.score(query, [gate_passage(s.hit.chunk) for s in built.sources])
+        score = self.gate.score(query, [gate_passage(h.chunk) for h in hits])
         notes.timings["gate_s"] = round(time.perf_counter() - started, 3)
         if self.gate.addressed(score):
             return None
@@ -176,8 +180,8 @@ class Answerer:
                     model: str | None = None) -> list[Answer]:
         """One batched generation for every question that has passages that address it."""
         built = [self.prompt(q, h) if h else None for q, h in zip(questions, hits, strict=True)]
-        early = [self.no_passages(q, e) if b is None else self.declined(q, b, e)
-                 for q, b, e in zip(questions, built, notes, strict=True)]
+        early = [self.no_passages(q, e) if b is None else self.declined(q, h, b, e)
+                 for q, h, b, e in zip(questions, hits, built, notes, strict=True)]
         todo = [b.text for b, a in zip(built, early, strict=True) if a is None and b is not None]
         gens = iter(self.generator.generate(todo, self.answer_tokens, temperature, model)
                     if todo else [])
@@ -189,7 +193,7 @@ class Answerer:
                       model: str | None = None) -> Answer:
         built = self.prompt(question, hits) if hits else None
         early = self.no_passages(question, notes) if built is None else self.declined(
-            question, built, notes)
+            question, hits, built, notes)
         if early is not None:
             on_token(early.text)
             return early

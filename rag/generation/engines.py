@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 
-from rag.core.config import GENERATOR_ON_CPU, GeneratorSettings
+from rag.core.config import GENERATOR_SMALL, GeneratorSettings
 from rag.core.errors import GenerationError, ModelLoadError
 from rag.core.hardware import generator_gpu, native_bf16_cpu
 from rag.core.protocols import Generator
@@ -32,7 +32,7 @@ def speculative_config(settings: GeneratorSettings, home: Path) -> dict[str, obj
     if settings.speculative == "ngram":
         return {"method": "ngram", "num_speculative_tokens": settings.speculative_tokens,
                 "prompt_lookup_min": 2, "prompt_lookup_max": 5}
-    return {"method": "draft_model", "model": resolve_generator(GENERATOR_ON_CPU, home),
+    return {"method": "draft_model", "model": resolve_generator(GENERATOR_SMALL, home),
             "num_speculative_tokens": settings.speculative_tokens}
 
 

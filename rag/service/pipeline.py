@@ -12,8 +12,9 @@ from pathlib import Path
 
 from ingest.chunking import TokenChunker
 from ingest.indexer import Indexer, IndexReport, Progress
-from rag.core.config import Settings
+from rag.core.config import GENERATOR_SMALL, Settings
 from rag.core.errors import KBError
+from rag.core.hardware import generator_gpu
 from rag.core.protocols import Embedder, Generator, Reranker, Retriever
 from rag.core.types import Hit, RetrievalNotes
 from rag.embedding.embedder import SentenceTransformerEmbedder, bundled_name
@@ -56,14 +57,21 @@ log = logging.getLogger(__name__)
 
 
 def passage_budget(settings: Settings) -> int:
-    """``retrieval.passage_tokens``, with ``auto`` resolved from the generator's speed: on the
-    2-core AVX2 machine (fp32) k = 10 whole passages took 28 s per papers answer and a 750-token
-    budget 9.7 s; with native bf16 (AMX) k = 10 took 4.6 s and found the fact in 24 of 29
-    answers against 17 of 29 with the budget (bench/results/answer_latency*.json)."""
+    """``retrieval.passage_tokens``, with ``auto`` resolved from how fast the generator reads a
+    prompt: 750 tokens (passages quoted as excerpts) wherever a CPU reads it slowly, that is in
+    fp32 or with a model larger than the bundled 0.5B; no budget on a GPU, nor for the 0.5B in
+    bf16. On 2 cores (docs/benchmarks.md): the 0.5B in fp32 took 28 s per papers answer with
+    10 whole passages and 9.7 s with the budget; the 1.5B in bf16 15-18 s and 5.5 s, finding
+    22 of 29 facts against the 0.5B's 21 with all 10 passages (6.2 s); the 0.5B in bf16 found
+    21 of 29 with all 10 and 19 with the budget, both within 10 s."""
     setting = settings.retrieval.passage_tokens
     if setting != "auto":
         return setting
-    return 750 if engine_dtype(settings.generator.dtype) == "float32" else 0
+    if generator_gpu():
+        return 0
+    slow = (engine_dtype(settings.generator.dtype) == "float32"
+            or settings.generator.model != GENERATOR_SMALL)
+    return 750 if slow else 0
 
 
 def fusion_dense_weight(model: str) -> float:

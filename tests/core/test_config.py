@@ -55,8 +55,18 @@ def test_malformed_toml(rag_home: Path) -> None:
 def test_native_bf16_reads_the_cpu(monkeypatch) -> None:  # noqa: ANN001
     import torch
 
+    import rag.core.hardware
     from rag.core.hardware import native_bf16_cpu
 
+    native_bf16_cpu.cache_clear()  # this machine's flags and torch agree
+    assert native_bf16_cpu() is bool(torch.cpu._is_avx512_bf16_supported()
+                                     or torch.cpu._is_amx_tile_supported())
+    for flags in ({"avx2", "fma"}, {"avx2", "avx512_bf16"}, {"avx2", "amx_bf16", "amx_tile"}):
+        monkeypatch.setattr(rag.core.hardware, "_cpu_flags", lambda f=flags: f)
+        native_bf16_cpu.cache_clear()
+        assert native_bf16_cpu() is (flags != {"avx2", "fma"})
+    # where the kernel lists no flags, torch is asked
+    monkeypatch.setattr(rag.core.hardware, "_cpu_flags", lambda: None)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     for avx512_bf16 in (False, True):
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
@@ -72,11 +82,13 @@ def test_dtypes_and_passage_budget_follow_the_hardware(monkeypatch, native: bool
 
     import rag.core.hardware
     import rag.generation.engines
+    import rag.service.pipeline
     from rag.core.hardware import encoder_dtype
     from rag.generation.engines import engine_dtype
     from rag.service.pipeline import passage_budget
 
     monkeypatch.setattr(rag.generation.engines, "generator_gpu", lambda: False)
+    monkeypatch.setattr(rag.service.pipeline, "generator_gpu", lambda: False)
     monkeypatch.setattr(rag.generation.engines, "native_bf16_cpu", lambda: native)
     monkeypatch.setattr(rag.core.hardware, "native_bf16_cpu", lambda: native)
     bf16 = "bfloat16" if native else "float32"
@@ -85,12 +97,16 @@ def test_dtypes_and_passage_budget_follow_the_hardware(monkeypatch, native: bool
     assert encoder_dtype("auto", "cpu") == bf16
     assert encoder_dtype("auto", "cuda") == "float32"
     assert encoder_dtype("float32", "cpu") == "float32"
-    settings = Settings()
+    settings = Settings()  # the suite's generator: the 0.5B (conftest)
     assert passage_budget(settings) == (0 if native else 750)
     fixed = settings.retrieval.model_copy(update={"passage_tokens": 300})
     assert passage_budget(settings.model_copy(update={"retrieval": fixed})) == 300
+    larger = settings.generator.model_copy(update={"model": "bundled:qwen2.5-coder-1.5b-instruct"})
+    assert passage_budget(settings.model_copy(update={"generator": larger})) == 750
     monkeypatch.setattr(rag.generation.engines, "generator_gpu", lambda: True)
+    monkeypatch.setattr(rag.service.pipeline, "generator_gpu", lambda: True)
     assert engine_dtype("auto") == "auto"
+    assert passage_budget(settings.model_copy(update={"generator": larger})) == 0
 
 
 def test_a_rag_toml_in_the_working_directory_is_named_and_cannot_widen_access(
@@ -114,14 +130,15 @@ def test_a_rag_toml_in_the_working_directory_is_named_and_cannot_widen_access(
     assert named.exit_code == 0 and '"/"' in named.stdout and "settings from" not in named.stderr
 
 
-def test_auto_generator_is_the_1_5b_model_on_a_gpu_and_the_0_5b_on_cpus(
+def test_auto_generator_is_the_1_5b_model_on_a_gpu_or_a_bf16_cpu_and_the_0_5b_elsewhere(
         rag_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import rag.core.config
 
-    monkeypatch.setattr(rag.core.config, "generator_gpu", lambda: False)
-    assert load_settings().generator.model == "bundled:qwen2.5-coder-0.5b-instruct"
-    monkeypatch.setattr(rag.core.config, "generator_gpu", lambda: True)
-    assert load_settings().generator.model == "bundled:qwen2.5-coder-1.5b-instruct"
+    monkeypatch.delenv("RAG_GENERATOR__MODEL")  # the suite's pin (conftest)
+    for gpu, bf16, model in [(False, False, "0.5b"), (False, True, "1.5b"), (True, False, "1.5b")]:
+        monkeypatch.setattr(rag.core.config, "generator_gpu", lambda v=gpu: v)
+        monkeypatch.setattr(rag.core.config, "native_bf16_cpu", lambda v=bf16: v)
+        assert load_settings().generator.model == f"bundled:qwen2.5-coder-{model}-instruct"
     monkeypatch.setenv("RAG_GENERATOR__MODEL", "Qwen/Qwen2.5-7B-Instruct")
     assert load_settings().generator.model == "Qwen/Qwen2.5-7B-Instruct"
 

@@ -361,6 +361,21 @@ def test_the_gate_refuses_without_generating_when_no_passage_addresses_the_quest
     assert streamed.refused and pieces == [REFUSAL] and len(gen.prompts) == 1
 
 
+def test_the_gate_reads_every_retrieved_passage_not_only_those_the_budget_lets_in() -> None:
+    scorer = SupportScorer(HashEmbedder().embed_documents)
+    model = SupportModel(GATE_FEATURES, (0.0, 0.0), (1.0, 1.0), (0.0, 10.0), -5.0, 0.5,
+                         "fake-hash", "test")
+    gen = ScriptedGenerator()
+    answerer = Answerer(gen, scorer, 64, gate=AnswerabilityGate(scorer, model), passage_tokens=1)
+    hits = [hit("Cats purr and sleep all afternoon long.", 0),
+            hit("Dogs bark at the mailman every day.", 1)]
+    assert len(answerer.prompt("Do dogs bark?", hits).sources) == 1  # only the best fits
+    gen.enqueue("The passages do not say [1].")
+    asked, = answerer.answer_many(["Do dogs bark at the mailman?"], [hits],
+                                  [RetrievalNotes("dogs bark at the mailman")])
+    assert asked.finish_reason != "unaddressed" and len(gen.prompts) == 1
+
+
 def test_the_shipped_gate_is_used_only_with_its_own_embedder(
         asking: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     said: list[str] = []

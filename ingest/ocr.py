@@ -58,14 +58,17 @@ class Tesseract:
         return shutil.which("tesseract") is not None
 
     def read(self, image: Image) -> OcrPage:
-        """The page's text. Its limit is CPU time (the kernel stops tesseract at it), so the
-        same page is read whether the machine is idle or busy; ``HANG_FACTOR`` times as much
-        wall time stops a run that does not get to run at all."""
+        """The page's text. Its limit is CPU time, so the same page is read whether the machine
+        is idle or busy: the kernel stops tesseract at the whole second at or above it, and a
+        run that used more than the limit is refused after it ends, so that a limit under a
+        second holds too; ``HANG_FACTOR`` times as much wall time stops a run that does not
+        get to run at all."""
         png = io.BytesIO()
         image.convert("L").save(png, format="PNG")
         seconds = max(1, math.ceil(self.timeout_s))
         too_long = OcrError(f"OCR used over {self.timeout_s:g} s of CPU time "
                             "(ingest.ocr_page_timeout_s)")
+        before = _children_cpu_s()
         try:
             done = subprocess.run(
                 ["tesseract", "stdin", "stdout", "-l", self.languages, "--psm", str(self.psm),
@@ -75,12 +78,19 @@ class Tesseract:
                 preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1)))
         except subprocess.TimeoutExpired:
             raise too_long from None
-        if done.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        if done.returncode in (-signal.SIGXCPU, -signal.SIGKILL) or (
+                _children_cpu_s() - before > self.timeout_s):
             raise too_long
         if done.returncode != 0:
             reason = done.stderr.decode(errors="replace").strip().splitlines()
             raise OcrError(f"tesseract failed: {reason[-1] if reason else done.returncode}")
         return parse_tsv(done.stdout.decode("utf-8", errors="replace"))
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds used by this process's ended children (OCR runs one page at a time)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def parse_tsv(tsv: str) -> OcrPage:

@@ -173,17 +173,21 @@ def _serve() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a chatty library must not corrupt the protocol
+    over_limit = LoadError("parsing needed more memory than ingest.parse_memory_mb allows; "
+                           "file skipped")
     while True:
         try:
             path, data, options = _receive(stdin)  # type: ignore[misc]
         except EOFError:
             return
+        except MemoryError:  # the file alone is over the limit; the stream may be mid-message,
+            _send(stdout, (False, over_limit))  # so this child ends and the next file gets one
+            return
         try:
             result: tuple[bool, object] = (
                 True, load_file(path, data, options, lambda: _send(stdout, (ALIVE, None))))
         except MemoryError:
-            result = (False, LoadError("parsing needed more memory than ingest.parse_memory_mb "
-                                       "allows; file skipped"))
+            result = (False, over_limit)
         except Exception as exc:  # sent back; the parent reports the file as failed
             error = exc if isinstance(exc, LoadError) else LoadError(f"{type(exc).__name__}: {exc}")
             result = (False, error)

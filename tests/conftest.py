@@ -9,6 +9,11 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The suite runs the bundled 0.5B generator on every machine, in module-scoped fixtures too:
+# the 1.5B that generator.model = "auto" picks on bf16 CPUs would triple the integration
+# tests' time; the choice itself is tested in tests/core/test_config.py.
+SUITE_GENERATOR = "bundled:qwen2.5-coder-0.5b-instruct"
+os.environ["RAG_GENERATOR__MODEL"] = SUITE_GENERATOR
 
 
 @pytest.fixture(autouse=True)
@@ -25,10 +30,7 @@ def rag_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         monkeypatch.setenv("RAG_CITATIONS__VERIFIER_MODEL", "")
     home = tmp_path / "rag-home"
     monkeypatch.setenv("RAG_HOME", str(home))
-    # The suite runs the bundled 0.5B generator on every machine: the 1.5B that
-    # generator.model = "auto" picks on bf16 CPUs would triple the integration tests' time;
-    # the choice itself is tested in tests/core/test_config.py.
-    monkeypatch.setenv("RAG_GENERATOR__MODEL", "bundled:qwen2.5-coder-0.5b-instruct")
+    monkeypatch.setenv("RAG_GENERATOR__MODEL", SUITE_GENERATOR)
     # No `rag ask` leaves an ask worker behind (tests/service/test_ask_worker.py turns it on).
     monkeypatch.setenv("RAG_GENERATOR__ASK_WORKER_IDLE_S", "0")
     monkeypatch.chdir(tmp_path)

@@ -25,12 +25,18 @@ def native_bf16_cpu() -> bool:
 
 
 def _cpu_flags() -> set[str] | None:
+    flags = _cpuinfo("flags")
+    return set(flags.split()) if flags is not None else None
+
+
+def _cpuinfo(field: str) -> str | None:
+    """The first CPU's ``field`` in /proc/cpuinfo; None where there is no such file or field."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
         return None
-    flags = next((line.split(":", 1)[1] for line in lines if line.startswith("flags")), None)
-    return set(flags.split()) if flags is not None else None
+    return next((line.split(":", 1)[1].strip() for line in lines
+                 if line.split(":", 1)[0].strip() == field), None)
 
 
 def cuda_present() -> bool:
@@ -63,11 +69,7 @@ def generator_gpu() -> bool:
 
 def cpu_name() -> str:
     """The CPU's model name, for labelling measured numbers."""
-    try:
-        return next(line.split(":", 1)[1].strip() for line in
-                    Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def torch_device(setting: str) -> str | None:

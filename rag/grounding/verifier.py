@@ -5,7 +5,7 @@ as strongly as its most contradicting one (SciFact's rationale-selection pipelin
 abstracts the same way). Trained here (``rag train verifier``; shipped as
 ``bundled:verifier-minilm``); every pair of an answer is scored in one batch, and pairs already
 scored are remembered, so the citation check, attribution and evidence highlighting read the
-same numbers.
+same numbers. It runs in bfloat16 on CPUs that compute it natively, as the embedder does.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag.core.errors import ModelLoadError
-from rag.core.hardware import torch_device
+from rag.core.hardware import encoder_dtype, torch_device
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
@@ -52,11 +52,14 @@ class Verifier:
 
     def _load(self) -> CrossEncoder:
         if self._model is None:
+            import torch
             from sentence_transformers import CrossEncoder
 
+            device = torch_device(self.device) or ("cuda" if torch.cuda.is_available() else "cpu")
             try:
-                self._model = CrossEncoder(self.path, device=torch_device(self.device),
-                                           max_length=self.max_length)
+                self._model = CrossEncoder(
+                    self.path, device=device, max_length=self.max_length,
+                    model_kwargs={"dtype": getattr(torch, encoder_dtype("auto", device))})
             except Exception as exc:
                 raise ModelLoadError(f"cannot load the verifier {self.name!r}: "
                                      f"{str(exc).splitlines()[0][:300]}") from exc

@@ -73,7 +73,6 @@ def train(recipe: Recipe, columns: dict[str, Sequence[Any]], out: Path,
     negative_1..n), writing checkpoints under ``out/checkpoints`` and the model to
     ``out/model``. A base with another number of labels (the verifier as a reranker's start)
     keeps its encoder and gets a new head."""
-    import torch
     from datasets import Dataset
     from sentence_transformers.cross_encoder import (
         CrossEncoder,
@@ -87,8 +86,10 @@ def train(recipe: Recipe, columns: dict[str, Sequence[Any]], out: Path,
     )
     from transformers import TrainerCallback, set_seed
 
+    from rag.core.hardware import encoder_device
+
     set_seed(recipe.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = encoder_device("auto")
     bf16 = bf16_autocast(device)
     model = CrossEncoder(recipe.base, num_labels=recipe.labels, max_length=recipe.max_length,
                          device=device, model_kwargs={"ignore_mismatched_sizes": True})

@@ -77,6 +77,16 @@ def torch_device(setting: str) -> str | None:
     return None if setting == "auto" else setting
 
 
+def encoder_device(setting: str) -> str:
+    """The device a cross-encoder loads on, named so that its dtype can follow from it
+    (``encoder_dtype``): the one the setting names; auto: CUDA when torch sees a GPU."""
+    if setting != "auto":
+        return setting
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def encoder_dtype(setting: str, device: str) -> str:
     """bf16 on a CPU that computes it natively: the vectors stay within 0.01 cosine of fp32's
     (bench/results/embedding.json); on a GPU, or without native bf16, the model's fp32. The

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag.core.errors import ModelLoadError
-from rag.core.hardware import encoder_dtype, torch_device
+from rag.core.hardware import encoder_device, encoder_dtype
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
@@ -55,7 +55,7 @@ class Verifier:
             import torch
             from sentence_transformers import CrossEncoder
 
-            device = torch_device(self.device) or ("cuda" if torch.cuda.is_available() else "cpu")
+            device = encoder_device(self.device)
             try:
                 self._model = CrossEncoder(
                     self.path, device=device, max_length=self.max_length,

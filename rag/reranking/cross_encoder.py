@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from rag.core.config import RerankerSettings
 from rag.core.errors import ModelLoadError
-from rag.core.hardware import encoder_dtype, torch_device
+from rag.core.hardware import encoder_device, encoder_dtype
 from rag.core.types import Hit
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class CrossEncoderReranker:
 
             try:
                 path = resolve(self.settings.model, self.home)
-                device = torch_device(self.device) or ("cuda" if torch.cuda.is_available() else "cpu")
+                device = encoder_device(self.device)
                 dtype = getattr(torch, encoder_dtype("auto", device))
                 self._model = CrossEncoder(path, device=device, max_length=256,
                                            model_kwargs={"dtype": dtype})

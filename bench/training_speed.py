@@ -7,6 +7,7 @@ Writes bench/results/training_speed.json.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import tempfile
@@ -15,8 +16,6 @@ from pathlib import Path
 
 from common import SHARED, scifact_args
 
-import eval.training.cross_encoders as cross_encoders
-import rag.grounding.verifier as verifier_module
 from eval.scifact import SciFact
 from eval.training.cross_encoders import Recipe, train
 from eval.training.encoders import resolve_base
@@ -29,8 +28,6 @@ from rag.grounding.verifier import Verifier
 
 
 def main() -> None:
-    import argparse
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=320, help="training examples per run")
     args = scifact_args(None, "training_speed.json", parser)
@@ -46,17 +43,15 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"), "examples": len(examples), "max_length": 160,
         "training": {}, "verifier_dev": {}}
     for name, bf16 in (("float32", False), ("bf16 autocast", True)):
-        cross_encoders.bf16_autocast = lambda device, bf16=bf16: bf16  # type: ignore[assignment]
         recipe = Recipe(base, 3, 1, 5e-5, 16, 160)
-        trained = train(recipe, columns, Path(tempfile.mkdtemp(prefix="rag-train-")))
+        trained = train(recipe, columns, Path(tempfile.mkdtemp(prefix="rag-train-")), bf16=bf16)
         result["training"][name] = {  # type: ignore[index]
             "seconds": trained.seconds,
             "examples_per_s": round(len(examples) / trained.seconds, 1)}
         print(name, result["training"][name], flush=True)  # type: ignore[index]
     shipped = resolve("bundled:verifier-minilm", home)
     for dtype in ("float32", "bfloat16"):
-        verifier_module.encoder_dtype = lambda setting, device, dtype=dtype: dtype  # type: ignore[assignment]
-        model = Verifier(shipped)
+        model = Verifier(shipped, dtype=dtype)
         started = time.perf_counter()
         metrics = verifier_metrics(model.probabilities, dev, sentences_of)
         result["verifier_dev"][dtype] = {  # type: ignore[index]

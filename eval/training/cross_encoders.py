@@ -68,11 +68,13 @@ def machine(bf16: bool = False) -> str:
 
 
 def train(recipe: Recipe, columns: dict[str, Sequence[Any]], out: Path,
-          evaluate: Evaluate | None = None, resume: bool = False) -> Trained:
+          evaluate: Evaluate | None = None, resume: bool = False,
+          bf16: bool | None = None) -> Trained:
     """Train on ``columns`` (the pair's two texts, then "label"; listwise: query, positive,
     negative_1..n), writing checkpoints under ``out/checkpoints`` and the model to
     ``out/model``. A base with another number of labels (the verifier as a reranker's start)
-    keeps its encoder and gets a new head."""
+    keeps its encoder and gets a new head. ``bf16``: autocast or not (None: where the
+    hardware computes it, ``bf16_autocast``)."""
     from datasets import Dataset
     from sentence_transformers.cross_encoder import (
         CrossEncoder,
@@ -90,7 +92,7 @@ def train(recipe: Recipe, columns: dict[str, Sequence[Any]], out: Path,
 
     set_seed(recipe.seed)
     device = encoder_device("auto")
-    bf16 = bf16_autocast(device)
+    bf16 = bf16_autocast(device) if bf16 is None else bf16
     model = CrossEncoder(recipe.base, num_labels=recipe.labels, max_length=recipe.max_length,
                          device=device, model_kwargs={"ignore_mismatched_sizes": True})
     for name, param in model.named_parameters():

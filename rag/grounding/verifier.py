@@ -41,8 +41,8 @@ class Verifier:
 
     def __init__(self, model: str, device: str = "auto", batch_size: int = 64,
                  max_length: int = 160, remember: int = 20_000, threshold: float = 0.5,
-                 name: str | None = None) -> None:
-        self.path, self.name, self.device = model, name or model, device
+                 name: str | None = None, dtype: str = "auto") -> None:
+        self.path, self.name, self.device, self.dtype = model, name or model, device, dtype
         self.threshold = threshold  # P(supports) from which a sentence counts as supported
         self.batch_size, self.max_length = batch_size, max_length
         self._model: CrossEncoder | None = None
@@ -59,7 +59,7 @@ class Verifier:
             try:
                 self._model = CrossEncoder(
                     self.path, device=device, max_length=self.max_length,
-                    model_kwargs={"dtype": getattr(torch, encoder_dtype("auto", device))})
+                    model_kwargs={"dtype": getattr(torch, encoder_dtype(self.dtype, device))})
             except Exception as exc:
                 raise ModelLoadError(f"cannot load the verifier {self.name!r}: "
                                      f"{str(exc).splitlines()[0][:300]}") from exc

@@ -260,14 +260,14 @@ def test_deep_html_tables_and_thousands_of_headings_stay_linear(fake_pipeline: P
 
 def test_each_file_has_a_total_cpu_budget_and_the_reason_names_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each table page is progress, so no per-page limit stops 60 ruled pages; the file's total
+    """Each table page is progress, so no per-page limit stops 200 ruled pages; the file's total
     budget does (its CPU time: a busy machine does not change the outcome)."""
     from rag.core.config import load_settings
     from tests import hostile
 
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "ruled.pdf").write_bytes(hostile.ruled_pdf(60))
+    (docs / "ruled.pdf").write_bytes(hostile.ruled_pdf(200))  # 10 s of CPU here
     (docs / "ok.txt").write_text("Herons wade in shallow water.")
     monkeypatch.setenv("RAG_INGEST__FILE_BUDGET_S", "1")
     report = Pipeline(load_settings(), "budget", embedder=HashEmbedder()).index([docs])

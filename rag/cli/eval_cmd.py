@@ -161,7 +161,7 @@ def eval_support(dataset: Path, retrain: bool, model_out: Path | None, limit: in
     else:
         model = SupportModel.load()
     verifier = load_verifier(settings.citations.verifier_model, settings.home,
-                             settings.embedder.device)
+                             settings.embedder.device, settings.embedder.dtype)
     scorers = support.methods(embed, model, verifier)
     with Progress(console=stderr, transient=True) as bar:
         task = bar.add_task("scoring pairs", total=len(scorers) * 2)

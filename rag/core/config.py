@@ -39,8 +39,10 @@ class EmbedderSettings(_Section):
     batch_size: int = Field(16, ge=1)
     family: Literal["auto", "e5", "bge", "none"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = Field("auto", description=(
-        "auto: bfloat16 on CPUs that compute it natively (AVX512-BF16, AMX), else float32; int8: "
-        "ONNX Runtime on a CPU (1.25x fp32's speed on AVX2, not mixable with float vectors)"))
+        "every encoder's precision (embedder, reranker, verifier); auto: bfloat16 on CPUs that "
+        "compute it natively (AVX512-BF16, AMX), else float32; int8: the embedder through ONNX "
+        "Runtime on a CPU (1.25x fp32's speed on AVX2, not mixable with float vectors; the "
+        "cross-encoders keep auto)"))
 
 
 class ChunkingSettings(_Section):

@@ -95,3 +95,11 @@ def encoder_dtype(setting: str, device: str) -> str:
     if setting != "auto":
         return setting
     return "bfloat16" if device == "cpu" and native_bf16_cpu() else "float32"
+
+
+def cross_encoder_dtype(setting: str, device: str) -> str:
+    """The reranker's and the verifier's torch dtype under ``embedder.dtype``, so that one
+    setting sets every encoder's precision (``float32`` runs them all as an AVX2-only CPU
+    does); ``int8`` names the embedder's ONNX Runtime path, which cross-encoders do not have:
+    they take the hardware's choice."""
+    return encoder_dtype("auto" if setting == "int8" else setting, device)

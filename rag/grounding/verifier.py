@@ -5,7 +5,8 @@ as strongly as its most contradicting one (SciFact's rationale-selection pipelin
 abstracts the same way). Trained here (``rag train verifier``; shipped as
 ``bundled:verifier-minilm``); every pair of an answer is scored in one batch, and pairs already
 scored are remembered, so the citation check, attribution and evidence highlighting read the
-same numbers. It runs in bfloat16 on CPUs that compute it natively, as the embedder does.
+same numbers. It runs at the embedder's precision (``embedder.dtype``; auto: bfloat16 on CPUs
+that compute it natively).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag.core.errors import ModelLoadError
-from rag.core.hardware import encoder_device, encoder_dtype
+from rag.core.hardware import cross_encoder_dtype, encoder_device
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
@@ -59,7 +60,7 @@ class Verifier:
             try:
                 self._model = CrossEncoder(
                     self.path, device=device, max_length=self.max_length,
-                    model_kwargs={"dtype": getattr(torch, encoder_dtype(self.dtype, device))})
+                    model_kwargs={"dtype": getattr(torch, cross_encoder_dtype(self.dtype, device))})
             except Exception as exc:
                 raise ModelLoadError(f"cannot load the verifier {self.name!r}: "
                                      f"{str(exc).splitlines()[0][:300]}") from exc

@@ -1,8 +1,8 @@
 """Cross-encoder reranking with any sentence-transformers CrossEncoder: hub id, local folder
 (``rag train reranker`` writes one under ``$RAG_HOME/models/reranker-minilm/model``) or a
-``bundled:NAME`` shipped with the code. The top
-``reranker.top_n`` hits are scored in batches, in bfloat16 on CPUs that compute it natively (as
-the embedder), and reordered; the rest keep retrieval's order below them."""
+``bundled:NAME`` shipped with the code. The top ``reranker.top_n`` hits are scored in batches,
+at the embedder's precision (``embedder.dtype``; auto: bfloat16 on CPUs that compute it
+natively), and reordered; the rest keep retrieval's order below them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from rag.core.config import RerankerSettings
 from rag.core.errors import ModelLoadError
-from rag.core.hardware import encoder_device, encoder_dtype
+from rag.core.hardware import cross_encoder_dtype, encoder_device
 from rag.core.types import Hit
 
 if TYPE_CHECKING:
@@ -27,10 +27,10 @@ class CrossEncoderReranker:
     passes hits through unchanged (``available`` turns False); if required, it raises."""
 
     def __init__(self, settings: RerankerSettings, device: str = "auto",
-                 home: Path | None = None) -> None:
+                 home: Path | None = None, dtype: str = "auto") -> None:
         self.settings = settings
         self.name = settings.model
-        self.device = device
+        self.device, self.dtype = device, dtype  # embedder.device and embedder.dtype
         self.home = home or Path("~/.rag").expanduser()
         self._model: CrossEncoder | None = None
         self._lock = threading.Lock()
@@ -47,7 +47,7 @@ class CrossEncoderReranker:
             try:
                 path = resolve(self.settings.model, self.home)
                 device = encoder_device(self.device)
-                dtype = getattr(torch, encoder_dtype("auto", device))
+                dtype = getattr(torch, cross_encoder_dtype(self.dtype, device))
                 self._model = CrossEncoder(path, device=device, max_length=256,
                                            model_kwargs={"dtype": dtype})
             except Exception as exc:

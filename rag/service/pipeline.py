@@ -97,8 +97,7 @@ class Pipeline:
         self.embedder: Embedder = embedder or SentenceTransformerEmbedder(
             settings.embedder, home=settings.home)
         self.reranker: Reranker = reranker or CrossEncoderReranker(
-            settings.reranker, settings.embedder.device, settings.home
-        )
+            settings.reranker, settings.embedder.device, settings.home, settings.embedder.dtype)
         self._generator = generator
         self._answerer: Answerer | None = None
         self._scorer: SupportScorer | None = None
@@ -121,7 +120,8 @@ class Pipeline:
             c = self.settings.citations
             self._scorer = SupportScorer(
                 remembering(self.embedder.embed_documents),
-                load_verifier(c.verifier_model, self.settings.home, self.settings.embedder.device),
+                load_verifier(c.verifier_model, self.settings.home, self.settings.embedder.device,
+                              self.settings.embedder.dtype),
                 c.support_method, c.support_threshold,
                 contradiction_threshold=c.contradiction_threshold)
         return self._scorer
@@ -304,7 +304,8 @@ class Pipeline:
             questions, [h for h, _ in retrieved], [e for _, e in retrieved])
 
 
-def load_verifier(spec: str, home: Path, device: str = "auto") -> Verifier | None:
+def load_verifier(spec: str, home: Path, device: str = "auto",
+                  dtype: str = "auto") -> Verifier | None:
     """The configured claim verifier, or None (off, or missing: said once, and the support
     check falls back to citations.support_method)."""
     if not spec:
@@ -320,4 +321,4 @@ def load_verifier(spec: str, home: Path, device: str = "auto") -> Verifier | Non
                     "citations.support_method instead", exc)
         return None
     return Verifier(path, device, threshold=float(card.get("threshold", VERIFIER_THRESHOLD)),
-                    name=spec)
+                    name=spec, dtype=dtype)

@@ -83,7 +83,7 @@ def test_dtypes_and_passage_budget_follow_the_hardware(monkeypatch, native: bool
     import rag.core.hardware
     import rag.generation.engines
     import rag.service.pipeline
-    from rag.core.hardware import encoder_dtype
+    from rag.core.hardware import cross_encoder_dtype, encoder_dtype
     from rag.generation.engines import engine_dtype
     from rag.service.pipeline import passage_budget
 
@@ -97,6 +97,9 @@ def test_dtypes_and_passage_budget_follow_the_hardware(monkeypatch, native: bool
     assert encoder_dtype("auto", "cpu") == bf16
     assert encoder_dtype("auto", "cuda") == "float32"
     assert encoder_dtype("float32", "cpu") == "float32"
+    # embedder.dtype sets the cross-encoders' too; int8 (the embedder's ONNX path) leaves them auto
+    assert cross_encoder_dtype("float32", "cpu") == "float32"
+    assert cross_encoder_dtype("int8", "cpu") == bf16
     settings = Settings()  # the suite's generator: the 0.5B (conftest)
     assert passage_budget(settings) == (0 if native else 750)
     fixed = settings.retrieval.model_copy(update={"passage_tokens": 300})

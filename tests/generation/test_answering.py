@@ -435,6 +435,19 @@ def test_without_the_verifier_the_learned_function_checks_answers(settings, monk
     assert Pipeline(load_settings(), "t", embedder=HashEmbedder()).scorer.method == "learned"
 
 
+def test_embedder_dtype_sets_the_cross_encoders_precision(settings, monkeypatch) -> None:  # noqa: ANN001
+    """One setting runs every encoder as an AVX2-only CPU does (float32), also on a bf16 CPU."""
+    from rag.core.config import load_settings
+    from rag.service.pipeline import Pipeline
+    from tests.fakes import HashEmbedder
+
+    monkeypatch.setenv("RAG_EMBEDDER__DTYPE", "float32")
+    monkeypatch.setenv("RAG_CITATIONS__VERIFIER_MODEL", "bundled:verifier-minilm")  # not loaded
+    pipeline = Pipeline(load_settings(), "t", embedder=HashEmbedder())
+    assert pipeline.scorer.verifier is not None and pipeline.scorer.verifier.dtype == "float32"
+    assert pipeline.reranker.dtype == "float32"  # type: ignore[attr-defined]
+
+
 def test_beside_the_verifier_an_answer_is_withheld_only_when_the_fallback_agrees() -> None:
     """Withholding loses the whole answer: with a second opinion, an answer the verifier finds
     unsupported is kept (its sentences keep the verifier's flags) when the fallback function

@@ -11,7 +11,9 @@ from rag.core.types import Chunk, Document
 
 # A Markdown table (what the loaders make of Office, CSV and HTML tables): a header row, its
 # |---| rule, then one row per line. Chunks split it between rows only, and a chunk that starts
-# inside it repeats the header, so each row is read (and embedded) under its column names.
+# inside it repeats the header, so each row is read (and embedded) under its column names. A
+# header over half the token budget is not repeated: copied before every piece of every row, an
+# 800 KB CSV with 200,000 columns made a 7 GB index.
 _TABLE = re.compile(r"^\|.*\|[ \t]*\n\|[ \t:|-]*-[ \t:|-]*\|[ \t]*$(?:\n\|.*\|[ \t]*$)*", re.M)
 
 Span = tuple[int, int]
@@ -75,7 +77,9 @@ class TokenChunker:
         self.prepend_title = prepend_title
 
     def _count(self, texts: Sequence[str]) -> list[int]:
-        return self.embedder.count_tokens(texts)
+        """Tokens of each text, COUNT_BATCH texts per tokenizer call."""
+        return [n for i in range(0, len(texts), COUNT_BATCH)
+                for n in self.embedder.count_tokens(texts[i : i + COUNT_BATCH])]
 
     def chunk(self, doc: Document) -> list[Chunk]:
         prefix = self._title_prefix(doc.title)
@@ -111,35 +115,39 @@ class TokenChunker:
         prefix = title.strip() + "\n"
         return prefix if self._count([prefix])[0] <= self.max_tokens // 4 else ""
 
-    def _units(self, text: str, budget: int) -> list[tuple[int, int, int, Span | None]]:
-        """(start, end, tokens, table header) per unit; units over budget are split at token
-        offsets (a table row too, if one row is over the budget)."""
-        spans = [(p, header) for a, b, header in unit_spans(text)
+    def _units(self, text: str, budget: int
+               ) -> tuple[list[tuple[int, int, int, Span | None]], dict[Span, int]]:
+        """(start, end, tokens, table header) per unit, and the tokens of each header that is
+        repeated (see _TABLE); units over budget are split at token offsets (a table row too,
+        if one row is over what its repeated header leaves of the budget)."""
+        units = unit_spans(text)
+        tables = list({header: None for _, _, header in units if header is not None})
+        counts = self._count([text[a:b] + "\n" for a, b in tables])
+        headers = {h: n for h, n in zip(tables, counts, strict=True) if n <= budget // 2}
+        spans = [(p, header if header in headers else None) for a, b, header in units
                  for p in _pieces(text, a, b, budget)]
-        counts = [n for i in range(0, len(spans), COUNT_BATCH)
-                  for n in self._count([text[a:b] for (a, b), _ in spans[i : i + COUNT_BATCH]])]
-        units = []
-        for ((a, b), header), n in zip(spans, counts, strict=True):
-            if n <= budget:
-                units.append((a, b, n, header))
+        sizes = self._count([text[a:b] for (a, b), _ in spans])
+        out = []
+        for ((a, b), header), n in zip(spans, sizes, strict=True):
+            room = budget - (headers[header] if header else 0)
+            if n <= room:
+                out.append((a, b, n, header))
                 continue
             offsets = self.embedder.tokenizer(
                 text[a:b], add_special_tokens=False, return_offsets_mapping=True
             )["offset_mapping"]
-            step = max(1, budget - self.overlap_tokens)
+            step = max(1, room - self.overlap_tokens)
             for i in range(0, len(offsets), step):
-                window = offsets[i : i + budget]
-                units.append((a + window[0][0], a + window[-1][1], len(window), header))
-                if i + budget >= len(offsets):
+                window = offsets[i : i + room]
+                out.append((a + window[0][0], a + window[-1][1], len(window), header))
+                if i + room >= len(offsets):
                     break
-        return units
+        return out, headers
 
     def _pack(self, text: str, budget: int, prefix: str) -> list[tuple[int, int, Span | None]]:
         """(start, end, header) per chunk: the header span of the table a chunk starts inside,
         whose text goes before the chunk's (its tokens count against the budget)."""
-        units = self._units(text, budget)
-        tables = {u[3] for u in units if u[3] is not None}
-        headers = {h: self._count([text[h[0]:h[1]] + "\n"])[0] for h in tables}
+        units, headers = self._units(text, budget)
         out: list[tuple[int, int, Span | None]] = []
         i = 0
         while i < len(units):

@@ -45,7 +45,9 @@ def check_package(data: bytes, what: str, max_mb: int) -> None:
 
 
 class _PackageLoader:
-    """What the ZIP-based loaders share: the job's options, and the package check first."""
+    """What the ZIP-based loaders share: the job's options, the package check first, and one
+    reason for a package its library cannot read (a valid ZIP whose parts are not those of the
+    format: python-docx raised AttributeError from lxml, ebooklib KeyError)."""
 
     kind = ""
     what = ""
@@ -53,8 +55,19 @@ class _PackageLoader:
     def __init__(self, options: LoadOptions | None = None) -> None:
         self.options = options or LoadOptions()
 
-    def check(self, data: bytes) -> None:
+    def load(self, path: Path, data: bytes) -> Loaded:
         check_package(data, self.what, self.options.max_unzipped_mb)
+        try:
+            return self.read(path, data)
+        except (LoadError, MemoryError):
+            raise
+        except Exception as exc:
+            detail = (str(exc).splitlines() or [""])[0][:200]
+            raise LoadError(f"unreadable {self.what}: not a valid {self.what} package "
+                            f"({type(exc).__name__}: {detail})") from None
+
+    def read(self, path: Path, data: bytes) -> Loaded:
+        raise NotImplementedError
 
 
 class DocxLoader(_PackageLoader):
@@ -62,8 +75,7 @@ class DocxLoader(_PackageLoader):
 
     kind, what = "docx", "DOCX"
 
-    def load(self, path: Path, data: bytes) -> Loaded:
-        self.check(data)
+    def read(self, path: Path, data: bytes) -> Loaded:
         import docx
         from docx.table import Table
         from docx.text.paragraph import Paragraph
@@ -108,8 +120,7 @@ class PptxLoader(_PackageLoader):
 
     kind, what = "pptx", "PPTX"
 
-    def load(self, path: Path, data: bytes) -> Loaded:
-        self.check(data)
+    def read(self, path: Path, data: bytes) -> Loaded:
         from pptx import Presentation
 
         deck = Presentation(io.BytesIO(data))
@@ -171,8 +182,7 @@ class XlsxLoader(_PackageLoader):
 
     kind, what = "xlsx", "XLSX"
 
-    def load(self, path: Path, data: bytes) -> Loaded:
-        self.check(data)
+    def read(self, path: Path, data: bytes) -> Loaded:
         from openpyxl import load_workbook
 
         with warnings.catch_warnings():
@@ -224,8 +234,7 @@ class EpubLoader(_PackageLoader):
 
     kind, what = "epub", "EPUB"
 
-    def load(self, path: Path, data: bytes) -> Loaded:
-        self.check(data)
+    def read(self, path: Path, data: bytes) -> Loaded:
         with zipfile.ZipFile(io.BytesIO(data)) as package:
             if "META-INF/encryption.xml" in package.namelist():
                 raise LoadError("EPUB with DRM or font encryption (META-INF/encryption.xml): "
@@ -234,10 +243,7 @@ class EpubLoader(_PackageLoader):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ebooklib's FutureWarnings about its own options
-            try:
-                book = epub.read_epub(io.BytesIO(data), {"ignore_ncx": True})
-            except Exception as exc:  # ebooklib raises KeyError, EpubException, lxml errors
-                raise LoadError(f"unreadable EPUB: {exc}") from None
+            book = epub.read_epub(io.BytesIO(data), {"ignore_ncx": True})
         sections: list[Section] = []
         for idref, _ in book.spine:
             item = book.get_item_with_id(idref)

@@ -92,6 +92,8 @@ def _read_pdfium(data: bytes, max_pages: int = 0) -> _PdfText:
             if any(True for _ in page.get_objects([pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=2)):
                 out.images.add(number)
         return out
+    except pdfium.PdfiumError as exc:  # a page it cannot load (a page tree that loops)
+        raise LoadError(str(exc)) from None
     finally:
         pdf.close()
 

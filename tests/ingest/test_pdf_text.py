@@ -81,9 +81,15 @@ def test_pdfium_reads_a_pdf_that_pypdf_rejects(tmp_path: Path) -> None:
     assert any(w.startswith("read with pdfium: pypdf could not") for w in loaded.warnings)
 
 
-def test_unreadable_by_both_readers_names_both(tmp_path: Path) -> None:
+@pytest.mark.parametrize("data", [
+    b"%PDF-1.4\nthis is not a pdf at all\n",
+    # a page tree whose only kid is itself: pdfium opens the file, then fails on the page
+    b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 obj << /Type /Pages "
+    b"/Kids [2 0 R] /Count 1 >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF",
+])
+def test_unreadable_by_both_readers_names_both(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "bad.pdf"
-    path.write_bytes(b"%PDF-1.4\nthis is not a pdf at all\n")
+    path.write_bytes(data)
     with pytest.raises(LoadError, match="pdfium could not read it either"):
         load(path)
 

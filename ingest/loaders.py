@@ -10,7 +10,7 @@ from ingest.images import ImageLoader
 from ingest.markup import HtmlLoader, MarkdownLoader, TextLoader
 from ingest.office import OFFICE_LOADERS
 from ingest.pdf import PdfLoader
-from ingest.text import clean, decode_text
+from ingest.text import TextBudget, clean, decode_text
 from rag.core.errors import LoadError
 from rag.core.protocols import Loader
 from rag.core.types import Document, Loaded, LoadOptions, Section
@@ -109,13 +109,18 @@ LOADERS: dict[str, Loader] = {
 
 def load_file(path: Path, data: bytes, options: LoadOptions = LoadOptions(),
               alive: Callable[[], None] = lambda: None) -> Loaded:
-    """Detect the type and parse; raises LoadError with a specific reason. ``alive`` is called
-    after each OCR'd page: a long scan is slow, not stuck."""
+    """Detect the type and parse; raises LoadError with a specific reason (also for text over
+    ``options.max_text_mb``). ``alive`` is called after each OCR'd page: a long scan is slow,
+    not stuck."""
     kind = detect_kind(path, data)
     if kind == "pdf":
-        return PdfLoader(options, alive).load(path, data)
-    if kind == "image":
-        return ImageLoader(options, alive).load(path, data)
-    if kind not in LOADERS:
-        return OFFICE_LOADERS[kind](options).load(path, data)
-    return LOADERS[kind].load(path, data)
+        loaded = PdfLoader(options, alive).load(path, data)
+    elif kind == "image":
+        loaded = ImageLoader(options, alive).load(path, data)
+    elif kind not in LOADERS:
+        loaded = OFFICE_LOADERS[kind](options).load(path, data)
+    else:
+        loaded = LOADERS[kind].load(path, data)
+    TextBudget(options.max_text_mb).spend(
+        sum(len(s.text) for doc in loaded.documents for s in doc.sections))
+    return loaded

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ingest.markup import heading_document, html_document
-from ingest.text import clean, decode_text, markdown_table
+from ingest.text import TextBudget, clean, decode_text, markdown_table
 from rag.core.errors import LoadError
 from rag.core.types import Document, Loaded, LoadOptions, Section
 
@@ -155,15 +155,18 @@ def _shape_texts(shapes) -> Iterator[str]:  # noqa: ANN001 - pptx shape collecti
             yield clean(shape.text_frame.text).strip()
 
 
-def _rows_section(rows: Iterator[list[str]], title: str | None) -> tuple[Section | None, bool]:
-    """A sheet's rows (the first non-empty one is the header) as one table section; whether
-    rows past MAX_ROWS were left out."""
+def _rows_section(rows: Iterator[list[str]], title: str | None,
+                  budget: TextBudget | None = None) -> tuple[Section | None, bool]:
+    """A sheet's rows (the first non-empty one is the header) as one table section, their text
+    spent from ``budget``; whether rows past MAX_ROWS were left out."""
     kept: list[list[str]] = []
     for row in rows:
         if len(kept) > MAX_ROWS:
             return Section(markdown_table(kept), None, title), True
         if any(cell.strip() for cell in row):
             kept.append(row)
+            if budget is not None:
+                budget.spend(sum(len(cell) + 3 for cell in row))
     table = markdown_table(kept)
     return (Section(table, None, title) if table else None), False
 
@@ -189,10 +192,11 @@ class XlsxLoader(_PackageLoader):
             warnings.simplefilter("ignore")  # openpyxl warns about styles and extensions it skips
             book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         sections, cut = [], []
+        budget = TextBudget(self.options.max_text_mb)
         try:
             for sheet in book.worksheets:
                 rows = ([_cell(v) for v in row] for row in sheet.iter_rows(values_only=True))
-                section, over = _rows_section(rows, sheet.title)
+                section, over = _rows_section(rows, sheet.title, budget)
                 sections += [section] if section else []
                 cut += [sheet.title] if over else []
         finally:

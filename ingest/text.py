@@ -16,6 +16,21 @@ _PRESENTATION = re.compile("[\u00a0\u2000-\u200a\u202f\u205f\ufb00-\ufdff\ufe70-
                            "\uff01-\uffef]+")
 
 
+class TextBudget:
+    """The text one file may come to (``ingest.max_text_mb``), spent as a loader reads it, so
+    that a small file that repeats one long string (a spreadsheet's shared strings) stops early
+    with the limit named, not after gigabytes."""
+
+    def __init__(self, max_mb: float) -> None:
+        self.max_mb, self.left = max_mb, max_mb * 2**20
+
+    def spend(self, chars: int) -> None:
+        self.left -= chars
+        if self.left < 0:
+            raise LoadError(f"its text comes to more than {self.max_mb:g} MB (ingest.max_text_mb): "
+                            "content repeated many times over, or a file too large to index")
+
+
 def clean(text: str) -> str:
     """NFC with presentation forms unfolded, no NULs, stray control characters or lone
     surrogates (from broken PDF fonts or JSON escapes; SQLite cannot store them); chunk spans

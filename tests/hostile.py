@@ -94,3 +94,19 @@ def ruled_pdf(pages: int = 60) -> bytes:
 
 def many_pages_pdf(pages: int = 10_000) -> bytes:
     return text_pdf([f"Page {i}." for i in range(pages)])
+
+
+def shared_string_xlsx(rows: int = 200, columns: int = 20, size: int = 2000) -> bytes:
+    """A spreadsheet whose every cell holds one long string, stored once (a shared string):
+    about 8 MB of text from a file of a few KB."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    text = ("word " * size)[:size]
+    for r in range(1, rows + 1):
+        for c in range(1, columns + 1):
+            sheet.cell(row=r, column=c, value=text)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()

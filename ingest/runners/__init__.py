@@ -79,7 +79,8 @@ class Runner(Protocol):
 def parse_worker(limits: IngestSettings) -> ParseWorker:
     """A parser child within the per-file limits (time, memory, pages, OCR)."""
     options = LoadOptions(limits.max_pages, limits.ocr, limits.ocr_languages,
-                          limits.ocr_page_timeout_s, limits.pdf_tables, limits.max_unzipped_mb)
+                          limits.ocr_page_timeout_s, limits.pdf_tables, limits.max_unzipped_mb,
+                          limits.max_text_mb)
     return ParseWorker(limits.parse_timeout_s, options, limits.parse_memory_mb,
                        limits.file_budget_s)
 

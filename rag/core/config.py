@@ -66,6 +66,9 @@ class IngestSettings(_Section):
     max_unzipped_mb: int = Field(256, ge=1, description=(
         "DOCX, PPTX, XLSX and EPUB files (ZIP packages) that inflate to more are refused "
         "(declared and actual sizes, checked while inflating)"))
+    max_text_mb: float = Field(100, gt=0, description=(
+        "files whose text comes to more are refused (a 445 KB spreadsheet that repeats one long "
+        "shared string in every cell came to 260 MB)"))
     ocr: Literal["auto", "tesseract", "off"] = Field("auto", description=(
         "OCR of scanned pages and image files; auto: when tesseract is installed"))
     ocr_languages: str = Field("eng", pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$", description=(

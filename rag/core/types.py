@@ -172,6 +172,7 @@ class LoadOptions:
     ocr_page_timeout_s: float = 60.0  # CPU seconds of one page's OCR
     pdf_tables: bool = True
     max_unzipped_mb: int = 256  # what a ZIP package (DOCX, PPTX, XLSX, EPUB) may inflate to
+    max_text_mb: float = 100.0  # the text one file may come to
 
 
 @dataclass

@@ -203,6 +203,27 @@ def test_bombs_fail_early_naming_their_limit(fake_pipeline: Pipeline, tmp_path: 
     assert report.indexed == 1 and fake_pipeline.search("herons", mode="bm25").hits
 
 
+def test_a_file_whose_text_is_over_the_limit_fails_naming_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A few KB of spreadsheet that repeats one shared string in every cell: refused while its
+    rows are read, naming ingest.max_text_mb; any other kind is checked once parsed."""
+    from rag.core.config import load_settings
+    from tests import hostile
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "strings.xlsx").write_bytes(hostile.shared_string_xlsx())
+    (docs / "long.md").write_text("Long text. " * 300_000)  # 3.3 MB
+    (docs / "ok.txt").write_text("Herons wade in shallow water.")
+    monkeypatch.setenv("RAG_INGEST__MAX_TEXT_MB", "2")
+    report = Pipeline(load_settings(), "text", embedder=HashEmbedder()).index([docs])
+    reasons = {Path(f.path).name: f.reason for f in report.failed}
+    assert len((docs / "strings.xlsx").read_bytes()) < 100_000
+    assert "ingest.max_text_mb" in reasons["strings.xlsx"] and "ingest.max_text_mb" in reasons[
+        "long.md"]
+    assert report.indexed == 1
+
+
 def test_a_lying_zip_is_refused_without_inflating_it() -> None:
     """Declared sizes can lie: zipfile stops inflating at the declared size and the CRC check
     fails; either way the package is refused before its library opens it."""

@@ -70,8 +70,63 @@ class _PackageLoader:
         raise NotImplementedError
 
 
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+
+
+def _blocks(container):  # noqa: ANN001, ANN202 - lxml elements
+    """The paragraphs and tables of a body, cell or text box in order; content controls
+    (w:sdt: form fields, cover pages) are entered, a table of contents is not (it repeats the
+    headings)."""
+    for element in container.iterchildren():
+        if element.tag in (f"{_W}p", f"{_W}tbl"):
+            yield element
+        elif element.tag == f"{_W}sdt":
+            gallery = element.find(f"{_W}sdtPr/{_W}docPartObj/{_W}docPartGallery")
+            content = element.find(f"{_W}sdtContent")
+            if content is not None and (gallery is None or "Contents" not in
+                                        (gallery.get(f"{_W}val") or "")):
+                yield from _blocks(content)
+
+
+def _inside(element, ancestor, tags: tuple[str, ...]) -> bool:  # noqa: ANN001
+    parent = element.getparent()
+    while parent is not None and parent is not ancestor:
+        if parent.tag in tags:
+            return True
+        parent = parent.getparent()
+    return False
+
+
+def _paragraph_text(p, parent) -> str:  # noqa: ANN001 - lxml element, python-docx parent
+    """A paragraph's text, then that of the text boxes anchored in it (each once: a box's VML
+    fallback copy is skipped, as are boxes inside boxes, which their box reads)."""
+    from docx.text.paragraph import Paragraph
+
+    boxes = [box for box in p.iter(f"{_W}txbxContent")
+             if not _inside(box, p, (_FALLBACK, f"{_W}txbxContent"))]
+    texts = [Paragraph(p, parent).text] + [_blocks_text(box, parent) for box in boxes]
+    return "\n".join(t for t in texts if t.strip())
+
+
+def _blocks_text(container, parent) -> str:  # noqa: ANN001
+    """Every paragraph and table of a cell or text box as lines (a nested table's row as its
+    cells joined by semicolons)."""
+    from docx.table import Table
+
+    lines = []
+    for block in _blocks(container):
+        if block.tag == f"{_W}p":
+            lines.append(_paragraph_text(block, parent))
+        else:
+            lines += ["; ".join(t for t in (_blocks_text(c._tc, c) for c in row.cells) if t)
+                      for row in Table(block, parent).rows]
+    return "\n".join(line for line in lines if line.strip())
+
+
 class DocxLoader(_PackageLoader):
-    """Paragraphs and tables in document order; Heading and Title styles name sections."""
+    """Paragraphs and tables in document order, with what cells, nested tables, text boxes
+    and content controls hold; Heading and Title styles name sections."""
 
     kind, what = "docx", "DOCX"
 
@@ -84,19 +139,17 @@ class DocxLoader(_PackageLoader):
         parts: list[str] = []
         headings: list[tuple[int, int, str]] = []
         offset = 0
-        for element in document.element.body.iterchildren():
-            tag = element.tag.rsplit("}", 1)[-1]
-            if tag == "p":
+        for element in _blocks(document.element.body):
+            if element.tag == f"{_W}p":
                 paragraph = Paragraph(element, document)
-                text = clean(paragraph.text).strip()
+                text = clean(_paragraph_text(element, document)).strip()
                 level = _heading_level(paragraph.style.name if paragraph.style else "")
                 if text and level:
                     headings.append((offset, level, text))
-            elif tag == "tbl":
-                table = Table(element, document)
-                text = markdown_table([[c.text for c in row.cells] for row in table.rows])
             else:
-                continue
+                table = Table(element, document)
+                text = markdown_table([[_blocks_text(c._tc, c) for c in row.cells]
+                                       for row in table.rows])
             if text:
                 parts.append(text + "\n\n")
                 offset += len(parts[-1])

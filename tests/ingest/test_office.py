@@ -118,6 +118,44 @@ def test_docx_headings_are_sections_and_tables_rows(tmp_path: Path) -> None:
     assert "The big model is best" in scores.text
 
 
+W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+BOXED = (  # a text box as Word writes it: DrawingML, with a VML copy for older readers
+    f'<w:p xmlns:w="{W}" xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006">'
+    '<w:r><w:t>Anchor text.</w:t></w:r><w:r><mc:AlternateContent><mc:Choice Requires="wps">'
+    '<w:drawing><w:txbxContent><w:p><w:r><w:t>Boxed: herons eat fish.</w:t></w:r></w:p>'
+    '</w:txbxContent></w:drawing></mc:Choice><mc:Fallback><w:pict><w:txbxContent><w:p><w:r>'
+    '<w:t>Boxed: herons eat fish.</w:t></w:r></w:p></w:txbxContent></w:pict></mc:Fallback>'
+    '</mc:AlternateContent></w:r></w:p>')
+
+
+def sdt(text: str, gallery: str = "") -> str:
+    """A block content control (a form field; with a gallery, say a table of contents)."""
+    props = (f'<w:sdtPr><w:docPartObj><w:docPartGallery w:val="{gallery}"/></w:docPartObj>'
+             '</w:sdtPr>' if gallery else "<w:sdtPr/>")
+    return (f'<w:sdt xmlns:w="{W}">{props}<w:sdtContent><w:p><w:r><w:t>{text}</w:t></w:r></w:p>'
+            '</w:sdtContent></w:sdt>')
+
+
+def test_docx_nested_tables_text_boxes_and_content_controls_are_read(tmp_path: Path) -> None:
+    import docx
+    from lxml import etree
+
+    document = docx.Document()
+    table = document.add_table(rows=1, cols=2)
+    table.cell(0, 0).text = "Outer"
+    inner = table.cell(0, 1).add_table(rows=1, cols=2)
+    inner.cell(0, 0).text, inner.cell(0, 1).text = "Applicant", "Ada Lovelace"
+    body = document.element.body
+    for xml in (BOXED, sdt("Contents 1 Intro 2", "Table of Contents"), sdt("Signed in Oslo.")):
+        body.insert(len(body) - 1, etree.fromstring(xml))
+    out = io.BytesIO()
+    document.save(out)
+    text = load("form.docx", out.getvalue(), tmp_path).documents[0].sections[0].text
+    assert "| Outer | Applicant; Ada Lovelace |" in text
+    assert text.count("Boxed: herons eat fish.") == 1 and "Anchor text." in text
+    assert "Signed in Oslo." in text and "Contents 1 Intro" not in text
+
+
 def test_pptx_slides_are_pages(tmp_path: Path) -> None:
     doc = load("review.pptx", pptx_bytes(), tmp_path).documents[0]
     assert [(s.page, s.title) for s in doc.sections] == [(1, "Quarterly review"),

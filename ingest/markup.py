@@ -4,6 +4,7 @@ tables, scripts and navigation are dropped."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from ingest.text import clean, decode_text, markdown_table
@@ -12,13 +13,36 @@ from rag.core.types import Document, Loaded, Section
 
 
 class MarkdownLoader:
-    """One section per heading, titled with the heading path (``Install > From source``)."""
+    """One section per heading, titled with the heading path (``Install > From source``); the
+    front matter of a documentation site's page (Jekyll, Hugo, MkDocs, Docusaurus) gives the
+    title and is not indexed."""
 
     kind = "markdown"
 
     def load(self, path: Path, data: bytes) -> Loaded:
-        text = clean(decode_text(data))
-        return Loaded([heading_document(path, text, _markdown_headings(text), self.kind)])
+        title, text = front_matter(clean(decode_text(data)))
+        doc = heading_document(path, text, _markdown_headings(text), self.kind)
+        return Loaded([replace(doc, title=title) if title else doc])
+
+
+# YAML (---) or TOML (+++) front matter: first line of the file, closed by the same mark (YAML
+# also by "..."), its first entry a key. CommonMark would read "---" under the entries as a
+# heading's underline and make "title: ... tags: ..." a section title.
+_FRONT_MATTER = re.compile(
+    r"\A(?:---[ \t]*\n(?=[ \t]*[\w-]+[ \t]*:)(.*?)\n(?:---|\.\.\.)"
+    r"|\+\+\+[ \t]*\n(?=[ \t]*[\w-]+[ \t]*=)(.*?)\n\+\+\+)[ \t]*(?:\n|\Z)", re.S)
+_TITLE = re.compile(r"^title[ \t]*[:=][ \t]*(.+?)[ \t]*$", re.M | re.I)
+
+
+def front_matter(text: str) -> tuple[str, str]:
+    """(the front matter's title or "", the text after it)."""
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        return "", text
+    entries = match.group(1) if match.group(1) is not None else match.group(2)
+    title = _TITLE.search(entries)
+    value = title.group(1).strip().strip("\"'").strip() if title else ""
+    return value, text[match.end():]
 
 
 def _markdown_headings(text: str) -> list[tuple[int, int, str]]:

@@ -57,6 +57,25 @@ def test_markdown_heading_path(tmp_path: Path) -> None:
     assert "run pip" in doc.sections[2].text
 
 
+@pytest.mark.parametrize(("text", "title", "first"), [
+    ('---\ntitle: "Install the widget"\ntags: [setup]\n---\n\nRun the installer.\n\n## Options\n\n'
+     "Use --fast.\n", "Install the widget", "Run the installer."),
+    ('+++\ntitle = "Hugo page"\ndate = 2020-01-01\n+++\nBody text.\n', "Hugo page", "Body text."),
+    # a thematic break, not front matter: nothing is taken out
+    ("---\n\nA break first.\n\n---\n\nMore.\n", "page", "---\n\nA break first."),
+])
+def test_markdown_front_matter_titles_the_page_and_is_not_indexed(
+        tmp_path: Path, text: str, title: str, first: str) -> None:
+    """A docs site's page: its front matter is not a section (CommonMark would read the closing
+    --- as a heading underline) and its title is the document's."""
+    md = tmp_path / "page.md"
+    md.write_text(text)
+    doc = load(md).documents[0]
+    assert doc.title == title and doc.sections[0].title is None
+    assert doc.sections[0].text.strip().startswith(first)
+    assert not any("tags:" in s.text or "date =" in s.text for s in doc.sections)
+
+
 def test_markdown_code_block_hash_is_not_a_heading(tmp_path: Path) -> None:
     md = tmp_path / "code.md"
     md.write_text("# Real\n\n```sh\n# not a heading\n```\n")

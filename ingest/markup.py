@@ -95,6 +95,15 @@ class HtmlLoader:
 
 HTML_DROP = ["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "svg",
              "template", "iframe"]
+# The same boilerplate as documentation generators mark it: ARIA roles, and the classes of
+# Sphinx (sidebar, "related" bars, the ¶ after each heading), MkDocs and Read the Docs.
+DROP_ROLES = {"navigation", "banner", "contentinfo", "search", "complementary"}
+DROP_CLASSES = {"headerlink", "sphinxsidebar", "related", "footer", "breadcrumbs",
+                "wy-nav-side", "md-sidebar", "md-header", "md-footer", "rst-footer-buttons"}
+# Elements that end a line; everything else (a, code, span, em...) flows within it.
+BLOCKS = {"address", "article", "blockquote", "body", "center", "dd", "details", "dialog", "div",
+          "dl", "dt", "fieldset", "figcaption", "figure", "hr", "li", "main", "ol", "p", "pre",
+          "section", "summary", "ul"}
 
 
 def html_document(path: Path, html: str, kind: str) -> Document:
@@ -106,7 +115,9 @@ def html_document(path: Path, html: str, kind: str) -> Document:
         warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML reads well as HTML
         soup = BeautifulSoup(html, "lxml")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
-    main = next((tag for name in ("main", "article") for tag in soup.find_all(name)
+    candidates = (soup.find_all("main"), soup.find_all(attrs={"role": "main"}),
+                  soup.find_all("article"))
+    main = next((tag for found in candidates for tag in found
                  if not tag.find_parent(HTML_DROP)), None) or soup.body or soup
     lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in _html_text(main).splitlines()]
     text = clean(re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip())
@@ -130,46 +141,70 @@ def html_document(path: Path, html: str, kind: str) -> Document:
 _HEADING = re.compile(r"^h[1-6]$")
 
 
+def _dropped(tag) -> bool:  # noqa: ANN001 - a bs4 Tag
+    return (tag.name in HTML_DROP or tag.get("role") in DROP_ROLES
+            or not DROP_CLASSES.isdisjoint(tag.get("class") or ()))
+
+
+def _heading_text(tag) -> str:  # noqa: ANN001
+    """A heading's words, without its permalink (a ¶ or # element, or character, after it on
+    documentation sites); one pass, dropped elements skipped."""
+    from bs4 import NavigableString, Tag
+
+    parts: list[str] = []
+    stack = [iter(tag.children)]
+    while stack:
+        node = next(stack[-1], None)
+        if node is None:
+            stack.pop()
+        elif isinstance(node, Tag):
+            if not _dropped(node):
+                stack.append(iter(node.children))
+        elif type(node) is NavigableString:
+            parts.append(str(node))
+    return re.sub(r"\s*[¶§#]$", "", " ".join(" ".join(parts).split()))
+
+
 def _html_text(main) -> str:  # noqa: ANN001 - a bs4 Tag
-    """The text of ``main`` in one pass over its tree, its strings joined by newlines: dropped
-    elements (scripts, navigation) skipped, headings marked (``MARK``), each outermost table as a
-    Markdown table (a table nested in a cell is that cell's text). Nothing in the tree is
-    replaced, so the cost stays linear in the page (bs4's ``replace_with`` is linear in the
-    siblings, quadratic over thousands of headings; markdown nested in markdown is quadratic in
-    the nesting depth)."""
+    """The text of ``main`` in one depth-first pass over its tree, as a browser lays it out:
+    inline elements (links, code) flow within a line, block elements end one, ``pre`` keeps its
+    lines; dropped elements (scripts, navigation) are skipped, headings marked (``MARK``), each
+    outermost table a Markdown table (a table nested in a cell is that cell's text). Nothing in
+    the tree is replaced, and an explicit stack walks it, so the cost stays linear in the page
+    (bs4's ``replace_with`` is linear in the siblings, quadratic over thousands of headings;
+    markdown nested in markdown is quadratic in the nesting depth)."""
     from bs4 import CData, NavigableString, Tag
 
     pieces: list[str] = []
-    node = main.next_element
-    end = _after(main)
-    while node is not None and node is not end:
-        if isinstance(node, Tag):
-            if node.name in HTML_DROP:
-                node = _after(node)
-            elif _HEADING.match(node.name):
-                pieces.append(f"\n{MARK}{node.name[1]}{MARK}{node.get_text(' ', strip=True)}{MARK}\n")
-                node = _after(node)
+    stack = [(main, iter(main.children))]
+    pre = 0  # inside how many pre elements
+    while stack:
+        tag, children = stack[-1]
+        node = next(children, None)
+        if node is None:
+            stack.pop()
+            pre -= tag.name == "pre"
+            if tag.name in BLOCKS:
+                pieces.append("\n")
+        elif isinstance(node, Tag):
+            if _dropped(node):
+                continue
+            if _HEADING.match(node.name):
+                pieces.append(f"\n{MARK}{node.name[1]}{MARK}{_heading_text(node)}{MARK}\n")
             elif node.name == "table":
                 rows = [[cell.get_text(" ", strip=True)
                          for cell in tr.find_all(["th", "td"], recursive=False)]
                         for tr in _table_rows(node)]
                 pieces.append(f"\n\n{markdown_table(rows)}\n\n")
-                node = _after(node)
+            elif node.name == "br":
+                pieces.append("\n")
             else:
-                node = node.next_element
-        else:
-            if type(node) in (NavigableString, CData):
-                pieces.append(str(node))
-            node = node.next_element
-    return "\n".join(pieces)
-
-
-def _after(tag):  # noqa: ANN001, ANN202 - bs4 elements
-    """The element that follows ``tag`` and everything inside it."""
-    last = tag
-    while getattr(last, "contents", None):
-        last = last.contents[-1]
-    return last.next_element
+                pieces.append("\n" if node.name in BLOCKS else "")
+                pre += node.name == "pre"
+                stack.append((node, iter(node.children)))
+        elif type(node) in (NavigableString, CData):
+            pieces.append(str(node) if pre else re.sub(r"\s+", " ", str(node)))
+    return "".join(pieces)
 
 
 def _table_rows(table):  # noqa: ANN001, ANN202 - bs4 Tags

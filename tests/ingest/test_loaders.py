@@ -97,6 +97,41 @@ def test_html_main_text_and_headings(tmp_path: Path) -> None:
     assert "Second\nbold\npara." in doc.sections[1].text or "bold" in doc.sections[1].text
 
 
+SPHINX_PAGE = """<html><head><title>More Control Flow Tools</title></head><body>
+<div class="related" role="navigation"><a href="index.html">Python</a> &#187;</div>
+<div class="document"><div class="body" role="main"><section>
+<h1>More Control Flow Tools<a class="headerlink" href="#top">\u00b6</a></h1>
+<p>Besides the while statement,
+Python has a few more.</p>
+<h2><code class="docutils literal"><span class="pre">for</span></code> Statements<a class="headerlink"
+ href="#for">#</a></h2>
+<p>The <code>for</code> statement <em>iterates</em> over items.<br>Then a new line.</p>
+<div class="highlight"><pre><span class="gp">&gt;&gt;&gt; </span><span class="n">words</span> <span
+ class="o">=</span> <span class="p">[</span><span class="s1">&#39;cat&#39;</span><span class="p">]</span>
+<span class="gp">&gt;&gt;&gt; </span><span class="k">for</span> <span class="n">w</span> <span
+ class="ow">in</span> <span class="n">words</span><span class="p">:</span></pre></div>
+<div>outer <p>inner</p> tail</div></section></div>
+<div class="sphinxsidebar" role="navigation"><h3>Table of Contents</h3>sidebar link</div></div>
+<div class="footer">Copyright 2001-2024</div></body></html>"""
+
+
+def test_a_documentation_sites_page_reads_as_a_browser_shows_it(tmp_path: Path) -> None:
+    """A Sphinx page: inline code flows within its sentence, code blocks keep their lines, the
+    permalinks after headings and the navigation, sidebar and footer are not text."""
+    page = tmp_path / "controlflow.html"
+    page.write_text(SPHINX_PAGE)
+    doc = load(page).documents[0]
+    assert [s.title for s in doc.sections] == ["More Control Flow Tools",
+                                               "More Control Flow Tools > for Statements"]
+    text = "\n".join(s.text for s in doc.sections)
+    assert "Besides the while statement, Python has a few more." in text
+    assert "The for statement iterates over items.\nThen a new line." in text
+    assert ">>> words = ['cat']\n>>> for w in words:" in text
+    assert "outer\ninner\ntail" in text
+    for boilerplate in ("\u00b6", "#", "Python \u00bb", "sidebar link", "Copyright"):
+        assert boilerplate not in text
+
+
 def test_non_utf8_text_is_decoded(tmp_path: Path) -> None:
     f = tmp_path / "latin.txt"
     f.write_bytes("Café crème brûlée, naïve façade. " .encode("cp1252") * 20)

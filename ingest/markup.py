@@ -96,9 +96,10 @@ class HtmlLoader:
 HTML_DROP = ["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "svg",
              "template", "iframe"]
 # The same boilerplate as documentation generators mark it: ARIA roles, and the classes of
-# Sphinx (sidebar, "related" bars, the ¶ after each heading), MkDocs and Read the Docs.
+# Sphinx (sidebar, "related" bars, the ¶ after each heading), MkDocs, Read the Docs and
+# Docusaurus (its heading links hold a zero-width space).
 DROP_ROLES = {"navigation", "banner", "contentinfo", "search", "complementary"}
-DROP_CLASSES = {"headerlink", "sphinxsidebar", "related", "footer", "breadcrumbs",
+DROP_CLASSES = {"headerlink", "hash-link", "sphinxsidebar", "related", "footer", "breadcrumbs",
                 "wy-nav-side", "md-sidebar", "md-header", "md-footer", "rst-footer-buttons"}
 # Elements that end a line; everything else (a, code, span, em...) flows within it.
 BLOCKS = {"address", "article", "blockquote", "body", "center", "dd", "details", "dialog", "div",
@@ -115,10 +116,7 @@ def html_document(path: Path, html: str, kind: str) -> Document:
         warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML reads well as HTML
         soup = BeautifulSoup(html, "lxml")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
-    candidates = (soup.find_all("main"), soup.find_all(attrs={"role": "main"}),
-                  soup.find_all("article"))
-    main = next((tag for found in candidates for tag in found
-                 if not tag.find_parent(HTML_DROP)), None) or soup.body or soup
+    main = _main_text(soup)
     lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in _html_text(main).splitlines()]
     text = clean(re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip())
     headings, plain, pos, offset = [], [], 0, 0
@@ -141,7 +139,28 @@ def html_document(path: Path, html: str, kind: str) -> Document:
 _HEADING = re.compile(r"^h[1-6]$")
 
 
-def _dropped(tag) -> bool:  # noqa: ANN001 - a bs4 Tag
+def _main_text(soup):  # noqa: ANN001, ANN202 - bs4 Tags
+    """Where the page's own text is: its main element (or role), narrowed to the one article
+    inside it (Docusaurus and MkDocs keep tables of contents beside the article), else the
+    first article, else the body."""
+    def outside(found):  # noqa: ANN001, ANN202
+        return [tag for tag in found if not tag.find_parent(HTML_DROP)]
+
+    main = next(iter(outside(soup.find_all("main")) + outside(soup.find_all(attrs={"role": "main"}))),
+                None)
+    if main is not None:
+        articles = main.find_all("article")
+        return articles[0] if len(articles) == 1 else main
+    return next(iter(outside(soup.find_all("article"))), None) or soup.body or soup
+
+
+SECTIONING = {"article", "main", "section"}
+
+
+def _dropped(tag, in_section: bool = False) -> bool:  # noqa: ANN001 - a bs4 Tag
+    """Boilerplate; a header inside an article or section is its heading, not the site's."""
+    if tag.name == "header" and in_section:
+        return False
     return (tag.name in HTML_DROP or tag.get("role") in DROP_ROLES
             or not DROP_CLASSES.isdisjoint(tag.get("class") or ()))
 
@@ -178,16 +197,18 @@ def _html_text(main) -> str:  # noqa: ANN001 - a bs4 Tag
     pieces: list[str] = []
     stack = [(main, iter(main.children))]
     pre = 0  # inside how many pre elements
+    sections = int(main.name in SECTIONING)  # inside how many articles, mains, sections
     while stack:
         tag, children = stack[-1]
         node = next(children, None)
         if node is None:
             stack.pop()
             pre -= tag.name == "pre"
+            sections -= tag.name in SECTIONING
             if tag.name in BLOCKS:
                 pieces.append("\n")
         elif isinstance(node, Tag):
-            if _dropped(node):
+            if _dropped(node, sections > 0):
                 continue
             if _HEADING.match(node.name):
                 pieces.append(f"\n{MARK}{node.name[1]}{MARK}{_heading_text(node)}{MARK}\n")
@@ -201,6 +222,7 @@ def _html_text(main) -> str:  # noqa: ANN001 - a bs4 Tag
             else:
                 pieces.append("\n" if node.name in BLOCKS else "")
                 pre += node.name == "pre"
+                sections += node.name in SECTIONING
                 stack.append((node, iter(node.children)))
         elif type(node) in (NavigableString, CData):
             pieces.append(str(node) if pre else re.sub(r"\s+", " ", str(node)))

@@ -132,6 +132,28 @@ def test_a_documentation_sites_page_reads_as_a_browser_shows_it(tmp_path: Path) 
         assert boilerplate not in text
 
 
+DOCUSAURUS_PAGE = """<html><head><title>Install | Widget</title></head><body>
+<nav class="navbar">Docs Blog</nav><aside class="theme-doc-sidebar-container">Intro Install</aside>
+<main><div class="col"><nav aria-label="Breadcrumbs">Home</nav><article>
+<header><h1>Install</h1></header><p>Run <code>npm i widget</code> first.</p>
+<h2 id="req">Requirements<a class="hash-link" href="#req">\u200b</a></h2><p>Node 18 or later.</p>
+<nav class="pagination-nav">Previous Next</nav></article></div>
+<div class="theme-doc-toc-desktop">Requirements</div></main>
+<footer class="footer">Copyright</footer></body></html>"""
+
+
+def test_an_articles_own_header_is_its_heading_and_the_toc_beside_it_is_left_out(
+        tmp_path: Path) -> None:
+    """Docusaurus: the h1 sits in the article's header element; a table of contents sits in
+    main beside the one article."""
+    page = tmp_path / "install.html"
+    page.write_text(DOCUSAURUS_PAGE)
+    doc = load(page).documents[0]
+    assert [(s.title, s.text.strip()) for s in doc.sections] == [
+        ("Install", "Install\n\nRun npm i widget first."),
+        ("Install > Requirements", "Requirements\n\nNode 18 or later.")]
+
+
 def test_non_utf8_text_is_decoded(tmp_path: Path) -> None:
     f = tmp_path / "latin.txt"
     f.write_bytes("Café crème brûlée, naïve façade. " .encode("cp1252") * 20)

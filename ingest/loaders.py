@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ingest.images import ImageLoader
-from ingest.markup import HtmlLoader, MarkdownLoader, TextLoader
+from ingest.markup import HtmlLoader, MarkdownLoader, RstLoader, TextLoader
 from ingest.office import OFFICE_LOADERS
 from ingest.pdf import PdfLoader
 from ingest.text import TextBudget, clean, decode_text
@@ -16,6 +16,7 @@ from rag.core.protocols import Loader
 from rag.core.types import Document, Loaded, LoadOptions, Section
 
 MARKDOWN_EXT = {".md", ".markdown", ".mdx", ".mdown"}
+RST_EXT = {".rst", ".rest"}
 HTML_EXT = {".html", ".htm", ".xhtml"}
 PACKAGES = {  # ZIP-based formats, by the MIME type filetype reads from their contents
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
@@ -28,7 +29,7 @@ IMAGE_TYPES = {"image/png", "image/jpeg", "image/tiff", "image/webp", "image/bmp
 
 
 def detect_kind(path: Path, data: bytes) -> str:
-    """pdf, image, docx, pptx, xlsx, epub, csv, html, markdown, beir, text; raises LoadError
+    """pdf, image, docx, pptx, xlsx, epub, csv, html, markdown, rst, beir, text; raises LoadError
     for empty or unsupported content."""
     if not data.strip():
         raise LoadError("empty file (0 bytes of content)")
@@ -59,6 +60,8 @@ def detect_kind(path: Path, data: bytes) -> str:
         return "beir"
     if ext in MARKDOWN_EXT:
         return "markdown"
+    if ext in RST_EXT:
+        return "rst"
     if ext in {".csv", ".tsv"}:
         return "csv"
     return "text"
@@ -103,7 +106,8 @@ class BeirLoader:
 
 LOADERS: dict[str, Loader] = {
     loader.kind: loader
-    for loader in (PdfLoader(), MarkdownLoader(), HtmlLoader(), TextLoader(), BeirLoader())
+    for loader in (PdfLoader(), MarkdownLoader(), RstLoader(), HtmlLoader(), TextLoader(),
+                   BeirLoader())
 }
 
 

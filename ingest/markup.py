@@ -80,6 +80,55 @@ def heading_document(
     return Document(str(path), doc_title, tuple(sections), str(path), kind)
 
 
+class RstLoader:
+    """reStructuredText (a Sphinx project's sources): one section per section title, titled
+    with the title path, as for Markdown. Only the titles are parsed; directives and roles stay
+    as written (running docutils on a file would follow its include directives)."""
+
+    kind = "rst"
+
+    def load(self, path: Path, data: bytes) -> Loaded:
+        text = _ROLE.sub(r"\1", clean(decode_text(data)))
+        return Loaded([heading_document(path, text, _rst_headings(text), self.kind)])
+
+
+# An interpreted-text role reads as its text (":keyword:`!if`" as "!if" minus the "!",
+# ":ref:`the tutorial <tut-for>`" as "the tutorial"); the section titles then read as words.
+_ROLE = re.compile(r":[\w.+-]+(?::[\w.+-]+)*:`[!~]?([^`<]*?)(?:\s*<[^`>]*>)?`")
+
+_ADORNMENT = re.compile(r"([!-/:-@\[-`{-~])\1{2,}[ \t]*")
+
+
+def _rst_headings(text: str) -> list[tuple[int, int, str]]:
+    """(char offset, level, title) of each section title: a line underlined (and maybe
+    overlined) with one punctuation character, at least as long as the title, after a blank
+    line; levels in the order the styles first appear, as docutils assigns them."""
+    lines = text.split("\n")
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line) + 1)
+    styles: list[tuple[str, bool]] = []
+    headings = []
+    i = 0
+    while i + 1 < len(lines):
+        title, under = lines[i], lines[i + 1]
+        over = i > 0 and _ADORNMENT.fullmatch(lines[i - 1]) is not None
+        blank_before = i == 0 or not lines[i - 1].strip() or over
+        match = _ADORNMENT.fullmatch(under)
+        if (match and title.strip() and not _ADORNMENT.fullmatch(title) and blank_before
+                and len(under.rstrip()) >= len(title.strip())
+                and (over or not title[:1].isspace())):
+            style = (match.group(1), over and lines[i - 1].strip()[:1] == match.group(1))
+            if style not in styles:
+                styles.append(style)
+            first = i - 1 if style[1] else i
+            headings.append((starts[first], styles.index(style) + 1, title.strip()))
+            i += 2
+            continue
+        i += 1
+    return headings
+
+
 MARK = "\ue000"  # private-use character marking headings inside extracted HTML text
 
 

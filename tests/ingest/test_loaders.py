@@ -76,6 +76,51 @@ def test_markdown_front_matter_titles_the_page_and_is_not_indexed(
     assert not any("tags:" in s.text or "date =" in s.text for s in doc.sections)
 
 
+RST = """.. _tut-morecontrol:
+
+***********************
+More Control Flow Tools
+***********************
+
+Besides the :keyword:`while` statement, see :ref:`the tutorial <tut-for>`.
+
+:keyword:`!for` Statements
+==========================
+
+The for statement iterates.
+
+Else clauses
+------------
+
+Run when the loop ends without break.
+
+.. code-block:: python
+
+   x = 1
+   =====
+
+Other tools
+===========
+
+End.
+"""
+
+
+def test_rst_section_titles_are_sections(tmp_path: Path) -> None:
+    """A Sphinx source: levels in the order the title styles appear (overline first), roles
+    read as their text; an indented line over punctuation in a code block is not a title."""
+    page = tmp_path / "controlflow.rst"
+    page.write_text(RST)
+    doc = load(page).documents[0]
+    assert doc.kind == "rst" and doc.title == "More Control Flow Tools"
+    assert [s.title for s in doc.sections] == [
+        None, "More Control Flow Tools", "More Control Flow Tools > for Statements",
+        "More Control Flow Tools > for Statements > Else clauses",
+        "More Control Flow Tools > Other tools"]
+    assert "Besides the while statement, see the tutorial." in doc.sections[1].text
+    assert "x = 1" in doc.sections[3].text
+
+
 def test_markdown_code_block_hash_is_not_a_heading(tmp_path: Path) -> None:
     md = tmp_path / "code.md"
     md.write_text("# Real\n\n```sh\n# not a heading\n```\n")

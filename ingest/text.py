@@ -32,10 +32,12 @@ class TextBudget:
 
 
 def clean(text: str) -> str:
-    """NFC with presentation forms unfolded, no NULs, stray control characters or lone
-    surrogates (from broken PDF fonts or JSON escapes; SQLite cannot store them); chunk spans
-    index into this cleaned text."""
-    text = unicodedata.normalize("NFC", text.replace("\x00", ""))
+    """NFC with presentation forms unfolded, line ends as newlines (Windows CRLF, old Mac CR:
+    headings are found line by line), no NULs, stray control characters or lone surrogates
+    (from broken PDF fonts or JSON escapes; SQLite cannot store them); chunk spans index into
+    this cleaned text."""
+    text = text.replace("\x00", "").replace("\r\n", "\n").replace("\r", "\n")
+    text = unicodedata.normalize("NFC", text)
     text = _PRESENTATION.sub(lambda m: unicodedata.normalize("NFKC", m.group()), text)
     return re.sub(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]|[\ud800-\udfff]", _blank, text)
 

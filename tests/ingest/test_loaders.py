@@ -121,6 +121,20 @@ def test_rst_section_titles_are_sections(tmp_path: Path) -> None:
     assert "x = 1" in doc.sections[3].text
 
 
+@pytest.mark.parametrize(("name", "data"), [
+    ("win.md", b"# Title\r\n\r\nBody one.\r\n\r\n## Sub\r\n\r\nBody two.\r\n"),
+    ("win.rst", b"Title\r\n=====\r\n\r\nBody one.\r\n\r\nSub\r\n---\r\n\r\nBody two.\r\n"),
+    ("mac.md", b"# Title\r\rBody one.\r\r## Sub\r\rBody two.\r"),
+])
+def test_windows_and_old_mac_line_ends_read_as_newlines(tmp_path: Path, name: str,
+                                                        data: bytes) -> None:
+    page = tmp_path / name
+    page.write_bytes(data)
+    doc = load(page).documents[0]
+    assert [s.title for s in doc.sections] == ["Title", "Title > Sub"]
+    assert not any("\r" in s.text for s in doc.sections)
+
+
 def test_markdown_code_block_hash_is_not_a_heading(tmp_path: Path) -> None:
     md = tmp_path / "code.md"
     md.write_text("# Real\n\n```sh\n# not a heading\n```\n")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ingest.images import ImageLoader
-from ingest.markup import HtmlLoader, MarkdownLoader, RstLoader, TextLoader
+from ingest.markup import HtmlLoader, MarkdownLoader, NotebookLoader, RstLoader, TextLoader
 from ingest.office import OFFICE_LOADERS
 from ingest.pdf import PdfLoader
 from ingest.text import TextBudget, clean, decode_text
@@ -29,8 +29,8 @@ IMAGE_TYPES = {"image/png", "image/jpeg", "image/tiff", "image/webp", "image/bmp
 
 
 def detect_kind(path: Path, data: bytes) -> str:
-    """pdf, image, docx, pptx, xlsx, epub, csv, html, markdown, rst, beir, text; raises LoadError
-    for empty or unsupported content."""
+    """pdf, image, docx, pptx, xlsx, epub, csv, html, markdown, rst, notebook, beir, text;
+    raises LoadError for empty or unsupported content."""
     if not data.strip():
         raise LoadError("empty file (0 bytes of content)")
     if b"%PDF-" in data[:1024]:
@@ -62,6 +62,8 @@ def detect_kind(path: Path, data: bytes) -> str:
         return "markdown"
     if ext in RST_EXT:
         return "rst"
+    if ext == ".ipynb":
+        return "notebook"
     if ext in {".csv", ".tsv"}:
         return "csv"
     return "text"
@@ -106,8 +108,8 @@ class BeirLoader:
 
 LOADERS: dict[str, Loader] = {
     loader.kind: loader
-    for loader in (PdfLoader(), MarkdownLoader(), RstLoader(), HtmlLoader(), TextLoader(),
-                   BeirLoader())
+    for loader in (PdfLoader(), MarkdownLoader(), RstLoader(), NotebookLoader(), HtmlLoader(),
+                   TextLoader(), BeirLoader())
 }
 
 

@@ -80,6 +80,57 @@ def heading_document(
     return Document(str(path), doc_title, tuple(sections), str(path), kind)
 
 
+class NotebookLoader:
+    """A Jupyter notebook as the Markdown it reads as: markdown cells as written (their headings
+    make sections), code cells fenced, text outputs after them (up to ``OUTPUT_CHARS`` each);
+    images and other rich outputs, base64 that would index as noise, are left out."""
+
+    kind = "notebook"
+    OUTPUT_CHARS = 2000
+
+    def load(self, path: Path, data: bytes) -> Loaded:
+        import json
+
+        try:
+            notebook = json.loads(decode_text(data))
+            cells = notebook["cells"]
+            language = str(notebook.get("metadata", {}).get("kernelspec", {}).get("language", ""))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise LoadError("not a Jupyter notebook (no cells in its JSON)") from None
+        parts = []
+        for cell in cells if isinstance(cells, list) else []:
+            if not isinstance(cell, dict):
+                continue
+            source = _joined(cell.get("source")).strip()
+            if cell.get("cell_type") == "markdown" and source:
+                parts.append(source)
+            elif cell.get("cell_type") == "code" and source:
+                parts.append(f"```{language}\n{source}\n```")
+                for output in cell.get("outputs") or []:
+                    text = _output_text(output)[:self.OUTPUT_CHARS].strip()
+                    parts += [f"```\n{text}\n```"] if text else []
+        text = clean("\n\n".join(parts) + "\n")
+        if not text.strip():
+            raise LoadError("no text in any cell")
+        return Loaded([heading_document(path, text, _markdown_headings(text), self.kind)])
+
+
+def _joined(value: object) -> str:
+    """A notebook string field: one string, or a list of lines."""
+    if isinstance(value, list):
+        return "".join(str(v) for v in value)
+    return value if isinstance(value, str) else ""
+
+
+def _output_text(output: object) -> str:
+    if not isinstance(output, dict):
+        return ""
+    if output.get("output_type") == "stream":
+        return _joined(output.get("text"))
+    data = output.get("data")
+    return _joined(data.get("text/plain")) if isinstance(data, dict) else ""
+
+
 class RstLoader:
     """reStructuredText (a Sphinx project's sources): one section per section title, titled
     with the title path, as for Markdown. Only the titles are parsed; directives and roles stay

@@ -135,6 +135,30 @@ def test_windows_and_old_mac_line_ends_read_as_newlines(tmp_path: Path, name: st
     assert not any("\r" in s.text for s in doc.sections)
 
 
+def test_a_notebook_reads_as_its_cells_without_image_outputs(tmp_path: Path) -> None:
+    import json
+
+    from rag.core.errors import LoadError
+
+    cells = [
+        {"cell_type": "markdown", "source": ["# Fitting a line\n", "We fit a line."]},
+        {"cell_type": "code", "source": "print(2 * 21)", "outputs": [
+            {"output_type": "stream", "name": "stdout", "text": ["42\n"]},
+            {"output_type": "display_data", "data": {"image/png": "iVBORw0KGgo" * 500,
+                                                     "text/plain": ["<Figure>"]}}]},
+        {"cell_type": "markdown", "source": "## Results\nThe slope is 2."}]
+    book = tmp_path / "fit.ipynb"
+    book.write_text(json.dumps({"cells": cells, "metadata": {"kernelspec": {"language": "python"}}}))
+    doc = load(book).documents[0]
+    assert doc.kind == "notebook" and doc.title == "Fitting a line"
+    assert [s.title for s in doc.sections] == ["Fitting a line", "Fitting a line > Results"]
+    assert "```python\nprint(2 * 21)\n```\n\n```\n42\n```" in doc.sections[0].text
+    assert "iVBOR" not in doc.sections[0].text
+    book.write_text('{"nbformat": 4}')
+    with pytest.raises(LoadError, match="not a Jupyter notebook"):
+        load(book)
+
+
 def test_markdown_code_block_hash_is_not_a_heading(tmp_path: Path) -> None:
     md = tmp_path / "code.md"
     md.write_text("# Real\n\n```sh\n# not a heading\n```\n")

@@ -88,8 +88,10 @@ def documents_view(engine: Engine, kb: str, writable: bool = True) -> None:
         return
     limit = engine.settings.ui.max_upload_mb
     with st.form("upload", clear_on_submit=True):
-        files = st.file_uploader(f"Add files (PDF, Markdown, HTML, text; up to {limit} MB each)",
-                                 accept_multiple_files=True, key="uploads")
+        files = st.file_uploader(
+            f"Add files (PDF, scans and images, Word, PowerPoint, Excel, CSV, EPUB, Markdown, "
+            f"reStructuredText, HTML, notebooks, text; up to {limit} MB each)",
+            accept_multiple_files=True, key="uploads")
         if st.form_submit_button("Upload and index", key="upload_submit") and files:
             start_job(lambda: engine.upload(kb, [Upload(f.name, f.getvalue()) for f in files]))
     roots = engine.settings.ui.index_roots

@@ -1,5 +1,5 @@
-"""Markdown, HTML and plain-text files: headings become sections, HTML tables become Markdown
-tables, scripts and navigation are dropped."""
+"""Markdown, reStructuredText, Jupyter notebooks, HTML and plain-text files: headings become
+sections, HTML tables become Markdown tables, scripts and navigation are dropped."""
 
 from __future__ import annotations
 
@@ -143,8 +143,8 @@ class RstLoader:
         return Loaded([heading_document(path, text, _rst_headings(text), self.kind)])
 
 
-# An interpreted-text role reads as its text (":keyword:`!if`" as "!if" minus the "!",
-# ":ref:`the tutorial <tut-for>`" as "the tutorial"); the section titles then read as words.
+# An interpreted-text role reads as its text (":keyword:`!if`" as "if", ":ref:`the tutorial
+# <tut-for>`" as "the tutorial"); the section titles then read as words.
 _ROLE = re.compile(r":[\w.+-]+(?::[\w.+-]+)*:`[!~]?([^`<]*?)(?:\s*<[^`>]*>)?`")
 
 _ADORNMENT = re.compile(r"([!-/:-@\[-`{-~])\1{2,}[ \t]*")

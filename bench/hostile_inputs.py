@@ -6,7 +6,9 @@ them). Writes bench/results/hostile_inputs.json.
 
 Cases (tests/hostile.py makes them): a 9 KB GIF of 400 screen-sized frames, a 1 MB DOCX whose
 part inflates to 1 GB, 30,000 nested HTML tables, 8,000 HTML headings, a 21-frame TIFF (every
-frame OCR'd), 60 ruled PDF pages (every page through table detection), a 10,000-page PDF.
+frame OCR'd), 60 ruled PDF pages (every page through table detection), a 10,000-page PDF, an
+800 KB CSV of 200,000 columns (indexed, its header once), a 445 KB XLSX repeating one 30 KB
+string in 8,400 cells (refused at ingest.max_text_mb).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ CASES = {
     "frames.tiff": hostile.text_frames_tiff,
     "ruled.pdf": hostile.ruled_pdf,
     "pages.pdf": hostile.many_pages_pdf,
+    "columns.csv": hostile.wide_csv,
+    "strings.xlsx": lambda: hostile.shared_string_xlsx(rows=290, columns=29, size=30_000),
 }
 LIMIT_MB = 1536
 

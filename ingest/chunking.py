@@ -113,7 +113,9 @@ class TokenChunker:
         if not (self.prepend_title and title.strip()):
             return ""
         prefix = title.strip() + "\n"
-        return prefix if self._count([prefix])[0] <= self.max_tokens // 4 else ""
+        most = self.max_tokens // 4
+        fits = len(prefix) <= most * CHARS_PER_TOKEN_MAX and self._count([prefix])[0] <= most
+        return prefix if fits else ""
 
     def _units(self, text: str, budget: int
                ) -> tuple[list[tuple[int, int, int, Span | None]], dict[Span, int]]:
@@ -121,9 +123,13 @@ class TokenChunker:
         repeated (see _TABLE); units over budget are split at token offsets (a table row too,
         if one row is over what its repeated header leaves of the budget)."""
         units = unit_spans(text)
-        tables = list({header: None for _, _, header in units if header is not None})
+        # A header of more characters than half the budget's tokens could hold is over it
+        # unread (tokenising a 1.4 MB header at once cost 700 MB); the rest are counted.
+        most = budget // 2
+        tables = [h for h in dict.fromkeys(header for _, _, header in units if header is not None)
+                  if h[1] - h[0] <= most * CHARS_PER_TOKEN_MAX]
         counts = self._count([text[a:b] + "\n" for a, b in tables])
-        headers = {h: n for h, n in zip(tables, counts, strict=True) if n <= budget // 2}
+        headers = {h: n for h, n in zip(tables, counts, strict=True) if n <= most}
         spans = [(p, header if header in headers else None) for a, b, header in units
                  for p in _pieces(text, a, b, budget)]
         sizes = self._count([text[a:b] for (a, b), _ in spans])

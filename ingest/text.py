@@ -18,7 +18,7 @@ _PRESENTATION = re.compile("[\u00a0\u2000-\u200a\u202f\u205f\ufb00-\ufdff\ufe70-
 
 class TextBudget:
     """The text one file may come to (``ingest.max_text_mb``), spent as a loader reads it, so
-    that a small file that repeats one long string (a spreadsheet's shared strings) stops early
+    that a small file that repeats one long string (a spreadsheet's cells) stops early
     with the limit named, not after gigabytes."""
 
     def __init__(self, max_mb: float) -> None:

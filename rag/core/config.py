@@ -67,8 +67,8 @@ class IngestSettings(_Section):
         "DOCX, PPTX, XLSX and EPUB files (ZIP packages) that inflate to more are refused "
         "(declared and actual sizes, checked while inflating)"))
     max_text_mb: float = Field(100, gt=0, description=(
-        "files whose text comes to more are refused (a 445 KB spreadsheet that repeats one long "
-        "shared string in every cell came to 260 MB)"))
+        "files whose text comes to more are refused (a 445 KB spreadsheet whose cells repeat one "
+        "30 KB string, its package just under max_unzipped_mb, came to 260 MB)"))
     ocr: Literal["auto", "tesseract", "off"] = Field("auto", description=(
         "OCR of scanned pages and image files; auto: when tesseract is installed"))
     ocr_languages: str = Field("eng", pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$", description=(

@@ -205,7 +205,7 @@ def test_bombs_fail_early_naming_their_limit(fake_pipeline: Pipeline, tmp_path: 
 
 def test_a_file_whose_text_is_over_the_limit_fails_naming_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A few KB of spreadsheet that repeats one shared string in every cell: refused while its
+    """A few KB of spreadsheet that repeats one long string in every cell: refused while its
     rows are read, naming ingest.max_text_mb; any other kind is checked once parsed."""
     from rag.core.config import load_settings
     from tests import hostile

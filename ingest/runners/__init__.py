@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ingest.chunking import label
 from ingest.parsing import ParseWorker
 from rag.core.config import IngestSettings
 from rag.core.errors import LoadError
@@ -47,7 +48,8 @@ class FileMeta:
     @classmethod
     def of(cls, loaded: Loaded) -> FileMeta:
         first = loaded.documents[0]
-        return cls(first.kind, first.title, len(loaded.documents), list(loaded.warnings))
+        return cls(first.kind, label(first.title) or "", len(loaded.documents),
+                   list(loaded.warnings))
 
 
 class Progress(Protocol):

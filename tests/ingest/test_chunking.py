@@ -99,6 +99,21 @@ def test_a_header_too_wide_to_repeat_is_indexed_once() -> None:
     assert all(c.text.startswith("| a | b |") for c in pieces)
 
 
+def test_a_huge_title_or_heading_is_recorded_cut_and_kept_whole_in_the_text() -> None:
+    """Every chunk records its title and heading path: a 2 MB HTML title and a 1 MB heading,
+    copied into each chunk, made a 2.8 GB index of 4.5 MB of files."""
+    from ingest.chunking import MAX_LABEL_CHARS
+
+    heading = "word " * 20_000
+    text = heading + "\n\n" + "A sentence about herons. " * 200
+    big = Document("src.html", "T " * 50_000, (Section(text, None, heading),), "src.html", "html")
+    chunks = TokenChunker(HashEmbedder(max_tokens=64), overlap_tokens=0).chunk(big)
+    assert len(chunks) > 10
+    assert all(len(c.title) <= MAX_LABEL_CHARS + 1 and len(c.section or "") <= MAX_LABEL_CHARS + 1
+               for c in chunks)
+    assert chunks[0].section.endswith("…") and "word word" in chunks[0].text
+
+
 def test_tables_split_between_rows_and_repeat_their_header() -> None:
     emb = HashEmbedder(max_tokens=40)
     header = "| Model | Layers | BLEU |\n| --- | --- | --- |"

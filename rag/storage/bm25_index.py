@@ -32,29 +32,35 @@ def _tokenize(texts: Sequence[str]) -> list[list[str]]:
 
 
 class Bm25Index:
-    """Rows are positions in the snapshot's id list, like the FAISS index's."""
+    """Rows are positions in the snapshot's id list, like the FAISS index's. Chunks with no
+    word that counts (stopwords, one letter, punctuation: a file of "# h" headings) give an
+    empty vocabulary, which bm25s cannot index: such an index is saved empty and finds
+    nothing, while the dense index serves the KB."""
 
-    def __init__(self, model: object, size: int) -> None:
+    def __init__(self, model: object, size: int, indexed: bool = True) -> None:
         self._model = model
         self._size = size
+        self._indexed = indexed and size > 0
 
     @classmethod
     def build(cls, texts: Sequence[str]) -> Bm25Index:
         model = _bm25s().BM25()
-        if texts:
-            model.index(_tokenize(texts), show_progress=False)
-        return cls(model, len(texts))
+        tokens = _tokenize(texts) if texts else []
+        indexed = any(tokens)
+        if indexed:
+            model.index(tokens, show_progress=False)
+        return cls(model, len(texts), indexed)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        if self._size:
+        if self._indexed:
             self._model.save(str(folder), show_progress=False)  # type: ignore[attr-defined]
 
     @classmethod
     def load(cls, folder: Path, size: int) -> Bm25Index:
         bm25s = _bm25s()
-        if not size:
-            return cls(bm25s.BM25(), 0)
+        if not size or not (folder.is_dir() and any(folder.iterdir())):
+            return cls(bm25s.BM25(), size, indexed=False)
         return cls(bm25s.BM25.load(str(folder), show_progress=False), size)
 
     def __len__(self) -> int:
@@ -66,7 +72,7 @@ class Bm25Index:
         tokens = _tokenize([query])[0]
         vocab = getattr(self._model, "vocab_dict", {}) or {}
         tokens = [t for t in tokens if t in vocab]
-        if not self._size or not tokens:
+        if not self._indexed or not tokens:
             return empty
         rows, scores = self._model.retrieve(  # type: ignore[attr-defined]
             [tokens], k=min(k, self._size), show_progress=False, n_threads=0

@@ -133,6 +133,21 @@ class IndexBackendContract:
         assert hits[0].bm25 > 0
 
 
+    def test_text_with_no_keyword_indexes_and_searches(self, backend: str, tmp_path: Path) -> None:
+        """Stopwords, single letters and punctuation leave the keyword index no vocabulary
+        (bm25s could not index it); the KB is still published and dense search serves it."""
+        docs = tmp_path / "bare"
+        docs.mkdir()
+        (docs / "h.md").write_text("# h\n\n# the\n\n...\n")
+        pipeline = make_pipeline(backend)
+        try:
+            report = pipeline.index([docs])
+            assert report.ok and report.indexed == 1
+            pipeline.search("the", mode="bm25")  # none here; Milvus's own analyzer keeps "the"
+            assert pipeline.search("h", mode="hybrid").hits
+        finally:
+            pipeline.kb.close()
+
     def test_removed_files_leave_the_index(self, indexed: Pipeline, tmp_path: Path) -> None:
         dogs = str(tmp_path / "docs" / "dogs.txt")
         assert indexed.remove([dogs]) > 0

@@ -64,14 +64,24 @@ def _markdown_headings(text: str) -> list[tuple[int, int, str]]:
 def heading_document(
     path: Path, text: str, headings: list[tuple[int, int, str]], kind: str
 ) -> Document:
+    """One section per heading (the text from it to the next), titled with the heading path.
+    A heading with no text of its own before the next one opens that one's section instead of
+    being a section alone: a chunk holding only "# Part II" says nothing, and a file of 200,000
+    bare headings made 200,000 chunks."""
     sections: list[Section] = []
     stack: list[tuple[int, str]] = []
     bounds = [(0, 0, "")] + headings + [(len(text), 0, "")]
     doc_title = next((t for _, level, t in headings if level == 1), "") or path.stem
+    opened: int | None = None  # where a bare heading waiting for the next one's section began
     for (start, level, title), (end, _, _) in zip(bounds, bounds[1:], strict=False):
         if level:
             stack = [(lv, t) for lv, t in stack if lv < level] + [(level, title)]
-        body = text[start:end]
+        begin = start if opened is None else opened
+        if level and end < len(text) and not _WORDS.search(text[start:end].replace(title, "", 1)):
+            opened = begin
+            continue
+        opened = None
+        body = text[begin:end]
         if body.strip():
             name = " > ".join(t for _, t in stack) or None
             sections.append(Section(text=body, page=None, title=name))
@@ -179,6 +189,8 @@ def _rst_headings(text: str) -> list[tuple[int, int, str]]:
         i += 1
     return headings
 
+
+_WORDS = re.compile(r"[^\W_]")  # a letter or digit: text beyond a heading's own markup
 
 MARK = "\ue000"  # private-use character marking headings inside extracted HTML text
 

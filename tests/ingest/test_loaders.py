@@ -159,6 +159,18 @@ def test_a_notebook_reads_as_its_cells_without_image_outputs(tmp_path: Path) -> 
         load(book)
 
 
+def test_a_bare_heading_opens_the_next_section(tmp_path: Path) -> None:
+    """"# Guide" straight over "## Install" is not a section of its own (a chunk saying only
+    "Guide"); 20,000 bare headings are one section, not 20,000 chunks."""
+    md = tmp_path / "guide.md"
+    md.write_text("# Guide\n\n## Install\n\nrun pip\n\n## Use\n\nrun rag\n")
+    doc = load(md).documents[0]
+    assert [(s.title, s.text) for s in doc.sections] == [
+        ("Guide > Install", "# Guide\n\n## Install\n\nrun pip\n\n"), ("Guide > Use", "## Use\n\nrun rag\n")]
+    md.write_text("# h\n" * 20_000)
+    assert len(load(md).documents[0].sections) == 1
+
+
 def test_markdown_code_block_hash_is_not_a_heading(tmp_path: Path) -> None:
     md = tmp_path / "code.md"
     md.write_text("# Real\n\n```sh\n# not a heading\n```\n")

@@ -39,6 +39,7 @@ def unit_spans(text: str) -> list[tuple[int, int, Span | None]]:
 # chunk's worth of tokens; longer runs without a sentence end (a 16 MB one-line file) are cut
 # into such pieces first, so the tokenizer never sees more than one piece at a time.
 CHARS_PER_TOKEN_MAX = 12
+COUNT_BATCH = 256  # units tokenised per call: the tokenizer's buffers stay small
 # Every chunk records its document's title and its section's heading path, to cite them: a
 # longer one is cut (a 2 MB HTML title and a 1 MB heading, copied into each of 1,471 chunks,
 # made a 2.8 GB index of 4.5 MB of files). The text itself keeps the whole heading.
@@ -51,7 +52,6 @@ def label(text: str | None) -> str | None:
         return text
     cut = text.rfind(" ", MAX_LABEL_CHARS // 2, MAX_LABEL_CHARS)
     return text[:cut if cut > 0 else MAX_LABEL_CHARS].rstrip() + "…"
-COUNT_BATCH = 256  # units tokenised per call: the tokenizer's buffers stay small
 
 
 def _pieces(text: str, a: int, b: int, budget: int) -> list[tuple[int, int]]:

@@ -253,8 +253,9 @@ _HEADING = re.compile(r"^h[1-6]$")
 
 def _main_text(soup):  # noqa: ANN001, ANN202 - bs4 Tags
     """Where the page's own text is: its main element (or role), narrowed to the one article
-    inside it (Docusaurus and MkDocs keep tables of contents beside the article), else the
-    first article, else the body."""
+    inside it when that holds most of main's text (Docusaurus and MkDocs keep a table of
+    contents beside the article; a teaser card is not the page), else the first article, else
+    the body."""
     def outside(found):  # noqa: ANN001, ANN202
         return [tag for tag in found if not tag.find_parent(HTML_DROP)]
 
@@ -262,7 +263,10 @@ def _main_text(soup):  # noqa: ANN001, ANN202 - bs4 Tags
                 None)
     if main is not None:
         articles = main.find_all("article")
-        return articles[0] if len(articles) == 1 else main
+        if len(articles) == 1 and 2 * len(_html_text(articles[0]).split()) >= len(
+                _html_text(main).split()):
+            return articles[0]
+        return main
     return next(iter(outside(soup.find_all("article"))), None) or soup.body or soup
 
 

@@ -247,6 +247,10 @@ def test_an_articles_own_header_is_its_heading_and_the_toc_beside_it_is_left_out
     assert [(s.title, s.text.strip()) for s in doc.sections] == [
         ("Install", "Install\n\nRun npm i widget first."),
         ("Install > Requirements", "Requirements\n\nNode 18 or later.")]
+    # an article that is a teaser beside main's own text is not the page
+    page.write_text("<html><body><main><h1>Guide</h1><p>" + "Real words here. " * 30 +
+                    "</p><article><h2>Related</h2><p>A teaser.</p></article></main></body></html>")
+    assert [s.title for s in load(page).documents[0].sections] == ["Guide", "Guide > Related"]
 
 
 def test_non_utf8_text_is_decoded(tmp_path: Path) -> None:

@@ -228,8 +228,7 @@ def html_document(path: Path, html: str, kind: str) -> Document:
         warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML reads well as HTML
         soup = BeautifulSoup(html, "lxml")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
-    main = _main_text(soup)
-    lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in _html_text(main).splitlines()]
+    lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in _main_text(soup).splitlines()]
     text = clean(re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip())
     headings, plain, pos, offset = [], [], 0, 0
     for match in re.finditer(f"{MARK}(\\d){MARK}(.*?){MARK}", text):
@@ -251,23 +250,25 @@ def html_document(path: Path, html: str, kind: str) -> Document:
 _HEADING = re.compile(r"^h[1-6]$")
 
 
-def _main_text(soup):  # noqa: ANN001, ANN202 - bs4 Tags
-    """Where the page's own text is: its main element (or role), narrowed to the one article
-    inside it when that holds most of main's text (Docusaurus and MkDocs keep a table of
-    contents beside the article; a teaser card is not the page), else the first article, else
-    the body."""
+def _main_text(soup) -> str:  # noqa: ANN001 - a bs4 soup
+    """The text (``_html_text``) of where the page's own text is: its main element (or role),
+    narrowed to the one article inside it when that holds most of main's text (Docusaurus and
+    MkDocs keep a table of contents beside the article; a teaser card is not the page), else
+    the first article, else the body."""
     def outside(found):  # noqa: ANN001, ANN202
         return [tag for tag in found if not tag.find_parent(HTML_DROP)]
 
     main = next(iter(outside(soup.find_all("main")) + outside(soup.find_all(attrs={"role": "main"}))),
                 None)
-    if main is not None:
-        articles = main.find_all("article")
-        if len(articles) == 1 and 2 * len(_html_text(articles[0]).split()) >= len(
-                _html_text(main).split()):
-            return articles[0]
-        return main
-    return next(iter(outside(soup.find_all("article"))), None) or soup.body or soup
+    if main is None:
+        return _html_text(next(iter(outside(soup.find_all("article"))), None) or soup.body or soup)
+    text = _html_text(main)
+    articles = main.find_all("article")
+    if len(articles) == 1:
+        article = _html_text(articles[0])
+        if 2 * len(article.split()) >= len(text.split()):
+            return article
+    return text
 
 
 SECTIONING = {"article", "main", "section"}
@@ -283,21 +284,9 @@ def _dropped(tag, in_section: bool = False) -> bool:  # noqa: ANN001 - a bs4 Tag
 
 def _heading_text(tag) -> str:  # noqa: ANN001
     """A heading's words, without its permalink (a ¶ or # element, or character, after it on
-    documentation sites); one pass, dropped elements skipped."""
-    from bs4 import NavigableString, Tag
-
-    parts: list[str] = []
-    stack = [iter(tag.children)]
-    while stack:
-        node = next(stack[-1], None)
-        if node is None:
-            stack.pop()
-        elif isinstance(node, Tag):
-            if not _dropped(node):
-                stack.append(iter(node.children))
-        elif type(node) is NavigableString:
-            parts.append(str(node))
-    return re.sub(r"\s*[¶§#]$", "", " ".join(" ".join(parts).split()))
+    documentation sites); the marks of a heading nested in it (hostile HTML) are taken out."""
+    words = " ".join(re.sub(f"{MARK}\\d?", " ", _html_text(tag)).split())
+    return re.sub(r"\s*[¶§#]$", "", words)
 
 
 def _html_text(main) -> str:  # noqa: ANN001 - a bs4 Tag

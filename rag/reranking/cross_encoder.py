@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.core.config import RerankerSettings
+from rag.core.config import RerankerSettings, Settings
 from rag.core.errors import ModelLoadError
 from rag.core.hardware import cross_encoder_dtype, encoder_device
 from rag.core.types import Hit
@@ -36,6 +36,12 @@ class CrossEncoderReranker:
         self._lock = threading.Lock()
         self.available = True
         self.warning: str | None = None
+
+    @classmethod
+    def configured(cls, settings: Settings) -> CrossEncoderReranker:
+        """The reranker the settings name, on the embedder's device and at its precision."""
+        return cls(settings.reranker, settings.embedder.device, settings.home,
+                   settings.embedder.dtype)
 
     def _load(self) -> CrossEncoder | None:
         if self._model is None and self.available:

@@ -39,8 +39,7 @@ class Engine:
         # query wait for a batch of 256 passages.
         self.index_embedder = index_embedder or SentenceTransformerEmbedder(
             settings.embedder, home=settings.home)
-        self.reranker = reranker or CrossEncoderReranker(
-            settings.reranker, settings.embedder.device, settings.home, settings.embedder.dtype)
+        self.reranker = reranker or CrossEncoderReranker.configured(settings)
         self.generator = generator or make_generator(settings.generator, settings.home)
         self.jobs = JobRunner(settings.ui.max_index_jobs)
         self.feedback = FeedbackStore(feedback_path(settings.home))

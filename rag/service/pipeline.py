@@ -96,8 +96,7 @@ class Pipeline:
         self.kb = KnowledgeBase(kb_name or settings.default_kb, settings)
         self.embedder: Embedder = embedder or SentenceTransformerEmbedder(
             settings.embedder, home=settings.home)
-        self.reranker: Reranker = reranker or CrossEncoderReranker(
-            settings.reranker, settings.embedder.device, settings.home, settings.embedder.dtype)
+        self.reranker: Reranker = reranker or CrossEncoderReranker.configured(settings)
         self._generator = generator
         self._answerer: Answerer | None = None
         self._scorer: SupportScorer | None = None

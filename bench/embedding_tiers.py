@@ -103,8 +103,9 @@ def main() -> None:
             "throughput": throughput(model, home, args.scifact)}
         print(tier, entry["throughput"], flush=True)
         fusion = rag(env, "eval", "fusion", "--dataset", str(args.scifact), "--split", "train")
-        entry["fusion_train"] = {w: m["nDCG@10"] for w, m in fusion["weights"].items()}
-        entry["fusion_train_best"] = fusion["best_dense_weight"]
+        entry["fusion_train"] = {method: {w: m["nDCG@10"] for w, m in by_weight.items()}
+                                 for method, by_weight in fusion["methods"].items()}
+        entry["fusion_train_best"] = fusion["best"]
         test = rag(env, "eval", "retrieval", "--dataset", str(args.scifact), "--split", "test")
         entry["scifact_test"] = {mode: {k: m[k] for k in ("nDCG@10", "Recall@100")}
                                  for mode, m in test["modes"].items()}

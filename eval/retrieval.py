@@ -10,13 +10,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import ir_measures
 from ir_measures import AP, RR, R, nDCG
 
 from rag.core.errors import DatasetError
 from rag.core.types import Hit
-from rag.retrieval.retrievers import rrf
+from rag.retrieval.retrievers import Fusion, FusionMethod
 from rag.service.pipeline import Pipeline
 
 MEASURES = {"nDCG@10": nDCG @ 10, "Recall@100": R @ 100, "MRR@10": RR @ 10, "MAP": AP @ 100}
@@ -114,9 +115,10 @@ def evaluate(
 def fusion_sweep(
     pipeline: Pipeline, dataset: BeirDataset, weights: Sequence[float],
     tick: Callable[[], None] = lambda: None,
-) -> dict[float, dict[str, float]]:
-    """The measures of hybrid retrieval at each dense weight (BM25's is 1 minus it): each
-    query's two lists are fetched once, as hybrid search fetches them, then fused per weight."""
+) -> dict[str, dict[float, dict[str, float]]]:
+    """The measures of hybrid retrieval for each fusion method at each dense weight (BM25's is
+    1 minus it): each query's two lists are fetched once, as hybrid search fetches them, then
+    fused each way."""
     r = pipeline.settings.retrieval
     depth = max(DEPTH * 2, r.candidates)
     lists = {}
@@ -124,9 +126,10 @@ def fusion_sweep(
         lists[qid] = [pipeline.search(text, k=depth, mode=mode, rerank=False).hits
                       for mode in ("dense", "bm25")]
         tick()
-    return {weight: measure(dataset, {
-        qid: _by_document(rrf(pair, DEPTH * 2, r.rrf_k, (weight, 1.0 - weight)))
+    return {method: {weight: measure(dataset, {
+        qid: _by_document(Fusion(method, weight, r.rrf_k)(pair, DEPTH * 2))
         for qid, pair in lists.items()})[0] for weight in weights}
+        for method in get_args(FusionMethod)}
 
 
 def save_results(results: list[ModeResult], folder: Path, meta: dict[str, object]) -> Path:

@@ -20,7 +20,7 @@ from eval.intervals import Row, summarise
 from eval.scifact import checked_verdict
 from rag.core.errors import RunError
 from rag.generation.answering import Answer
-from rag.service.pipeline import Pipeline
+from rag.service.pipeline import Pipeline, fusion_of, passage_budget
 
 PER_ANSWER = "per_answer.jsonl"
 
@@ -37,10 +37,13 @@ def question_ids(questions: Sequence[Question]) -> list[str]:
 
 
 def config_of(pipeline: Pipeline, k: int | None, mode: str | None) -> Row:
-    """The settings that shape an answer; two runs with equal configs are comparable."""
+    """The settings that shape an answer, ``auto`` resolved as the run used it; two runs with
+    equal configs are comparable."""
     s = pipeline.settings
-    retrieval = s.retrieval.model_dump() | {"k": k or s.retrieval.k,
-                                            "mode": mode or s.retrieval.mode}
+    fusion = fusion_of(s)
+    retrieval = s.retrieval.model_dump() | {
+        "k": k or s.retrieval.k, "mode": mode or s.retrieval.mode, "fusion": fusion.method,
+        "dense_weight": fusion.dense_weight, "passage_tokens": passage_budget(s)}
     scorer = pipeline.scorer
     return {
         "kb": pipeline.kb.name, "embedder": pipeline.embedder.name,

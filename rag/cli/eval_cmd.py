@@ -93,8 +93,9 @@ def _beir_pipeline(settings: Settings, data: BeirDataset, dataset: Path,
 @click.option("--json", "as_json", is_flag=True)
 def eval_fusion(dataset: Path, split: str, kb_name: str | None, output: Path | None,
                 as_json: bool) -> None:
-    """Hybrid retrieval's measures at dense weights 0, 0.1, ..., 1 (BM25's is 1 minus it):
-    the weight to set as retrieval.dense_weight for the configured embedder."""
+    """Hybrid retrieval's measures with each fusion method (score, rrf) at dense weights 0,
+    0.1, ..., 1 (BM25's is 1 minus it): the fusion to set as retrieval.fusion and
+    retrieval.dense_weight for the configured embedder."""
     from eval.evaluators import FusionEvaluator
 
     settings = get_settings()
@@ -104,8 +105,7 @@ def eval_fusion(dataset: Path, split: str, kb_name: str | None, output: Path | N
     with Progress(console=stderr, transient=True) as bar:
         task = bar.add_task("querying", total=len(data.queries))
         summary = evaluator(pipeline, tick=lambda: bar.advance(task))
-    weights, best = evaluator.weights, summary["best_dense_weight"]
-    sweep = {w: summary["weights"][str(w)] for w in weights}
+    best = summary["best"]
     folder = output or settings.home / "eval" / (
         f"fusion-{dataset.resolve().name}-{split}-{time.strftime('%Y%m%d-%H%M%S')}")
     folder.mkdir(parents=True, exist_ok=True)
@@ -114,15 +114,19 @@ def eval_fusion(dataset: Path, split: str, kb_name: str | None, output: Path | N
         print_json({**summary, "output": str(folder)})
         return
     table = Table(title=f"hybrid fusion, {dataset.name} ({split}, {len(data.queries)} queries)")
+    table.add_column("fusion")
     table.add_column("dense weight", justify="right")
     for name in MEASURES:
         table.add_column(name, justify="right")
-    for w in weights:
-        table.add_row(f"{w:.1f}{' *' if w == best else ''}",
-                      *(f"{sweep[w][m]:.4f}" for m in MEASURES))
+    for method, by_weight in summary["methods"].items():
+        for w in evaluator.weights:
+            chosen = (method, w) == (best["fusion"], best["dense_weight"])
+            table.add_row(method, f"{w:.1f}{' *' if chosen else ''}",
+                          *(f"{by_weight[str(w)][m]:.4f}" for m in MEASURES))
     stdout.print(table)
-    stdout.print(f"best: retrieval.dense_weight = {best} (nDCG@10 {sweep[best]['nDCG@10']:.4f}); "
-                 f"summary: {folder}", highlight=False)
+    top = summary["methods"][best["fusion"]][str(best["dense_weight"])]["nDCG@10"]
+    stdout.print(f"best: retrieval.fusion = \"{best['fusion']}\", retrieval.dense_weight = "
+                 f"{best['dense_weight']} (nDCG@10 {top:.4f}); summary: {folder}", highlight=False)
 
 
 @eval_group.command("support")

@@ -140,10 +140,17 @@ class RetrievalSettings(_Section):
     mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
     k: int = Field(10, ge=1)
     candidates: int = Field(100, ge=1, description="hits per retriever before fusion/rerank")
+    fusion: Literal["auto", "score", "rrf"] = Field("auto", description=(
+        "hybrid: how the dense and BM25 lists merge. score: a weighted sum of each list's scores "
+        "over its best (keeps a strong BM25 lead on an exact word); rrf: reciprocal rank fusion "
+        "(needs no score scale); auto: the one measured best on SciFact train for the "
+        "configured embedder (score for all-MiniLM-L6-v2, rrf for embeddinggemma-300m and "
+        "embedders not measured)"))
     rrf_k: int = Field(60, ge=1)
     dense_weight: Annotated[float, Field(ge=0, le=1)] | Literal["auto"] = Field("auto", description=(
-        "hybrid: the dense list's weight in rank fusion, BM25's is 1 minus it; auto: the weight "
-        "fitted on SciFact train for the configured embedder (0.5 for embedders not measured)"))
+        "hybrid: the dense list's weight in fusion, BM25's is 1 minus it; auto: the weight "
+        "fitted on SciFact train with the fusion in use for the configured embedder (0.5 where "
+        "not measured)"))
     passage_tokens: Annotated[int, Field(ge=0)] | Literal["auto"] = Field("auto", description=(
         "answering: the passages given to the LLM stop at this many tokens, best first, at "
         "most k of them (0: up to k, as many as fit the context window); auto: 750 where a CPU "

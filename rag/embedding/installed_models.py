@@ -46,7 +46,6 @@ class Installable:
     size: int  # bytes of the joined zip
     licence: str
     max_seq_length: int  # tokens per passage rag gives it (its own limit is far above)
-    dense_weight: float  # in hybrid rank fusion: see rag.service.pipeline.fusion_dense_weight
     notes: str
     marker: ClassVar[str] = "INSTALLED.json"  # its presence means the folder is complete
 
@@ -63,7 +62,6 @@ CATALOGUE = {m.name: m for m in (
         size=1_147_303_689,
         licence=GEMMA_TERMS,
         max_seq_length=256,
-        dense_weight=0.9,
         notes="Google's 300M-parameter Gemma 3 text embedder (768 dimensions); its query and "
               "document prompts come with it (config_sentence_transformers.json)."),
 )}

@@ -109,6 +109,11 @@ def split_sentences(answer: str) -> list[tuple[str, list[int]]]:
     return out
 
 
+# Words that open a sentence about something named before it.
+REFERS_BACK = re.compile(r"(?:it|its|this|these|they|their|them|he|she|his|her|that|those|such)\b",
+                         re.IGNORECASE)
+
+
 @dataclass
 class CitationReport:
     sentences: list[Sentence]
@@ -190,9 +195,23 @@ def check(answer: str, sources: Sequence[Source], scorer: SupportScorer,
         warnings.append(f"{len(contradicted)} sentence(s) contradicted by the sources")
     if truncated:
         warnings.append("the answer was cut off at the token limit")
-    grounded = not claims or any(
-        scorer.supported(max(scored[(i, n)] for n in by_n)) for i in claims if by_n)
+    grounded = not claims or _grounded(
+        claims, {i: bool(by_n) and scorer.supported(max(scored[(i, n)] for n in by_n))
+                 for i in claims})
     return CitationReport(sentences, sorted(set(invalid)), refused, warnings, grounded)
+
+
+def _grounded(claims: dict[int, str], supported: dict[int, bool]) -> bool:
+    """Whether some claim is supported on its own terms. A sentence that opens by referring
+    back ("It is known for its speed.") counts only when the sentence it refers to counts: a
+    source may well support "it is fast" of something, not of the library the answer made up
+    one sentence before (a papers answer kept that way: "... in the Python library `bwt` [3].
+    It is known for its speed and efficiency [2].")."""
+    counted: dict[int, bool] = {}
+    for i in sorted(claims):
+        counted[i] = supported[i] and (not REFERS_BACK.match(claims[i])
+                                       or counted.get(i - 1, False))
+    return any(counted.values())
 
 
 def _numbers(numbers: Sequence[int]) -> str:

@@ -17,8 +17,7 @@ from rag.core.errors import KBError
 from rag.core.hardware import generator_gpu
 from rag.core.protocols import Embedder, Generator, Reranker, Retriever
 from rag.core.types import Hit, RetrievalNotes
-from rag.embedding.embedder import SentenceTransformerEmbedder, bundled_name
-from rag.embedding.installed_models import CATALOGUE
+from rag.embedding.embedder import SentenceTransformerEmbedder
 from rag.generation.answering import Answer, Answerer
 from rag.generation.conversation import rewrite
 from rag.generation.engines import engine_dtype, make_generator
@@ -26,7 +25,13 @@ from rag.grounding.answerability import AnswerabilityGate
 from rag.grounding.support import VERIFIER_THRESHOLD, SupportScorer, remembering
 from rag.grounding.verifier import Verifier
 from rag.reranking.cross_encoder import CrossEncoderReranker
-from rag.retrieval.retrievers import Bm25Retriever, DenseRetriever, HybridRetriever
+from rag.retrieval.retrievers import (
+    Bm25Retriever,
+    DenseRetriever,
+    Fusion,
+    HybridRetriever,
+    measured_fusion,
+)
 from rag.storage.kb import KnowledgeBase
 from rag.storage.store import FileRecord
 
@@ -74,13 +79,16 @@ def passage_budget(settings: Settings) -> int:
     return 750 if slow else 0
 
 
-def fusion_dense_weight(model: str) -> float:
-    """The dense list's weight in hybrid rank fusion that measured best with this embedder on
-    SciFact train (`rag eval fusion`), with BM25 kept at 0.1 or more so that exact names and
-    numbers still count; even fusion for embedders not measured."""
-    entry = CATALOGUE.get(bundled_name(model))
-    return entry.dense_weight if entry else 0.5
-
+def fusion_of(settings: Settings) -> Fusion:
+    """``retrieval.fusion`` and ``retrieval.dense_weight`` with ``auto`` resolved: the fusion
+    measured best on SciFact train for the configured embedder (``MEASURED_FUSION``); a weight
+    left on auto with a method the embedder was not measured with is even (0.5)."""
+    r = settings.retrieval
+    measured = measured_fusion(settings.embedder.model)
+    method = measured.method if r.fusion == "auto" else r.fusion
+    weight = (r.dense_weight if r.dense_weight != "auto"
+              else measured.dense_weight if method == measured.method else 0.5)
+    return Fusion(method, weight, r.rrf_k)
 
 
 class Pipeline:
@@ -213,10 +221,8 @@ class Pipeline:
             return DenseRetriever(snap, self.embedder)
         if mode == "bm25":
             return Bm25Retriever(snap)
-        dense = (fusion_dense_weight(self.settings.embedder.model) if r.dense_weight == "auto"
-                 else r.dense_weight)
         return HybridRetriever([DenseRetriever(snap, self.embedder), Bm25Retriever(snap)],
-                               r.candidates, r.rrf_k, (dense, 1.0 - dense))
+                               r.candidates, fusion_of(self.settings))
 
     def search(
         self, query: str, k: int | None = None, mode: str | None = None,

@@ -190,6 +190,19 @@ def test_a_name_no_passage_mentions_is_unsupported() -> None:
                      scorer(0.3)).grounded
 
 
+def test_a_sentence_that_refers_back_grounds_an_answer_only_with_what_it_refers_to() -> None:
+    """"It is fast" may be supported of something; not of a library the answer made up."""
+    sources = [Source(1, hit("Move-to-front coding is fast and efficient.", 0))]
+    made_up = check("The transform is implemented in the library `bwt` [1]. It is fast and "
+                    "efficient [1].", sources, scorer(0.3))
+    assert [s.supported for s in made_up.sentences] == [False, True]
+    assert not made_up.grounded
+    kept = check("Move-to-front coding is used. It is fast and efficient [1].", sources,
+                 scorer(0.3))
+    assert kept.grounded
+    assert check("Move-to-front coding is fast and efficient [1].", sources, scorer(0.3)).grounded
+
+
 def test_refusal_is_recognised() -> None:
     report = check(REFUSAL, [], scorer())
     assert report.refused and report.sentences[0].flags == ["refusal"]

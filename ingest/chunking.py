@@ -14,23 +14,32 @@ from rag.core.types import Chunk, Document
 # inside it repeats the header, so each row is read (and embedded) under its column names. A
 # header over half the token budget is not repeated: copied before every piece of every row, an
 # 800 KB CSV with 200,000 columns made a 7 GB index.
-_TABLE = re.compile(r"^\|.*\|[ \t]*\n\|[ \t:|-]*-[ \t:|-]*\|[ \t]*$(?:\n\|.*\|[ \t]*$)*", re.M)
+_TABLE = r"^\|.*\|[ \t]*\n\|[ \t:|-]*-[ \t:|-]*\|[ \t]*$(?:\n\|.*\|[ \t]*$)*"
+_FENCE = r"^(?P<mark>```|~~~)[^\n]*\n(?s:.*?)\n(?P=mark)[ \t]*$"
+_BLOCK = re.compile(f"(?P<table>{_TABLE})|(?P<fence>{_FENCE})", re.M)
 
 Span = tuple[int, int]
+_LINE = re.compile(r"[^\n]*\S[^\n]*")
 
 
 def unit_spans(text: str) -> list[tuple[int, int, Span | None]]:
-    """Sentence-like units, and table rows with their table's header span (the header itself
-    is one unit, with None)."""
+    """Sentence-like units; table rows with their table's header span (the header itself is one
+    unit, with None); the lines of a fenced code block (its comments' colons and full stops
+    are not sentence ends: split there, a TOML block's chunk began mid-line, "RAG_UI_BIND)
+    llm_log_mb = 20", and the model it was given went on copying it)."""
     out: list[tuple[int, int, Span | None]] = []
     pos = 0
-    for table in _TABLE.finditer(text):
-        out += [(pos + a, pos + b, None) for a, b in sentence_spans(text[pos:table.start()])]
-        lines = [m.span() for m in re.finditer(r"[^\n]+", table.group())]
-        header = (table.start(), table.start() + lines[1][1])
-        out.append((*header, None))
-        out += [(table.start() + a, table.start() + b, header) for a, b in lines[2:]]
-        pos = table.end()
+    for block in _BLOCK.finditer(text):
+        out += [(pos + a, pos + b, None) for a, b in sentence_spans(text[pos:block.start()])]
+        at = block.start()
+        lines = [m.span() for m in _LINE.finditer(block.group())]
+        if block.group("fence"):
+            out += [(at + a, at + b, None) for a, b in lines]
+        else:
+            header = (at, at + lines[1][1])
+            out.append((*header, None))
+            out += [(at + a, at + b, header) for a, b in lines[2:]]
+        pos = block.end()
     out += [(pos + a, pos + b, None) for a, b in sentence_spans(text[pos:])]
     return out
 

@@ -56,6 +56,17 @@ def test_long_sentence_is_cut_at_token_offsets() -> None:
     assert " ".join(c.text for c in chunks) == text
 
 
+def test_a_fenced_code_block_is_cut_between_lines_not_at_colons() -> None:
+    """Colons and full stops in a config block's comments are not sentence ends."""
+    emb = HashEmbedder(max_tokens=16)
+    toml = "\n".join(f'key_{i} = {i}   # see: the docs. (compose: VAR_{i})' for i in range(12))
+    text = f"Intro sentence here.\n\n```toml\n{toml}\n```\n\nAfter the block."
+    chunks = TokenChunker(emb, overlap_tokens=4, prepend_title=False).chunk(doc(text))
+    inside = [c for c in chunks if "key_" in c.text]
+    assert len(inside) > 2
+    assert all(c.text.startswith(("key_", "```", "Intro")) for c in inside)
+
+
 def test_ids_are_stable_content_hashes() -> None:
     emb = HashEmbedder()
     a = TokenChunker(emb).chunk(doc("Alpha beta. Gamma delta."))

@@ -24,8 +24,10 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -53,11 +55,29 @@ def _key(settings: Settings, kb: str | None) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
+def _socket_dir(run: Path, name: str) -> Path:
+    """``run``, or where a socket's path there would be too long (AF_UNIX allows 108 bytes: a
+    deep $RAG_HOME left `rag ask` without its worker, silently) this user's private folder in
+    the system's temporary folder; ``run`` again if that folder is not this user's alone (then
+    no worker starts: the socket's path is still too long)."""
+    if len(str(run / name)) <= MAX_SOCKET_PATH:
+        return run
+    short = Path(tempfile.gettempdir()) / f"rag-{os.getuid()}"
+    with contextlib.suppress(OSError):
+        short.mkdir(mode=0o700, exist_ok=True)
+        st = short.lstat()
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077:
+            return short
+    return run
+
+
 def paths(settings: Settings, kb: str | None) -> tuple[Path, Path, Path]:
-    """(socket, lock, settings file) of the worker for these settings and KB."""
+    """(socket, lock, settings file) of the worker for these settings and KB (the settings
+    hold $RAG_HOME, so two homes never share a worker)."""
     run = _run_dir(settings)
     key = _key(settings, kb)
-    return run / f"ask-{key}.sock", run / f"ask-{key}.lock", run / f"ask-{key}.json"
+    sock = f"ask-{key}.sock"
+    return _socket_dir(run, sock) / sock, run / f"ask-{key}.lock", run / f"ask-{key}.json"
 
 
 def ask(settings: Settings, kb: str | None, question: str, k: int | None, mode: str | None,

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -95,11 +96,17 @@ def test_later_asks_go_through_the_worker(tmp_path: Path, rag_home: Path, models
     first = rag("ask", "Why do cats purr?", "--kb", "pets", env=env)
     assert first.returncode == 0, first.stderr
     assert "Cats purr when content [1]." in first.stdout and "ask worker" not in first.stderr
-    run = rag_home / "run"
+    run = rag_home / "run"  # or, under a deep tmp_path, the user's short socket folder
+
+    def sockets() -> list[Path]:  # this home's: its lock file has the socket's name
+        short = Path(tempfile.gettempdir()) / f"rag-{os.getuid()}"
+        return [s for d in (run, short) for s in d.glob("ask-*.sock")
+                if (run / f"{s.stem}.lock").exists()]
+
     deadline = time.monotonic() + 300  # the worker loads the embedder and the KB
-    while not list(run.glob("ask-*.sock")) and time.monotonic() < deadline:
+    while not sockets() and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert list(run.glob("ask-*.sock")), (rag_home / "logs" / "ask-worker.log").read_text()
+    assert sockets(), (rag_home / "logs" / "ask-worker.log").read_text()
 
     (docs / "dogs.md").write_text("# Dogs\n\nDogs bark at strangers near the house.\n")
     assert rag("index", str(docs), "--kb", "pets", env=env).returncode == 0
@@ -107,7 +114,8 @@ def test_later_asks_go_through_the_worker(tmp_path: Path, rag_home: Path, models
     assert second.returncode == 0, second.stderr
     assert "searched by the background ask worker" in second.stderr
     assert "Cats purr when content [1]." in second.stdout  # streamed, then the footer
-    assert "dogs.md" in second.stdout.split("Sources", 1)[1]  # the new document is searched
+    sources = second.stdout.split("Sources", 1)[1].replace("\n", "")  # long paths wrap
+    assert "dogs.md" in sources  # the new document is searched
     as_json = rag("ask", "Why do cats purr?", "--kb", "pets", "--json", env=env)
     assert json.loads(as_json.stdout)["sentences"][0]["citations"] == [1]
 
@@ -216,3 +224,21 @@ def test_the_worker_stays_while_its_kb_is_being_indexed(tmp_path: Path) -> None:
     pipeline.kb.busy = False
     thread.join(10)
     assert not thread.is_alive()
+
+
+def test_a_deep_rag_home_puts_the_socket_in_a_private_temporary_folder(tmp_path: Path) -> None:
+    """AF_UNIX paths are short: under a deep $RAG_HOME the worker's socket goes to this user's
+    0700 folder in the temporary folder (lock and settings stay in the home)."""
+    from rag.core.config import Settings
+    from rag.service.ask_worker import MAX_SOCKET_PATH, paths
+
+    shallow = Settings.model_validate({"home": str(tmp_path / "h")})
+    sock, lock, _ = paths(shallow, "kb")
+    if len(str(lock)) <= MAX_SOCKET_PATH - 2:
+        assert sock.parent == lock.parent
+    deep = Settings.model_validate({"home": str(tmp_path / ("d" * 120))})
+    sock, lock, settings_file = paths(deep, "kb")
+    assert len(str(sock)) <= MAX_SOCKET_PATH and sock.parent != lock.parent
+    assert lock.parent == settings_file.parent == deep.home / "run"
+    assert sock.parent.stat().st_uid == os.getuid() and not sock.parent.stat().st_mode & 0o077
+    assert paths(Settings.model_validate({"home": str(tmp_path / ("e" * 120))}), "kb")[0] != sock

@@ -18,6 +18,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import get_args
 
 from common import SHARED, scifact_args
 
@@ -26,7 +27,7 @@ from eval.evaluators import FusionEvaluator
 from eval.retrieval import BeirDataset
 from rag.core.config import load_settings
 from rag.core.hardware import cpu_name, native_bf16_cpu
-from rag.retrieval.retrievers import Fusion
+from rag.retrieval.retrievers import Fusion, FusionMethod
 from rag.service.pipeline import Pipeline, fusion_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,9 +68,9 @@ def main() -> None:
     args = scifact_args(None, "fusion.json", parser)
     settings = load_settings()
     chosen = fusion_of(settings)
-    fusions = {"score": Fusion("score", chosen.dense_weight if chosen.method == "score" else 0.5),
-               "rrf": Fusion("rrf", chosen.dense_weight if chosen.method == "rrf" else 0.5,
-                             settings.retrieval.rrf_k)}
+    fusions = {m: fusion_of(settings.model_copy(update={
+        "retrieval": settings.retrieval.model_copy(update={"fusion": m})}))
+        for m in get_args(FusionMethod)}  # each at the weight `auto` gives it
     result: dict[str, object] = {
         "machine": f"{cpu_name()}, {os.cpu_count()} cores, native bf16: {native_bf16_cpu()}",
         "date": time.strftime("%Y-%m-%d"), "embedder": settings.embedder.model,

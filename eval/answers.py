@@ -111,6 +111,7 @@ def score(answer: Answer, question: Question) -> dict[str, object]:
         "generate_s": answer.timings.get("generate_s"),
         "answer": answer.text,
         "withheld": answer.withheld,
+        "restated": answer.restated,
     }
 
 

@@ -110,6 +110,10 @@ class ScriptedGenerator:
                  temperature: float | None = None, model: str | None = None) -> list:
         return [self._next(p, temperature, model) for p in prompts]
 
+    def sample(self, prompt: str, n: int, max_tokens: int,  # type: ignore[type-arg]
+               temperature: float, model: str | None = None) -> list:
+        return [self._next(prompt, temperature, model) for _ in range(n)]
+
     def stream(self, prompt: str, max_tokens: int, temperature: float | None = None,
                model: str | None = None):  # noqa: ANN201
         from rag.core.types import Generation

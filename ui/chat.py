@@ -113,6 +113,9 @@ def show_answer(engine: Engine, kb: str, turn: dict[str, Any]) -> None:
     if answer.get("withheld"):
         with st.expander("The model's answer, withheld: no passage supports it"):
             st.markdown(render.text(answer["withheld"]), unsafe_allow_html=True)
+    if answer.get("restated"):
+        with st.expander("The model's first answer, replaced: it only restated the question"):
+            st.markdown(render.text(answer["restated"]), unsafe_allow_html=True)
     contradicted = [s for s in answer["sentences"] if s.get("contradicted_by")]
     if contradicted:
         st.caption(f":no_entry: {len(contradicted)} sentence(s) contradicted by a source (red; "

@@ -98,7 +98,7 @@ def provenance(answer: Answer, kb: str) -> dict[str, Any]:
     data = plain(answer.to_dict())
     return {"knowledge_base": kb, **{k: data[k] for k in (
         "text", "refused", "sources", "sentences", "warnings", "timings", "models",
-        "standalone_query", "withheld", "invalid_citations")}}
+        "standalone_query", "withheld", "restated", "invalid_citations")}}
 
 
 def usage(answer: Answer) -> dict[str, int]:
@@ -138,7 +138,7 @@ class Completion:
     def last_chunk(self, answer: Answer, kb: str, with_usage: bool) -> str:
         """Ends the stream: the finish reason and the ``rag`` field. The streamed text is what
         the model wrote; ``rag.text`` is the checked answer, which differs when rag removed an
-        unsupported citation or withheld the answer: a client shows that one."""
+        unsupported citation, withheld the answer or asked again: a client shows that one."""
         extra: dict[str, Any] = {"rag": provenance(answer, kb)}
         if with_usage:
             extra["usage"] = usage(answer)

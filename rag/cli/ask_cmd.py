@@ -57,6 +57,9 @@ def print_answer_footer(answer: Answer) -> None:
     if answer.withheld:
         stdout.print(f"\n[bold yellow]Withheld:[/] no passage supports the answer above. "
                      f"{shown(answer.text, lines=True)}", highlight=False)
+    elif answer.restated:
+        stdout.print(f"\n[bold]Asked again:[/] the answer above only restates the question; "
+                     f"rag's answer is: {shown(answer.text, lines=True)}", highlight=False)
     for state, heading, line in SENTENCE_SECTIONS:
         chosen = [s for s in answer.sentences if s.state == state]
         if chosen:

@@ -239,6 +239,10 @@ class CitationSettings(_Section):
     abstain: bool = Field(True, description=(
         "answer with the refusal when no passage supports any sentence of the model's answer "
         "(the model's text is kept in the answer's `withheld` and shown as withheld)"))
+    resamples: int = Field(4, ge=0, le=16, description=(
+        "when the model's answer to a wh-question only restates the question, sample this many "
+        "answers again from the same prompt and keep the best supported one that adds to it; "
+        "0: never"))
     gate: bool = Field(True, description=(
         "answer with the refusal, without generating, when no retrieved passage addresses the "
         "question (a model trained on SciFact claims; used with the embedder it was trained "

@@ -80,8 +80,8 @@ class Loader(Protocol):
 @runtime_checkable
 class Generator(Protocol):
     """Renders chat prompts, counts tokens with the model's tokenizer, generates in batches or
-    streams one answer. ``temperature`` and ``model`` override the configured ones per request;
-    ``models()`` lists what ``model`` may name."""
+    streams one answer, or samples ``n`` answers to one prompt. ``temperature`` and ``model``
+    override the configured ones per request; ``models()`` lists what ``model`` may name."""
 
     name: str
     context_window: int
@@ -93,4 +93,6 @@ class Generator(Protocol):
                  temperature: float | None = None, model: str | None = None) -> list[Generation]: ...
     def stream(self, prompt: str, max_tokens: int, temperature: float | None = None,
                model: str | None = None) -> Iterator[Generation]: ...
+    def sample(self, prompt: str, n: int, max_tokens: int, temperature: float,
+               model: str | None = None) -> list[Generation]: ...
     def models(self) -> list[str]: ...

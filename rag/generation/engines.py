@@ -152,7 +152,7 @@ class VllmEmbeddedGenerator(_TokenizerMixin):
         return [self.name]
 
     def _params(self, max_tokens: int, temperature: float | None, model: str | None,
-                delta: bool = False):  # noqa: ANN202
+                delta: bool = False, n: int = 1):  # noqa: ANN202
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
@@ -160,7 +160,7 @@ class VllmEmbeddedGenerator(_TokenizerMixin):
             raise GenerationError(f"the embedded engine runs {self.name!r} only, not {model!r}")
         kind = RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY
         return SamplingParams(max_tokens=max_tokens, temperature=_pick(temperature, self.settings),
-                              seed=self.settings.seed, output_kind=kind)
+                              seed=self.settings.seed, output_kind=kind, n=n)
 
     def _prompt(self, text: str):  # noqa: ANN202
         from vllm.inputs import TokensPrompt
@@ -182,6 +182,16 @@ class VllmEmbeddedGenerator(_TokenizerMixin):
                        len(o.prompt_token_ids or []), len(o.outputs[0].token_ids), elapsed)
             for o in outputs
         ]
+
+    def sample(self, prompt: str, n: int, max_tokens: int, temperature: float,
+               model: str | None = None) -> list[Generation]:
+        params = self._params(max_tokens, temperature, model, n=n)
+        with self._lock:
+            started = time.perf_counter()
+            out = self.llm.generate([self._prompt(prompt)], params, use_tqdm=False)[0]
+            elapsed = time.perf_counter() - started
+        return [Generation(o.text, o.finish_reason, len(out.prompt_token_ids or []),
+                           len(o.token_ids), elapsed) for o in out.outputs]
 
     def stream(self, prompt: str, max_tokens: int, temperature: float | None = None,
                model: str | None = None) -> Iterator[Generation]:
@@ -269,6 +279,20 @@ class VllmServedGenerator(_TokenizerMixin):
         requests = [self._request(p, max_tokens, temperature, model) for p in prompts]
         with ThreadPoolExecutor(max_workers=min(16, max(1, len(prompts)))) as pool:
             return list(pool.map(self._one, requests))
+
+    def sample(self, prompt: str, n: int, max_tokens: int, temperature: float,
+               model: str | None = None) -> list[Generation]:
+        started = time.perf_counter()
+        try:
+            r = self.client.completions.create(**self._request(prompt, max_tokens, temperature,
+                                                               model), n=n)
+        except Exception as exc:
+            raise self._fail(exc) from exc
+        prompt_tokens = r.usage.prompt_tokens if r.usage else 0
+        each = (r.usage.completion_tokens if r.usage else 0) // max(1, len(r.choices))
+        elapsed = time.perf_counter() - started
+        return [Generation(c.text, c.finish_reason, prompt_tokens, each, elapsed)
+                for c in r.choices]
 
     def stream(self, prompt: str, max_tokens: int, temperature: float | None = None,
                model: str | None = None) -> Iterator[Generation]:

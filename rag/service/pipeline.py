@@ -157,7 +157,8 @@ class Pipeline:
             self._answerer = Answerer(self.generator, self.scorer,
                                       self.settings.generator.answer_tokens,
                                       passage_budget(self.settings), c.attribute, c.abstain,
-                                      self.gate, second, self.settings.retrieval.excerpt_words)
+                                      self.gate, second, self.settings.retrieval.excerpt_words,
+                                      c.resamples)
         return self._answerer
 
     def index(

@@ -486,3 +486,64 @@ def test_beside_the_verifier_an_answer_is_withheld_only_when_the_fallback_agrees
     assert kept.withheld is None and not kept.refused
     assert kept.sentences[0].supported is False and kept.sentences[0].contradicted_by == [1]
     assert withheld.refused and withheld.withheld == unrelated
+
+
+def test_an_answer_that_only_restates_a_wh_question_is_recognised() -> None:
+    from rag.generation.answering import restates_question
+
+    asked = "Where are chunks and vectors committed per file during indexing?"
+    assert restates_question(asked, "Chunks and vectors are committed per file during "
+                                    "indexing [1].")
+    assert restates_question("Which setting makes the app trust a proxy header?",
+                             "The app trusts a proxy header [security](security.md).")
+    assert restates_question("Which setting makes the app trust a proxy header?",
+                             "The app trusts a proxy header [security.md] [1].")
+    assert not restates_question(asked, "Chunks and vectors are committed to SQLite [1].")
+    assert restates_question(asked, "Chunks and vectors are committed per file [1]. The KB "
+                                    "is written as a new snapshot [1].")  # whatever follows
+    assert not restates_question("What is the default of RAG_HOME?",
+                                 "RAG_HOME defaults to `~/.rag` [1].")  # code is an answer
+    assert not restates_question("How many chunks are committed per file?",
+                                 "12 chunks are committed per file [1].")
+    assert not restates_question(asked, REFUSAL)
+    # a claim to check or a yes/no question is answered by restating it
+    assert not restates_question("Chunks are committed per file.", "Chunks are committed per "
+                                                                     "file [1].")
+    assert not restates_question("Are chunks committed per file?", "Chunks are committed per "
+                                                                    "file [1].")
+
+
+def test_a_restated_answer_is_replaced_by_the_best_sampled_one() -> None:
+    """The model restated the question: rag samples again from the same prompt and keeps the
+    supported answer that adds something and stays on the question; the CLI says so."""
+    from click.testing import CliRunner
+
+    from rag.cli.ask_cmd import print_answer_footer
+
+    gen = ScriptedGenerator()
+    answerer = Answerer(gen, scorer(0.0), 64, resamples=3)
+    docs = [hit("Chunks and vectors are committed to SQLite per file.")]
+    asked = "Where are chunks and vectors committed per file?"
+    echo = "Chunks and vectors are committed per file [1]."
+    gen.enqueue(echo, echo, "Bananas are yellow [1].", "Chunks and vectors go to SQLite [1].")
+    pieces: list[str] = []
+    answer = answerer.answer_stream(asked, docs, RetrievalNotes(), pieces.append)
+    assert "".join(pieces).strip() == echo  # what was streamed
+    assert answer.text == "Chunks and vectors go to SQLite [1]." and answer.restated == echo
+    assert gen.options[-1][0] == pytest.approx(0.7)  # sampled, not greedy
+    assert "resample_s" in answer.timings and answer.timings["first_token_s"] is not None
+    assert any("only restated the question" in w for w in answer.warnings)
+    with CliRunner().isolation() as (out, _, _):
+        print_answer_footer(answer)
+        footer = out.getvalue().decode()
+    assert "Asked again:" in footer and "SQLite" in footer
+    # nothing better sampled: the first answer stays, with a warning
+    gen.enqueue(echo, echo, "Bananas are yellow [1].", echo)
+    kept, = answerer.answer_many([asked], [docs], [RetrievalNotes()])
+    assert kept.text == echo and kept.restated is None
+    assert any("none of 3 answers sampled again" in w for w in kept.warnings)
+    # off by default in the Answerer, and never for an answer that adds something
+    plain = Answerer(gen, scorer(0.0), 64)
+    gen.enqueue(echo)
+    assert plain.answer_many([asked], [docs], [RetrievalNotes()])[0].text == echo
+    assert not gen.queue

@@ -84,6 +84,15 @@ def test_streaming_matches_final_text(pipeline: Pipeline) -> None:
     assert answer.timings["first_token_s"] < answer.timings["generate_s"]
 
 
+def test_sampling_gives_n_answers_to_one_prompt(pipeline: Pipeline) -> None:
+    """What rag asks again with when an answer only restates the question."""
+    built = pipeline.answerer.prompt("What is the Burrows-Wheeler transform?",
+                                     pipeline.search("Burrows-Wheeler transform", k=2).hits)
+    samples = pipeline.generator.sample(built.text, 3, 24, 0.7)
+    assert len(samples) == 3 and all(s.text.strip() for s in samples)
+    assert all(s.completion_tokens <= 24 for s in samples)
+
+
 def test_injected_instructions_stay_data(pipeline: Pipeline) -> None:
     answer = pipeline.ask("How long should a boiled egg cook?", k=3)
     assert "PWNED" not in answer.text

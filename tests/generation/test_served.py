@@ -60,8 +60,9 @@ class Fake(BaseHTTPRequestHandler):
             self.wfile.write(b"data: [DONE]\n\n")
             return
         payload = {"id": "x", "object": "text_completion", "created": 0, "model": "m",
-                   "choices": [{"index": 0, "text": "Cats purr [1].", "logprobs": None,
-                                "finish_reason": "stop"}],
+                   "choices": [{"index": i, "text": f"Cats purr{' ' * i} [1].",
+                                "logprobs": None, "finish_reason": "stop"}
+                               for i in range(body.get("n", 1))],
                    "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}}
         data = json.dumps(payload).encode()
         self.send_response(200)
@@ -96,6 +97,13 @@ def test_generate_and_stream(server: tuple[str, type[Fake]]) -> None:
     assert out[0].completion_tokens == 4
     pieces = list(gen.stream("p", 16))
     assert "".join(p.text for p in pieces) == "Cats purr [1]." and pieces[-1].finish_reason == "stop"
+
+
+def test_sample_asks_for_n_answers_to_one_prompt(server: tuple[str, type[Fake]]) -> None:
+    url, handler = server
+    out = generator(url).sample("p", 3, 16, 0.7)
+    assert len({g.text for g in out}) == 3 and all(g.finish_reason == "stop" for g in out)
+    assert (handler.bodies[-1]["n"], handler.bodies[-1]["temperature"]) == (3, 0.7)
 
 
 def test_retries_a_flaky_server(server: tuple[str, type[Fake]]) -> None:

@@ -26,6 +26,7 @@ from ingest.runners import FileJob, FileMeta, Progress, Runner
 from ingest.runners.local import LocalRunner
 from rag.core.config import IngestSettings
 from rag.core.errors import Cancelled, KBError, LoadError
+from rag.core.folders import absolute
 from rag.core.protocols import Chunker, Embedder
 from rag.core.types import Chunk
 from rag.storage.kb import KnowledgeBase
@@ -124,7 +125,7 @@ def scan(root: Path) -> Scan:
     """Non-hidden regular files below ``root`` that no ``.ragignore`` on the way excludes.
     Symbolic links are followed only when they stay inside the root; pipes, sockets and
     devices are skipped (reading one could block forever). Ignored files count as gone."""
-    root = root.expanduser().absolute()
+    root = absolute(root)
     out = Scan(root)
     try:
         mode = os.stat(root).st_mode

@@ -55,13 +55,10 @@ def kb_delete(name: str, yes: bool) -> None:
 @click.option("--kb", "kb_name", help="Knowledge base name (default: settings.default_kb).")
 def kb_remove(paths: tuple[str, ...], kb_name: str | None) -> None:
     """Remove documents (by their indexed path) from a knowledge base."""
-    from pathlib import Path
-
     from rag.service.pipeline import Pipeline
 
     pipeline = Pipeline(get_settings(), kb_name)
-    absolute = [str(Path(p).expanduser().absolute()) for p in paths]
-    dropped = pipeline.remove(absolute)
-    stdout.print(f"removed {len(absolute)} file(s), {dropped} chunks", highlight=False)
+    dropped = pipeline.remove(list(paths))
+    stdout.print(f"removed {len(paths)} file(s), {dropped} chunks", highlight=False)
 
 

@@ -1,5 +1,6 @@
-"""Folders that are made once and then only read (models put together or converted on first
-use), shared by every process that may make them at the same time."""
+"""Paths as rag records them, and folders that are made once and then only read (models put
+together or converted on first use), shared by every process that may make them at the same
+time."""
 
 from __future__ import annotations
 
@@ -8,6 +9,14 @@ import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+
+
+def absolute(path: str | Path) -> Path:
+    """``path`` as a knowledge base records it: ``~`` expanded, absolute, ``.`` and ``..`` taken
+    out as the shell shows them (``rag index ../papers`` from one folder and ``rag index
+    ~/papers`` are the same files, not a second copy of each). Links are not resolved: a file is
+    known by the path it was indexed under."""
+    return Path(os.path.normpath(Path(path).expanduser().absolute()))
 
 
 def make_once(target: Path, marker: str, fill: Callable[[Path], None]) -> Path:

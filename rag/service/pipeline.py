@@ -14,6 +14,7 @@ from ingest.chunking import TokenChunker
 from ingest.indexer import Indexer, IndexReport, Progress
 from rag.core.config import GENERATOR_SMALL, Settings
 from rag.core.errors import KBError
+from rag.core.folders import absolute
 from rag.core.hardware import generator_gpu
 from rag.core.protocols import Embedder, Generator, Reranker, Retriever
 from rag.core.types import Hit, RetrievalNotes
@@ -190,17 +191,19 @@ class Pipeline:
 
     def remove(self, paths: Sequence[str]) -> int:
         """Take documents out of the KB and publish a snapshot without them; returns the number
-        of chunks dropped. Waits for no one: a running indexing job makes this a KBError."""
+        of chunks dropped. A path is taken as recorded, else as ``absolute`` records it. Waits
+        for no one: a running indexing job makes this a KBError."""
         # Not under self._lock: searches go on with the live snapshot while the new one builds.
         kb = KnowledgeBase(self.kb.name, self.settings)
         try:
             with kb.writer():
                 kb.require()
                 known = kb.store.files()
-                missing = [p for p in paths if p not in known]
+                recorded = [p if p in known else str(absolute(p)) for p in paths]
+                missing = [p for p, r in zip(paths, recorded, strict=True) if r not in known]
                 if missing:
                     raise KBError(f"not in knowledge base {kb.name!r}: {', '.join(missing)}")
-                dropped = kb.store.remove_files(paths)
+                dropped = kb.store.remove_files(recorded)
                 kb.publish(self.embedder.dim)
         finally:
             kb.close()

@@ -200,3 +200,17 @@ def test_ragignore_keeps_files_out_and_takes_out_what_it_newly_names(
     assert report.removed == 1
     assert not fake_pipeline.search("herons", mode="bm25").hits
     assert fake_pipeline.search("otters", mode="bm25").hits
+
+
+def test_a_folder_given_by_another_path_is_the_same_files(fake_pipeline: Pipeline,
+                                                          tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rag index ../docs` and `rag index /abs/docs` record one copy of each file."""
+    docs = write_corpus(tmp_path / "docs")
+    (tmp_path / "work").mkdir()
+    first = fake_pipeline.index([docs])
+    monkeypatch.chdir(tmp_path / "work")
+    again = fake_pipeline.index([Path("../docs/./")])
+    assert again.indexed == 0 and again.unchanged == first.indexed
+    recorded = [f.path for f in fake_pipeline.documents()]
+    assert len(recorded) == first.indexed and all(p.startswith(f"{docs}/") for p in recorded)

@@ -109,10 +109,10 @@ def read_regular(path: Path, max_bytes: int, root: str | None = None) -> tuple[o
 
 
 # What a file yields changes with the loaders and the chunker (OCR, text cleaning, new formats,
-# PDF tables, table headers too wide to repeat, fenced code cut between lines): their version
-# is part of each file's recorded digest, so files indexed by older ones are read again by the
-# next run; chunks whose text did not change keep their vectors.
-LOADER_VERSION = 5
+# PDF tables, table headers too wide to repeat, fenced code cut between lines, compounds kept
+# at line ends): their version is part of each file's recorded digest, so files indexed by older
+# ones are read again by the next run; chunks whose text did not change keep their vectors.
+LOADER_VERSION = 6
 
 
 def file_digest(data: bytes) -> str:

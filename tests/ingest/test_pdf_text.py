@@ -45,10 +45,12 @@ def test_presentation_forms_unfold_and_meaningful_forms_stay() -> None:
 
 def test_line_end_hyphens() -> None:
     pages = ["the transduc-\ntion model, ap-\n  proximately so; a self-\nattention layer",
-             "self-attention again; see Sec-\nTion 3 and pages 10-\n20"]
+             "self-attention again; see Sec-\nTion 3 and pages 10-\n20",
+             "a shared source-\ntarget vocabulary, move-to-\nfront coding; Ko-\nray wrote"]
     assert dehyphenate(pages) == [
         "the transduction model, approximately so; a self-attention layer",
-        "self-attention again; see Sec-\nTion 3 and pages 10-\n20"]
+        "self-attention again; see Sec-\nTion 3 and pages 10-\n20",
+        "a shared source-target vocabulary, move-to-front coding; Koray wrote"]
 
 
 def test_private_use_ligatures_are_recovered_by_the_words_they_make() -> None:

@@ -121,6 +121,13 @@ def _ignored(path: str, is_dir: bool, rules: list[tuple[str, pathspec.GitIgnoreS
     return False
 
 
+def _as_scanned(recorded: str) -> str:
+    """A recorded path as ``scan`` would name it now: files an older rag recorded with ``..`` in
+    their path ("/home/me/work/../papers/a.pdf") belong to their folder, so indexing it again
+    replaces them by their normal path instead of keeping both."""
+    return str(absolute(recorded))
+
+
 def scan(root: Path) -> Scan:
     """Non-hidden regular files below ``root`` that no ``.ragignore`` on the way excludes.
     Symbolic links are followed only when they stay inside the root; pipes, sockets and
@@ -206,7 +213,7 @@ class Indexer:
                               + " (the knowledge base was not changed)")
             manifest = {} if rebuild else self.kb.store.files()
             for s in scans:
-                known = sum(1 for p in manifest if under(p, str(s.root)))
+                known = sum(1 for p in manifest if under(_as_scanned(p), str(s.root)))
                 if not s.missing and not s.files and not s.skipped and known:
                     s.missing = "folder is empty (not mounted?)"
                 if s.missing and not prune:
@@ -227,7 +234,8 @@ class Indexer:
             self.runner.process(self._changed(scans, manifest, seen, progress, cancel), self,
                                 progress, cancel)
             roots = [s.root for s in scans if prune or not s.missing]
-            gone = [p for p in manifest if p not in seen and any(under(p, str(r)) for r in roots)]
+            gone = [p for p in manifest
+                    if p not in seen and any(under(_as_scanned(p), str(r)) for r in roots)]
             report.chunks_removed += store.remove_files(gone)
             report.removed = len(gone)
             if rebuild and not report.indexed:

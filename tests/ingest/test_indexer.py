@@ -214,3 +214,18 @@ def test_a_folder_given_by_another_path_is_the_same_files(fake_pipeline: Pipelin
     assert again.indexed == 0 and again.unchanged == first.indexed
     recorded = [f.path for f in fake_pipeline.documents()]
     assert len(recorded) == first.indexed and all(p.startswith(f"{docs}/") for p in recorded)
+
+
+def test_files_recorded_with_dots_by_an_older_rag_are_replaced_not_kept_twice(
+        fake_pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = write_corpus(tmp_path / "docs")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    with monkeypatch.context() as old:  # paths as rag recorded them before it normalised them
+        old.setattr("ingest.indexer.absolute", lambda p: Path(p).expanduser().absolute())
+        first = fake_pipeline.index([Path("../docs")])
+    assert all("/../" in f.path for f in fake_pipeline.documents())
+    again = fake_pipeline.index([Path("../docs")])
+    assert again.removed == first.indexed
+    recorded = [f.path for f in fake_pipeline.documents()]
+    assert len(recorded) == first.indexed and all(p.startswith(f"{docs}/") for p in recorded)

@@ -8,8 +8,8 @@ import pytest
 
 from rag.core.errors import KBError
 from rag.core.text import REFUSAL
-from rag.core.types import Chunk, Hit, RetrievalNotes, Source
-from rag.generation.answering import Answerer
+from rag.core.types import Chunk, Generation, Hit, RetrievalNotes, Source
+from rag.generation.answering import Answerer, finished_sentences
 from rag.generation.prompting import build_prompt, messages, source_block
 from rag.grounding.answerability import GATE_FEATURES, GATE_FILE, AnswerabilityGate
 from rag.grounding.citations import (
@@ -547,3 +547,13 @@ def test_a_restated_answer_is_replaced_by_the_best_sampled_one() -> None:
     gen.enqueue(echo)
     assert plain.answer_many([asked], [docs], [RetrievalNotes()])[0].text == echo
     assert not gen.queue
+
+
+def test_a_sample_cut_off_keeps_the_sentences_it_finished() -> None:
+    cut = Generation("Chunks go to SQLite [1]. Vectors go there too [2]. The indexes are wr",
+                     "length", 10, 64)
+    assert finished_sentences(cut).text == "Chunks go to SQLite [1]. Vectors go there too [2]."
+    assert finished_sentences(cut).finish_reason == "stop"
+    assert finished_sentences(Generation("The indexes are wr", "length")) is None
+    whole = Generation("Chunks go to SQLite [1].", "stop")
+    assert finished_sentences(whole) is whole

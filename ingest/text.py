@@ -90,7 +90,8 @@ def recover_ligatures(pages: list[str]) -> tuple[list[str], dict[str, str]]:
 
 def _compound(left: str, right: str) -> bool:
     """A hyphenated compound, not a word broken in two: two common words ("source", "target")
-    that make no known word together ("sourcetarget")."""
+    that make no known word together ("sourcetarget"). A capitalised first part is left out: it
+    is more often a name broken in two ("Ko-\nray")."""
     from wordfreq import zipf_frequency
 
     return (left.islower() and zipf_frequency(left + right, "en") < KNOWN_ZIPF

@@ -116,7 +116,9 @@ def finished_sentences(gen: Generation) -> Generation | None:
     finished none); a sample that ended by itself as it is."""
     if gen.finish_reason != "length":
         return gen
-    sentences = [text for text, _ in split_sentences(gen.text)][:-1]
+    sentences = [text for text, _ in split_sentences(gen.text)]
+    if not gen.text.rstrip().endswith((".", "!", "?")):  # cut inside its last sentence
+        sentences = sentences[:-1]
     if not sentences:
         return None
     return replace(gen, text=" ".join(sentences), finish_reason="stop")

@@ -20,11 +20,11 @@ import gc
 import json
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from common import temporary_home
 
 from eval.answers import load_questions, rate, score
 from rag.core.config import Settings, load_settings
@@ -129,7 +129,8 @@ def main() -> None:
     parser.add_argument("--no-batch", action="store_true", help="only the one-at-a-time configs")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    os.environ.setdefault("RAG_HOME", tempfile.mkdtemp(prefix="rag-bench-"))
+    if "RAG_HOME" not in os.environ:
+        os.environ["RAG_HOME"] = str(temporary_home())
     questions = load_questions(args.questions)
     port = free_port()
     base = load_settings()

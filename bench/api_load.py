@@ -21,13 +21,13 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import psutil
+from common import temporary_home
 
 from eval.answers import load_questions
 from rag.core.hardware import cpu_name, native_bf16_cpu
@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="rag-bench-api-"))
+    home = temporary_home("rag-bench-api-")
     env = dict(os.environ, RAG_HOME=str(home), VLLM_SERVER_DEV_MODE="1")
     rag = [sys.executable, "-m", "rag.cli.main"]
     subprocess.run([*rag, "index", str(args.corpus), "--kb", "papers"], env=env, check=True)

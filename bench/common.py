@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -21,8 +23,16 @@ def scifact_args(doc: str | None, out: str, parser: argparse.ArgumentParser | No
     parser.add_argument("--scifact", type=Path, default=SHARED / "datasets" / "scifact")
     parser.add_argument("--out", type=Path, default=RESULTS / out)
     args = parser.parse_args()
-    os.environ["RAG_HOME"] = tempfile.mkdtemp(prefix="rag-bench-")
+    os.environ["RAG_HOME"] = str(temporary_home())
     return args
+
+
+def temporary_home(prefix: str = "rag-bench-") -> Path:
+    """A new RAG_HOME for this run, deleted when the run ends: the run converts the bundled
+    generator into it (3.5 GB for the 1.5B model), which would otherwise pile up in /tmp."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    return home
 
 
 def latency(pipeline, queries: list[str], mode: str) -> dict[str, float]:  # noqa: ANN001

@@ -8,9 +8,10 @@ import argparse
 import gc
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
+
+from common import temporary_home
 
 from rag.core.config import load_settings
 from rag.service.pipeline import Pipeline
@@ -71,7 +72,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    os.environ.setdefault("RAG_HOME", tempfile.mkdtemp(prefix="rag-bench-"))
+    if "RAG_HOME" not in os.environ:
+        os.environ["RAG_HOME"] = str(temporary_home())
     pipeline = Pipeline(load_settings(), "docs")
     pipeline.index([DOCS])
     prompts = [pipeline.answerer.prompt(q, pipeline.search(q, k=3).hits).text for q in QUESTIONS]

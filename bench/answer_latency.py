@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import httpx
-from common import temporary_home
+from common import throwaway_folder
 
 from eval.answers import load_questions, rate, score
 from rag.core.config import Settings, load_settings
@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     if "RAG_HOME" not in os.environ:
-        os.environ["RAG_HOME"] = str(temporary_home())
+        os.environ["RAG_HOME"] = str(throwaway_folder())
     questions = load_questions(args.questions)
     port = free_port()
     base = load_settings()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 import psutil
-from common import temporary_home
+from common import throwaway_folder
 
 from eval.answers import load_questions
 from rag.core.hardware import cpu_name, native_bf16_cpu
@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    home = temporary_home("rag-bench-api-")
+    home = throwaway_folder("rag-bench-api-")
     env = dict(os.environ, RAG_HOME=str(home), VLLM_SERVER_DEV_MODE="1")
     rag = [sys.executable, "-m", "rag.cli.main"]
     subprocess.run([*rag, "index", str(args.corpus), "--kb", "papers"], env=env, check=True)

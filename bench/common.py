@@ -1,4 +1,4 @@
-"""What the SciFact benchmarks share: their arguments, a throwaway RAG_HOME, and latency."""
+"""What the benchmarks share: SciFact arguments, throwaway folders, and latency."""
 
 from __future__ import annotations
 
@@ -23,13 +23,14 @@ def scifact_args(doc: str | None, out: str, parser: argparse.ArgumentParser | No
     parser.add_argument("--scifact", type=Path, default=SHARED / "datasets" / "scifact")
     parser.add_argument("--out", type=Path, default=RESULTS / out)
     args = parser.parse_args()
-    os.environ["RAG_HOME"] = str(temporary_home())
+    os.environ["RAG_HOME"] = str(throwaway_folder())
     return args
 
 
-def temporary_home(prefix: str = "rag-bench-") -> Path:
-    """A new RAG_HOME for this run, deleted when the run ends: the run converts the bundled
-    generator into it (3.5 GB for the 1.5B model), which would otherwise pile up in /tmp."""
+def throwaway_folder(prefix: str = "rag-bench-") -> Path:
+    """A new folder for this run (a RAG_HOME, a corpus, a model), deleted when the run ends: a
+    RAG_HOME holds the bundled generator converted for vLLM (3.5 GB for the 1.5B model), and
+    such folders piled up in /tmp until the disk was full."""
     home = Path(tempfile.mkdtemp(prefix=prefix))
     atexit.register(shutil.rmtree, home, ignore_errors=True)
     return home

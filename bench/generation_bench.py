@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from common import temporary_home
+from common import throwaway_folder
 
 from rag.core.config import load_settings
 from rag.service.pipeline import Pipeline
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     if "RAG_HOME" not in os.environ:
-        os.environ["RAG_HOME"] = str(temporary_home())
+        os.environ["RAG_HOME"] = str(throwaway_folder())
     pipeline = Pipeline(load_settings(), "docs")
     pipeline.index([DOCS])
     prompts = [pipeline.answerer.prompt(q, pipeline.search(q, k=3).hits).text for q in QUESTIONS]

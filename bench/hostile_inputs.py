@@ -19,7 +19,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +26,8 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests' hostile files
+from common import throwaway_folder  # noqa: E402
+
 from rag.core.hardware import cpu_name  # noqa: E402
 from tests import hostile  # noqa: E402
 
@@ -46,7 +47,7 @@ LIMIT_MB = 1536
 
 
 def run_case(name: str, data: bytes) -> dict[str, object]:
-    work = Path(tempfile.mkdtemp(prefix="rag-hostile-"))
+    work = throwaway_folder("rag-hostile-")
     (work / "docs").mkdir()
     (work / "docs" / name).write_bytes(data)
     env = {**os.environ, "RAG_HOME": str(work / "home"), "HF_HUB_OFFLINE": "1"}

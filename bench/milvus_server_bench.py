@@ -14,12 +14,10 @@ import argparse
 import contextlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
-from common import latency, scifact_args
+from common import latency, scifact_args, throwaway_folder
 
 from eval.retrieval import BeirDataset, evaluate
 from rag.core.config import load_settings
@@ -40,7 +38,7 @@ def standalone(uri: str) -> Iterator[str]:
     import milvus
 
     server = milvus.MilvusServer(wait_for_started=True)
-    server.set_base_dir(tempfile.mkdtemp(prefix="milvus-bench-"))
+    server.set_base_dir(str(throwaway_folder("milvus-bench-")))
     server.show_startup_banner = False
     try:
         server.start()
@@ -71,7 +69,7 @@ def main() -> None:
                                                     in evaluate(faiss, data, ["dense", "bm25",
                                                                               "hybrid"])}}
     faiss.kb.close()
-    bulk_store = args.bulk_store or tempfile.mkdtemp(prefix="milvus-import-")
+    bulk_store = args.bulk_store or str(throwaway_folder("milvus-import-"))
     with standalone(args.uri) as uri:
         index = {"backend": "milvus", "milvus_uri": uri, "kind": "hnsw",
                  "milvus_bulk_store": bulk_store}
@@ -89,7 +87,7 @@ def main() -> None:
             if name == "bulk_import":  # a small update (upserts) into the live collection
                 pipeline.kb.close()
                 pipeline = Pipeline(load_settings(index=index), "scifact", embedder=embedder)
-                extra = Path(tempfile.mkdtemp(prefix="update-"))
+                extra = throwaway_folder("update-")
                 for file, text in NEW_FILES.items():
                     (extra / file).write_text(text + "\n")
                 started = time.perf_counter()

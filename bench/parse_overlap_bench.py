@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from pathlib import Path
 from unittest import mock
+
+from common import throwaway_folder
 
 from ingest.parsing import ParseWorker
 from rag.core.config import load_settings
@@ -50,7 +51,7 @@ def main() -> None:
     parser.add_argument("--papers", type=Path, default=PAPERS)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    os.environ["RAG_HOME"] = tempfile.mkdtemp(prefix="rag-overlap-")
+    os.environ["RAG_HOME"] = str(throwaway_folder("rag-overlap-"))
     settings = load_settings()
     embedder = None
     runs: dict[str, list[float]] = {"sequential": [], "overlapped": []}

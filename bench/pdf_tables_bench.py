@@ -13,9 +13,10 @@ import argparse
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
+
+from common import throwaway_folder
 
 from ingest.loaders import load_file
 from rag.core.config import load_settings
@@ -52,7 +53,7 @@ def main() -> None:
     parser.add_argument("--papers", type=Path, default=PAPERS)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="rag-tables-"))
+    folder = throwaway_folder("rag-tables-")
     for name in FILES:
         shutil.copy(args.papers / name, folder / name)
     os.environ["RAG_HOME"] = str(folder / "home")

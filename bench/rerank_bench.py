@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, SHARED, temporary_home
+from common import RESULTS, SHARED, throwaway_folder
 
 from eval.retrieval import BeirDataset, evaluate
 from rag.core.config import load_settings
@@ -33,7 +33,7 @@ def main() -> None:
     if args.home:
         os.environ["RAG_HOME"] = str(args.home)
     else:
-        os.environ["RAG_HOME"] = str(temporary_home())
+        os.environ["RAG_HOME"] = str(throwaway_folder())
     settings = load_settings()
     data = BeirDataset.load(args.scifact, "test")
     pipeline = Pipeline(settings, "beir-scifact")

@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
-from common import SHARED, scifact_args
+from common import SHARED, scifact_args, throwaway_folder
 
 from eval.scifact import SciFact
 from eval.training.cross_encoders import Recipe, train
@@ -44,7 +43,7 @@ def main() -> None:
         "training": {}, "verifier_dev": {}}
     for name, bf16 in (("float32", False), ("bf16 autocast", True)):
         recipe = Recipe(base, 3, 1, 5e-5, 16, 160)
-        trained = train(recipe, columns, Path(tempfile.mkdtemp(prefix="rag-train-")), bf16=bf16)
+        trained = train(recipe, columns, throwaway_folder("rag-train-"), bf16=bf16)
         result["training"][name] = {  # type: ignore[index]
             "seconds": trained.seconds,
             "examples_per_s": round(len(examples) / trained.seconds, 1)}

@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from common import throwaway_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "ui.json"
@@ -77,7 +76,7 @@ def one(browser, url: str, question: str) -> dict[str, float]:  # noqa: ANN001
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
-    home = Path(tempfile.mkdtemp(prefix="rag-ui-bench-"))
+    home = throwaway_folder("rag-ui-bench-")
     models = Path("~/.rag/models").expanduser()
     if models.is_dir():
         (home / "models").parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +122,6 @@ def main() -> None:
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
-        shutil.rmtree(home, ignore_errors=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

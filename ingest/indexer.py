@@ -212,8 +212,9 @@ class Indexer:
                 raise KBError("; ".join(f"{s.root}: {s.missing}" for s in missing)
                               + " (the knowledge base was not changed)")
             manifest = {} if rebuild else self.kb.store.files()
+            scanned = {p: _as_scanned(p) for p in manifest}
             for s in scans:
-                known = sum(1 for p in manifest if under(_as_scanned(p), str(s.root)))
+                known = sum(1 for p in scanned.values() if under(p, str(s.root)))
                 if not s.missing and not s.files and not s.skipped and known:
                     s.missing = "folder is empty (not mounted?)"
                 if s.missing and not prune:
@@ -234,8 +235,8 @@ class Indexer:
             self.runner.process(self._changed(scans, manifest, seen, progress, cancel), self,
                                 progress, cancel)
             roots = [s.root for s in scans if prune or not s.missing]
-            gone = [p for p in manifest
-                    if p not in seen and any(under(_as_scanned(p), str(r)) for r in roots)]
+            gone = [p for p, as_scanned in scanned.items()
+                    if p not in seen and any(under(as_scanned, str(r)) for r in roots)]
             report.chunks_removed += store.remove_files(gone)
             report.removed = len(gone)
             if rebuild and not report.indexed:

@@ -46,3 +46,29 @@ def latency(pipeline, queries: list[str], mode: str) -> dict[str, float]:  # noq
         times.append((time.perf_counter() - t) * 1000)
     return {"p50_ms": round(float(np.percentile(times, 50)), 1),
             "p95_ms": round(float(np.percentile(times, 95)), 1)}
+
+
+def right_doc_ranks(pipeline, questions: Path, k: int = 10, rerank: bool = False  # noqa: ANN001
+                    ) -> list[int | None]:
+    """For each answerable question of the set, the rank of the first hit from its right
+    document in ``pipeline``'s search (None: not in the top ``k``)."""
+    from eval.answers import load_questions
+
+    ranks = []
+    for q in load_questions(questions):
+        if q.unanswerable or not q.right_docs:
+            continue
+        hits = pipeline.search(q.query or q.question, k=k, rerank=rerank).hits
+        names = [Path(h.chunk.source).name for h in hits]
+        right = {Path(d).name for d in q.right_docs}
+        ranks.append(next((i for i, n in enumerate(names, 1) if n in right), None))
+    return ranks
+
+
+def shares(ranks: list[int | None], *cuts: int) -> dict[str, float]:
+    """The share of ``ranks`` at rank 1 (``rank1``) and within each of ``cuts`` (``topN``)."""
+    n = max(len(ranks), 1)
+    out = {"questions": len(ranks), "rank1": round(sum(r == 1 for r in ranks) / n, 3)}
+    out.update({f"top{c}": round(sum(r is not None and r <= c for r in ranks) / n, 3)
+                for c in cuts})
+    return out

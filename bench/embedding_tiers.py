@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import RESULTS, SHARED
+from common import RESULTS, SHARED, right_doc_ranks, shares
 
 ROOT = Path(__file__).resolve().parents[1]
 RAG = [sys.executable, "-m", "rag.cli.main"]
@@ -37,7 +37,6 @@ def rag(env: dict[str, str], *args: str) -> dict:
 def rank_of_right_doc(home: Path, model: str) -> dict[str, dict[str, float]]:
     """Per question set: answerable questions with the right document at hybrid rank 1, top 5."""
     os.environ.update(RAG_HOME=str(home), RAG_EMBEDDER__MODEL=model)
-    from eval.answers import load_questions
     from rag.core.config import load_settings
     from rag.service.pipeline import Pipeline
 
@@ -46,17 +45,8 @@ def rank_of_right_doc(home: Path, model: str) -> dict[str, dict[str, float]]:
     for name, corpus in SETS.items():
         pipeline = Pipeline(settings, name)
         pipeline.index([corpus])
-        ranks = []
-        for q in load_questions(ROOT / "eval" / "questions" / f"{name}.jsonl"):
-            if q.unanswerable or not q.right_docs:
-                continue
-            hits = pipeline.search(q.query or q.question, k=10).hits
-            names = [Path(h.chunk.source).name for h in hits]
-            right = {Path(d).name for d in q.right_docs}
-            ranks.append(next((i for i, n in enumerate(names, 1) if n in right), None))
-        out[name] = {"questions": len(ranks),
-                     "rank1": round(sum(r == 1 for r in ranks) / len(ranks), 3),
-                     "top5": round(sum(r is not None and r <= 5 for r in ranks) / len(ranks), 3)}
+        ranks = right_doc_ranks(pipeline, ROOT / "eval" / "questions" / f"{name}.jsonl")
+        out[name] = shares(ranks, 5)
     return out
 
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import httpx
-from common import throwaway_folder
+from common import home_unless_set
 
 from eval.answers import load_questions, rate, score
 from rag.core.config import Settings, load_settings
@@ -129,8 +129,7 @@ def main() -> None:
     parser.add_argument("--no-batch", action="store_true", help="only the one-at-a-time configs")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    if "RAG_HOME" not in os.environ:
-        os.environ["RAG_HOME"] = str(throwaway_folder())
+    home_unless_set()
     questions = load_questions(args.questions)
     port = free_port()
     base = load_settings()

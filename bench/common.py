@@ -36,6 +36,14 @@ def throwaway_folder(prefix: str = "rag-bench-") -> Path:
     return home
 
 
+def home_unless_set() -> Path:
+    """RAG_HOME as the caller set it (to reuse its models and indexes), else a throwaway one,
+    set in the environment for this run."""
+    if "RAG_HOME" not in os.environ:
+        os.environ["RAG_HOME"] = str(throwaway_folder())
+    return Path(os.environ["RAG_HOME"])
+
+
 def latency(pipeline, queries: list[str], mode: str) -> dict[str, float]:  # noqa: ANN001
     """p50/p95 of one search per query (after one warm-up search)."""
     pipeline.search(queries[0], mode=mode)

@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from common import throwaway_folder
+from common import home_unless_set
 
 from rag.core.config import load_settings
 from rag.service.pipeline import Pipeline
@@ -72,8 +72,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    if "RAG_HOME" not in os.environ:
-        os.environ["RAG_HOME"] = str(throwaway_folder())
+    home_unless_set()
     pipeline = Pipeline(load_settings(), "docs")
     pipeline.index([DOCS])
     prompts = [pipeline.answerer.prompt(q, pipeline.search(q, k=3).hits).text for q in QUESTIONS]

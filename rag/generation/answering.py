@@ -13,6 +13,7 @@ from rag.core.types import Generation, Hit, RetrievalNotes, Source, SourceRecord
 from rag.generation.prompting import EXAMPLE_SHINGLES, BuiltPrompt, adds_nothing, build_prompt, shingles
 from rag.grounding.answerability import QUESTION_WORDS, AnswerabilityGate, gate_passage
 from rag.grounding.citations import (
+    CITATION,
     CitationReport,
     Sentence,
     check,
@@ -117,7 +118,7 @@ def finished_sentences(gen: Generation) -> Generation | None:
     if gen.finish_reason != "length":
         return gen
     sentences = [text for text, _ in split_sentences(gen.text)]
-    if not gen.text.rstrip().endswith((".", "!", "?")):  # cut inside its last sentence
+    if not CITATION.sub("", gen.text).rstrip().endswith((".", "!", "?")):  # cut inside it
         sentences = sentences[:-1]
     if not sentences:
         return None

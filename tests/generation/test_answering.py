@@ -557,5 +557,7 @@ def test_a_sample_cut_off_keeps_the_sentences_it_finished() -> None:
     assert finished_sentences(Generation("The indexes are wr", "length")) is None
     ended = Generation("Chunks go to SQLite [1]. Vectors too [2].", "length")
     assert finished_sentences(ended).text == "Chunks go to SQLite [1]. Vectors too [2]."
+    cited_after = Generation("Chunks go to SQLite [1]. Vectors too. [2]", "length")
+    assert finished_sentences(cited_after).text == "Chunks go to SQLite [1]. Vectors too. [2]"
     whole = Generation("Chunks go to SQLite [1].", "stop")
     assert finished_sentences(whole) is whole
